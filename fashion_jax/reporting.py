@@ -1,0 +1,134 @@
+"""What a run writes for people and for later analysis: config.json, history.jsonl, results.json,
+TensorBoard scalars and progress lines.
+
+TensorBoard events are written by the `tensorboard` package's own EventFileWriter, which needs no
+TensorFlow (accelerator images often lack it). `config.report.writer='clu'` uses clu's writers instead,
+which import TensorFlow; 'none' leaves only the JSON files and stdout.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+from fashion_jax.errors import UserError
+
+WRITERS = ('tensorboard', 'clu', 'none')
+
+
+def write_json_atomic(path, obj):
+  """Writes JSON to `path` through a temporary file and a rename: readers never see half a file."""
+  directory = os.path.dirname(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.' + os.path.basename(path) + '.')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      json.dump(obj, f, indent=2, sort_keys=False)
+      f.write('\n')
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def read_history(workdir):
+  """The per-epoch records of history.jsonl, in order (an empty list before the first epoch)."""
+  path = os.path.join(workdir, 'history.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class _TensorBoardScalars:
+  """Scalars into TensorBoard event files through the `tensorboard` package alone."""
+
+  def __init__(self, logdir):
+    # pylint: disable=g-import-not-at-top
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
+    self._writer = EventFileWriter(logdir)
+
+  def write_scalars(self, step, scalars):
+    values = [self._summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
+    self._writer.add_event(self._event_pb2.Event(
+        wall_time=time.time(), step=int(step), summary=self._summary_pb2.Summary(value=values)))
+    self._writer.flush()
+
+  def close(self):
+    self._writer.close()
+
+
+class _CluScalars:
+  """clu's metric writers (they write through TensorFlow)."""
+
+  def __init__(self, logdir):
+    try:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+      from clu import metric_writers  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise UserError('config.report.writer=\'clu\' needs tensorflow installed; use \'tensorboard\'') from None
+    tf.config.set_visible_devices([], 'GPU')  # keep TF off the accelerator JAX uses
+    self._writer = metric_writers.create_default_writer(logdir, just_logging=False, asynchronous=False)
+
+  def write_scalars(self, step, scalars):
+    self._writer.write_scalars(int(step), scalars)
+    self._writer.flush()
+
+  def close(self):
+    self._writer.close()
+
+
+class Reporter:
+  """Writes a run's files into `workdir`. Only the primary process (process 0) writes anything."""
+
+  def __init__(self, workdir, writer='tensorboard', is_primary=True, stream=sys.stdout):
+    if writer not in WRITERS:
+      raise UserError(f'config.report.writer={writer!r}: expected one of {WRITERS}')
+    self.workdir = workdir
+    self.is_primary = is_primary
+    self._stream = stream
+    self._scalars = None
+    if is_primary and writer != 'none':
+      self._scalars = (_TensorBoardScalars if writer == 'tensorboard' else _CluScalars)(workdir)
+
+  @property
+  def history_path(self):
+    return os.path.join(self.workdir, 'history.jsonl')
+
+  def say(self, line):
+    if self.is_primary:
+      print(line, file=self._stream, flush=True)
+
+  def write_json(self, name, obj):
+    if self.is_primary:
+      write_json_atomic(os.path.join(self.workdir, name), obj)
+
+  def keep_history(self, num_epochs):
+    """Drops history lines past `num_epochs` (they were written after the checkpoint we resume from)."""
+    if not self.is_primary:
+      return
+    kept = [r for r in read_history(self.workdir) if r['epoch'] <= num_epochs]
+    with open(self.history_path + '.tmp', 'w') as f:
+      f.writelines(json.dumps(r) + '\n' for r in kept)
+    os.replace(self.history_path + '.tmp', self.history_path)
+
+  def epoch_done(self, record):
+    """Appends one epoch's record to history.jsonl and its numbers to TensorBoard."""
+    if not self.is_primary:
+      return
+    with open(self.history_path, 'a') as f:
+      f.write(json.dumps(record) + '\n')
+    if self._scalars:
+      self._scalars.write_scalars(record['epoch'], {
+          k: v for k, v in record.items() if isinstance(v, (int, float)) and k != 'epoch'})
+
+  def close(self):
+    if self._scalars:
+      self._scalars.close()

@@ -1,0 +1,71 @@
+"""Checks a config before any data is read or anything compiles; each problem is a one-line UserError."""
+
+import math
+
+from fashion_jax import augment, parallel, reporting
+from fashion_jax.errors import UserError
+from fashion_jax.models import DTYPES, MODELS, fast_conv
+
+
+def _require(ok, setting, value, expected):
+  if not ok:
+    raise UserError(f'config.{setting}={value!r}: expected {expected}')
+
+
+def _int(config, setting, minimum):
+  value = config
+  for part in setting.split('.'):
+    value = value[part]
+  _require(isinstance(value, int) and not isinstance(value, bool) and value >= minimum, setting, value,
+           f'an integer >= {minimum}')
+  return value
+
+
+def _number(config, setting):
+  value = config
+  for part in setting.split('.'):
+    value = value[part]
+  _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+           setting, value, 'a finite number')
+  return value
+
+
+def _choice(value, setting, choices):
+  _require(value in choices, setting, value, f'one of {tuple(choices)}')
+
+
+def validate(config):
+  """Raises UserError naming the first bad setting of `config`."""
+  _choice(config.model, 'model', MODELS)
+  _int(config, 'seed', 0)
+  _int(config, 'batch_size', 1)
+  _int(config, 'eval_batch_size', 1)
+  epochs = _int(config, 'num_epochs', 0) + _int(config, 'augment_epochs', 0)
+  _require(epochs > 0, 'num_epochs', config.num_epochs, 'num_epochs + augment_epochs > 0')
+  _require(_number(config, 'learning_rate') > 0, 'learning_rate', config.learning_rate, 'a number > 0')
+  for beta in ('adam_b1', 'adam_b2'):
+    _require(0 <= _number(config, beta) < 1, beta, config[beta], 'a number in [0, 1)')
+  _require(_number(config, 'adam_eps') > 0, 'adam_eps', config.adam_eps, 'a number > 0')
+  augment.Ranges.from_config(config.augment)
+  _choice(config.data.source, 'data.source', ('idx', 'tfds'))
+  _require(0 < _number(config, 'data.val_fraction') < 1, 'data.val_fraction', config.data.val_fraction,
+           'a fraction strictly between 0 and 1')
+  _int(config, 'data.split_seed', 0)
+  _int(config, 'data.train_limit', 0)
+  _int(config, 'data.eval_limit', 0)
+  _choice(config.parallel, 'parallel', parallel.MODES)
+  _choice(config.conv_impl, 'conv_impl', ('auto',) + fast_conv.IMPLS)
+  _choice(config.dtype, 'dtype', DTYPES)
+  _int(config, 'steps_per_call', 0)
+  _int(config, 'checkpoint_every_steps', 0)
+  _choice(config.report.writer, 'report.writer', reporting.WRITERS)
+  _require(_number(config, 'report.progress_seconds') >= 0, 'report.progress_seconds',
+           config.report.progress_seconds, 'a number >= 0')
+
+
+def check_devices(config, num_devices):
+  """Batch sizes must split evenly over the devices: refused here, before anything compiles."""
+  for setting in ('batch_size', 'eval_batch_size'):
+    if config[setting] % num_devices:
+      raise UserError(f'config.{setting}={config[setting]} is not divisible by the {num_devices} devices '
+                      f'of config.parallel={config.parallel!r}')

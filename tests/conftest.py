@@ -1,0 +1,77 @@
+"""Shared test set-up: 8 forced CPU devices (for the parallel-mode tests) and small IDX data sets."""
+
+import gzip
+import os
+import struct
+
+# Must happen before JAX starts: every test process sees 8 CPU devices. Tests that do not exercise
+# parallelism use config.parallel='single'.
+os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                           ' --xla_force_host_platform_device_count=8').strip()
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+REAL_DATA_DIR = '/usr/share/datasets/fashion-mnist'
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def idx_bytes(array):
+  """IDX encoding of a uint8 array (magic 0x08 = unsigned byte, then the number of dimensions)."""
+  header = struct.pack('>I', 0x0800 | array.ndim) + struct.pack('>' + 'I' * array.ndim, *array.shape)
+  return header + np.ascontiguousarray(array, np.uint8).tobytes()
+
+
+def write_idx_dir(directory, n_train=600, n_test=100, seed=0, compress=True):
+  """Writes four small IDX files (random images, labels cycling 0..9); returns the arrays."""
+  rng = np.random.default_rng(seed)
+  arrays = {
+      'train-images-idx3-ubyte': rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+      'train-labels-idx1-ubyte': (np.arange(n_train) % 10).astype(np.uint8),
+      't10k-images-idx3-ubyte': rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+      't10k-labels-idx1-ubyte': (np.arange(n_test) % 10).astype(np.uint8),
+  }
+  os.makedirs(directory, exist_ok=True)
+  for name, array in arrays.items():
+    raw = idx_bytes(array)
+    if compress:
+      with gzip.open(os.path.join(directory, name + '.gz'), 'wb') as f:
+        f.write(raw)
+    else:
+      with open(os.path.join(directory, name), 'wb') as f:
+        f.write(raw)
+  return arrays
+
+
+@pytest.fixture(scope='session')
+def real_data_dir():
+  if not os.path.exists(os.path.join(REAL_DATA_DIR, 'train-images-idx3-ubyte.gz')):
+    pytest.fail(f'the real Fashion-MNIST is missing from {REAL_DATA_DIR}: '
+                'apt-get install dataset-fashion-mnist (.ci/run does)')
+  return REAL_DATA_DIR
+
+
+def small_config(model='cnn1', **overrides):
+  """The default config shrunk for fast tests on the real data."""
+  import sys  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, REPO)
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.model = model
+  config.parallel = 'single'
+  config.batch_size = 64
+  config.eval_batch_size = 200
+  config.num_epochs = 1
+  config.augment_epochs = 0
+  config.data.train_limit = 512
+  config.data.eval_limit = 400
+  config.report.plots = False
+  config.report.progress_seconds = 0.0
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config

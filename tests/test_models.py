@@ -1,0 +1,131 @@
+"""Models: pinned parameter counts, shapes, gradients, and equal results for every conv impl."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.test_util import check_grads
+
+from fashion_jax.models import cnn, fast_conv
+from fashion_jax.models.layers import Dropout, max_pool_2x2
+
+PARAMETERS = {'cnn1': (cnn.CNN1, 693_962, 693_962), 'cnn3': (cnn.CNN3, 241_546, 241_546),
+              'cnn4': (cnn.CNN4, 1_221_546, 1_219_754)}
+
+
+@pytest.mark.parametrize('name', sorted(PARAMETERS))
+def test_parameter_counts_and_shapes_match_the_article(name):
+  module, total, trainable = PARAMETERS[name]
+  variables = module().init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+  assert sum(x.size for x in jax.tree.leaves(variables)) == total
+  assert sum(x.size for x in jax.tree.leaves(variables['params'])) == trainable
+  x = jax.random.uniform(jax.random.key(1), (3, 28, 28, 1))
+  logits, features = module().apply(variables, x, return_features=True)
+  assert logits.shape == (3, 10) and logits.dtype == jnp.float32
+  assert features.shape == (3, 128)
+
+
+def test_bfloat16_compute_keeps_float32_parameters():
+  variables = cnn.CNN3(dtype=jnp.bfloat16).init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+  assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+  logits = cnn.CNN3(dtype=jnp.bfloat16).apply(variables, jnp.ones((2, 28, 28, 1)))
+  assert logits.dtype == jnp.float32
+
+
+@pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64)])
+def test_conv_impls_agree_in_value_and_gradient(shape, features):
+  kx, kw, kd = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, shape)
+  w = jax.random.normal(kw, (3, 3, shape[-1], features))
+  dy = jax.random.normal(kd, (shape[0], shape[1] - 2, shape[2] - 2, features))
+  results = {}
+  for impl in fast_conv.IMPLS:
+    y, vjp = jax.vjp(lambda x, w: fast_conv.conv3x3_valid(x, w, impl), x, w)
+    results[impl] = (y,) + vjp(dy)
+  for a, b in zip(results['xla'], results['im2col']):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_im2col_conv_gradients_match_finite_differences():
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(0), (2, 6, 5, 3), jnp.float64)
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 2), jnp.float64)
+    check_grads(lambda x, w: fast_conv.conv3x3_valid(x, w, 'im2col'), (x, w), order=1, modes=('rev',))
+
+
+@pytest.mark.parametrize('name', sorted(PARAMETERS))
+def test_model_gradients_match_finite_differences(name):
+  module = PARAMETERS[name][0]
+  with jax.enable_x64(True):
+    model = module(conv_impl='im2col', dtype=jnp.float64)
+    x = jax.random.uniform(jax.random.key(0), (3, 28, 28, 1), jnp.float64)
+    variables = model.init(jax.random.key(1), x)
+    variables = jax.tree.map(lambda v: v.astype(jnp.float64), variables)
+    labels = jnp.arange(3)
+
+    def loss(params):
+      logits = model.apply({**variables, 'params': params}, x, train=False)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    # A small step: the random direction moves every parameter at once, and a large one crosses
+    # ReLU and max-pool kinks.
+    check_grads(loss, (variables["params"],), order=1, modes=("rev",), eps=1e-6, atol=1e-5, rtol=1e-5)
+
+
+def test_max_pool_floors_odd_sizes_like_keras():
+  x = jnp.arange(2 * 5 * 5 * 1, dtype=jnp.float32).reshape(2, 5, 5, 1)
+  pooled = max_pool_2x2(x)
+  assert pooled.shape == (2, 2, 2, 1)
+  np.testing.assert_array_equal(pooled[0, :, :, 0], [[6, 8], [16, 18]])
+
+
+def test_dropout_mask_is_the_same_sharded_over_pmap():
+  x = jnp.ones((8, 6))
+  rng = jax.random.key(3)
+  single = Dropout(0.5).apply({}, x, False, rngs={'dropout': rng})
+  devices = jax.local_devices()[:4]
+  sharded = jax.pmap(lambda x: Dropout(0.5, axis_name='i').apply({}, x, False, rngs={'dropout': rng}),
+                     axis_name='i', devices=devices)(x.reshape(4, 2, 6))
+  np.testing.assert_array_equal(single, sharded.reshape(8, 6))
+  assert set(np.unique(single).tolist()) == {0.0, 2.0}
+
+
+def test_max_pool_gradient_goes_to_the_first_maximum_like_tensorflow():
+  x = jnp.array([[1., 3., 3., 0., 2.],
+                 [3., 0., 1., 3., 2.],
+                 [5., 5., 0., 0., 9.]])[None, :, :, None]
+  g = jax.grad(lambda x: (max_pool_2x2(x) * jnp.array([[[[1.], [10.]]]])).sum())(x)
+  expected = np.zeros((3, 5))
+  expected[0, 1] = 1.0   # window (0,0): the 3s at (0,1) and (1,0): the first in row-major order
+  expected[0, 2] = 10.0  # window (0,1): the 3s at (0,2) and (1,3)
+  np.testing.assert_array_equal(g[0, :, :, 0], expected)  # the odd last row and column get nothing
+  # Elsewhere (no ties) it is the ordinary max gradient.
+  y = jax.random.normal(jax.random.key(0), (2, 6, 6, 3))
+  mine = jax.grad(lambda y: (max_pool_2x2(y) ** 2).sum())(y)
+  reference = jax.grad(lambda y: (y.reshape(2, 3, 2, 3, 2, 3).max(axis=(2, 4)) ** 2).sum())(y)
+  np.testing.assert_allclose(mine, reference, rtol=1e-6)
+
+
+def test_pmap_batch_norm_uses_global_batch_statistics():
+  """CNN-4 under pmap (BatchNorm and dropout reduce over the axis) has the single-device gradients."""
+  x = jax.random.uniform(jax.random.key(0), (16, 28, 28, 1))
+  y = jnp.arange(16) % 10
+  variables = cnn.CNN4().init(jax.random.key(1), x[:1])
+
+  def grads(axis_name, x, y):
+    model = cnn.CNN4(axis_name=axis_name)
+
+    def loss(params):
+      logits, _ = model.apply({'params': params, 'batch_stats': variables['batch_stats']}, x, train=True,
+                              rngs={'dropout': jax.random.key(2)}, mutable=['batch_stats'])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    g = jax.grad(loss)(variables['params'])
+    return g if axis_name is None else jax.lax.pmean(g, axis_name)
+
+  single = jax.jit(lambda x, y: grads(None, x, y))(x, y)
+  sharded = jax.pmap(lambda x, y: grads('i', x, y), axis_name='i', devices=jax.local_devices()[:4])(
+      x.reshape(4, 4, 28, 28, 1), y.reshape(4, 4))
+  for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(sharded)):
+    # Relative error of each leaf as a whole: float32 reductions in another order differ by ~1e-6;
+    # per-device BatchNorm statistics (the bug this catches) differ by far more than 1e-4.
+    assert np.linalg.norm(a - b[0]) <= 1e-4 * np.linalg.norm(a)

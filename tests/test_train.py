@@ -1,0 +1,165 @@
+"""Training end to end on a small subset of the real data: files, resume, parallel modes, compilation."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import small_config
+from fashion_jax import checkpoint, reporting, steps, train
+from fashion_jax.errors import UserError
+from fashion_jax.models import create_model
+
+
+def _final_params(workdir):
+  """The parameters of the newest checkpoint in `workdir`."""
+  config = small_config(reporting.read_json(os.path.join(workdir, 'config.json'))['model'])
+  state = jax.device_get(steps.init_state(create_model(config), steps.create_optimizer(config),
+                                          jax.random.key(0)))
+  target = {'state': state, 'metrics': jax.device_get(steps.zero_metrics())}
+  tree, _ = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints')).restore_latest(target)
+  return tree['state'].params
+
+
+def test_two_phase_run_writes_the_documented_files(tmp_path, real_data_dir):
+  config = small_config('cnn3', num_epochs=2, augment_epochs=1)
+  results = train.train_and_evaluate(config, str(tmp_path))
+  assert sorted(f for f in os.listdir(tmp_path) if not f.startswith('events')) == [
+      'best', 'checkpoints', 'config.json', 'history.jsonl', 'results.json']
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))
+  assert results['model'] == 'cnn3' and results['parameters'] == 241_546
+  assert [(p['name'], p['epochs']) for p in results['phases']] == [('phase1', 2), ('phase2', 1)]
+  for p in results['phases']:
+    assert 0 < p['test_loss'] < 10 and 0 <= p['test_accuracy'] <= 1
+  history = reporting.read_history(str(tmp_path))
+  assert [(h['phase'], h['epoch'], h['augmented']) for h in history] == [
+      ('phase1', 1, False), ('phase1', 2, False), ('phase2', 3, True)]
+  for key in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'seconds', 'images_per_second'):
+    assert all(np.isfinite(h[key]) for h in history), key
+  # It learns: 512 images, 2 epochs of 8 steps are enough to beat chance clearly.
+  assert history[1]['val_accuracy'] > 0.3
+  assert json.load(open(tmp_path / 'config.json'))['model'] == 'cnn3'
+  # A finished run is not trained again.
+  assert train.train_and_evaluate(config, str(tmp_path)) == results
+
+
+def test_tensorboard_events_read_back(tmp_path, real_data_dir):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  train.train_and_evaluate(small_config(num_epochs=2), str(tmp_path))
+  acc = event_accumulator.EventAccumulator(str(tmp_path))
+  acc.Reload()
+  assert 'val_accuracy' in acc.Tags()['scalars']
+  history = reporting.read_history(str(tmp_path))
+  np.testing.assert_allclose([e.value for e in acc.Scalars('val_accuracy')],
+                             [h['val_accuracy'] for h in history], rtol=1e-6)
+
+
+class _Crash(Exception):
+  pass
+
+
+@pytest.mark.parametrize('crash_after_calls, every', [(11, 0), (6, 4)])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, real_data_dir, monkeypatch,
+                                                          crash_after_calls, every):
+  # 8 steps an epoch (512 / 64); 1 plain + 1 augmented epoch; the crash comes in the second (augmented)
+  # epoch, which restarts from the end of the first (every=0) or from its mid-epoch checkpoint at step 4
+  # (every=4, which also checkpoints at step 4 of the first epoch).
+  config = small_config('cnn1', num_epochs=1, augment_epochs=1, checkpoint_every_steps=every)
+  reference = train.train_and_evaluate(config, str(tmp_path / 'reference'))
+
+  original = train.Trainer.train_steps
+  calls = {'n': 0}
+
+  def crashing(self, *args, **kwargs):
+    calls['n'] += 1
+    if calls['n'] > crash_after_calls:
+      raise _Crash()
+    return original(self, *args, **kwargs)
+  monkeypatch.setattr(train.Trainer, 'train_steps', crashing)
+  with pytest.raises(_Crash):
+    train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  assert not (tmp_path / 'resumed' / 'results.json').exists()
+  monkeypatch.setattr(train.Trainer, 'train_steps', original)
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+
+  assert resumed['phases'] == reference['phases']
+  strip = lambda h: {k: v for k, v in h.items() if k not in ('seconds', 'images_per_second')}
+  assert ([strip(h) for h in reporting.read_history(str(tmp_path / 'resumed'))] ==
+          [strip(h) for h in reporting.read_history(str(tmp_path / 'reference'))])
+  a = _final_params(str(tmp_path / 'reference'))
+  b = _final_params(str(tmp_path / 'resumed'))
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_parallel_modes_give_the_same_numbers(tmp_path, real_data_dir):
+  assert jax.device_count() == 8
+  histories = {}
+  for mode in ('single', 'auto', 'pmap'):
+    # CNN-3 with one plain and one augmented epoch: dropout masks, augmentation draws and gradient
+    # reductions all have to match the single-device run. (CNN-4 is checked at the gradient level in
+    # test_models.py: its BatchNorm-before-max-pool makes exact ties whose routing depends on rounding.)
+    config = small_config('cnn3', num_epochs=1, augment_epochs=1, parallel=mode)
+    train.train_and_evaluate(config, str(tmp_path / mode))
+    histories[mode] = reporting.read_history(str(tmp_path / mode))
+  for mode in ('auto', 'pmap'):
+    assert len(histories[mode]) == 2
+    for a, b in zip(histories['single'], histories[mode]):
+      for key in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'):
+        np.testing.assert_allclose(a[key], b[key], rtol=2e-4, atol=2e-4, err_msg=f'{mode} {key}')
+
+
+def test_each_step_function_compiles_once_per_run(tmp_path, real_data_dir, monkeypatch):
+  traces = {}
+  original_init = train.Trainer.__init__
+
+  def keep(self, *args, **kwargs):
+    original_init(self, *args, **kwargs)
+    traces['trainer'] = self
+  monkeypatch.setattr(train.Trainer, '__init__', keep)
+  train.train_and_evaluate(small_config('cnn1', num_epochs=2, augment_epochs=2), str(tmp_path))
+  # 32 steps over 4 epochs and both phases (plain and augmented): one trace of the train step.
+  assert traces['trainer'].trace_counts == {'train': 1}
+
+
+def test_batch_not_divisible_by_devices_is_refused_before_compiling(tmp_path):
+  with pytest.raises(UserError, match=r'config.batch_size=100 is not divisible by the 8 devices'):
+    train.train_and_evaluate(small_config(parallel='auto', batch_size=100), str(tmp_path))
+  assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'model': 'cnn2'}, r"config.model='cnn2': expected one of"),
+    ({'batch_size': 0}, r'config.batch_size=0: expected an integer >= 1'),
+    ({'num_epochs': -1}, r'config.num_epochs=-1: expected an integer >= 0'),
+    ({'num_epochs': 0, 'augment_epochs': 0}, r'num_epochs \+ augment_epochs > 0'),
+    ({'learning_rate': 0.0}, r'config.learning_rate=0.0: expected a number > 0'),
+    ({'data.val_fraction': 1.0}, r'config.data.val_fraction=1.0: expected a fraction'),
+    ({'augment.zoom_range': 1.0}, r'config.augment.zoom_range=1.0: must be < 1'),
+    ({'parallel': 'spmd'}, r"config.parallel='spmd'"),
+    ({'dtype': 'float16'}, r"config.dtype='float16'"),
+    ({'data.source': 'csv'}, r"config.data.source='csv'"),
+    ({'data.dir': '/nonexistent'}, r"config.data.dir='/nonexistent' lacks the Fashion-MNIST IDX files"),
+    ({'batch_size': 1024}, r'config.batch_size=1024 is larger than the 512 training images'),
+])
+def test_bad_config_is_one_clear_error(tmp_path, real_data_dir, overrides, message):
+  with pytest.raises(UserError, match=message):
+    train.train_and_evaluate(small_config(**overrides), str(tmp_path / 'run'))
+  assert not (tmp_path / 'run' / 'results.json').exists()
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
+
+
+def test_workdir_of_another_model_is_refused(tmp_path, real_data_dir):
+  train.train_and_evaluate(small_config('cnn1'), str(tmp_path))
+  with pytest.raises(UserError, match=r"holds a run of model 'cnn1', not 'cnn3'"):
+    train.train_and_evaluate(small_config('cnn3'), str(tmp_path))
+  with pytest.raises(UserError, match=r'holds a run with other settings \(seed\)'):
+    train.train_and_evaluate(small_config('cnn1', seed=5), str(tmp_path))
+
+
+def test_nonfinite_loss_stops_the_run_naming_where(tmp_path, real_data_dir):
+  with pytest.raises(UserError, match=r'NaN or infinite at phase1 epoch 1 step \d+'):
+    train.train_and_evaluate(small_config('cnn1', learning_rate=1e30, num_epochs=2), str(tmp_path))
+  assert not (tmp_path / 'results.json').exists()
+  assert not reporting.read_history(str(tmp_path))
