@@ -29,7 +29,8 @@ from fashion_jax.models import create_model
 
 STREAM_INIT, STREAM_SHUFFLE, STREAM_STEP, STREAM_EVAL = range(4)
 # Settings that may differ when a run is resumed: they change how fast it runs, not what it computes.
-RESUMABLE_CHANGES = ('parallel', 'conv_impl', 'steps_per_call', 'checkpoint_every_steps', 'report')
+RESUMABLE_CHANGES = ('parallel', 'conv_impl', 'steps_per_call', 'checkpoint_every_steps',
+                     'checkpoint_every_epochs', 'report')
 
 
 class Interrupted(Exception):
@@ -183,6 +184,25 @@ def _format_seconds(seconds):
   return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else f'{seconds // 60}m{seconds % 60:02d}s'
 
 
+def save_test_predictions(model, host_state, dataset, num_features, path):
+  """Test-set probabilities, and penultimate features of the first `num_features` test images.
+
+  Pictures (confusion matrix, mistakes, embeddings) are drawn from this file, so they can be redrawn
+  without the model or a device.
+  """
+  variables = {'params': host_state.params, 'batch_stats': host_state.batch_stats}
+  model = model.clone(axis_name=None)
+  probabilities, features = [], []
+  for start in range(0, len(dataset.test_labels), 1000):
+    logits, feats = steps.predict(model, variables, dataset.test_images[start:start + 1000], True)
+    probabilities.append(np.asarray(jax.nn.softmax(logits), np.float32))
+    features.append(np.asarray(feats, np.float32))
+  tmp = path + '.tmp.npz'
+  np.savez_compressed(tmp, probabilities=np.concatenate(probabilities), labels=dataset.test_labels,
+                      features=np.concatenate(features)[:num_features].astype(np.float16))
+  os.replace(tmp, path)
+
+
 def train_and_evaluate(config, workdir):
   """Runs (or resumes, or just reports) the protocol in `workdir`; returns the results dict."""
   validate.validate(config)
@@ -228,7 +248,13 @@ def train_and_evaluate(config, workdir):
   run_start = time.time() - progress['seconds']
   epoch_seconds = []
 
+  best_variables = None  # the best epoch's variables, until the next checkpoint writes them
+
   def save(epochs_done, step_in_epoch):
+    nonlocal best_variables
+    if best_variables:
+      best.save(best_variables[1]['epoch'], *best_variables)
+      best_variables = None
     progress.update(epochs_done=epochs_done, step_in_epoch=step_in_epoch,
                     seconds=time.time() - run_start)
     checkpoints.save(int(jax.device_get(parallel.to_host(state.step))),
@@ -285,20 +311,25 @@ def train_and_evaluate(config, workdir):
         metrics = parallel.replicate(zero_metrics)
         if val_accuracy > progress['best_val_accuracy']:
           progress['best_val_accuracy'] = val_accuracy
-          best.save(global_epoch, {'params': parallel.to_host(state.params),
-                                   'batch_stats': parallel.to_host(state.batch_stats)},
-                    {'epoch': global_epoch, 'val_accuracy': val_accuracy})
+          best_variables = ({'params': parallel.to_host(state.params),
+                             'batch_stats': parallel.to_host(state.batch_stats)},
+                            {'epoch': global_epoch, 'val_accuracy': val_accuracy})
         if epoch == phase.epochs:
           test_loss, test_accuracy = trainer.evaluate(state, 'test')
           progress['phases'].append({'name': phase.name, 'epochs': phase.epochs, 'augmented': phase.augment,
                                      'test_loss': test_loss, 'test_accuracy': test_accuracy})
           reporter.say(f'{phase.name} done: test loss {test_loss:.4f}, test accuracy {test_accuracy:.4f}')
-        save(global_epoch, 0)
+        every = config.checkpoint_every_epochs
+        if epoch == phase.epochs or (every and global_epoch % every == 0) or signals.received:
+          save(global_epoch, 0)
         if signals.received:
           reporter.say(f'{signals.received}: checkpoint written after {phase.name} epoch {epoch}; run the '
                        'same command again to resume')
           raise Interrupted(signals.received)
 
+  if is_primary:
+    save_test_predictions(trainer.model, parallel.to_host(state), dataset,
+                          config.report.embedding_examples, os.path.join(workdir, 'test_predictions.npz'))
   results = {
       'model': config.model, 'parameters': parameters,
       'trainable_parameters': count_parameters(host_state.params),

@@ -58,6 +58,9 @@ def validate(config):
   _choice(config.dtype, 'dtype', DTYPES)
   _int(config, 'steps_per_call', 0)
   _int(config, 'checkpoint_every_steps', 0)
+  _int(config, 'checkpoint_every_epochs', 0)
+  _require(1 <= config.report.embedding_examples <= 10000, 'report.embedding_examples',
+           config.report.embedding_examples, 'an integer in 1..10000')
   _choice(config.report.writer, 'report.writer', reporting.WRITERS)
   _require(_number(config, 'report.progress_seconds') >= 0, 'report.progress_seconds',
            config.report.progress_seconds, 'a number >= 0')

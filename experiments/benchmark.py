@@ -1,0 +1,164 @@
+"""Training throughput on the machine at hand, with and without augmentation, against Keras.
+
+  python experiments/benchmark.py --models=cnn1,cnn3,cnn4 --keras --out=experiments/results/benchmark-cpu
+  python experiments/benchmark.py --dtypes=float32,bfloat16 --protocol=cnn3 --out=.../benchmark-h200
+
+For each model and compute dtype: compile time (the first call, which also runs it), steady train
+throughput in images/s without and with augmentation (the real 48,000-image split, the trainer's own
+compiled calls: one step a call on the CPU, a whole epoch a call elsewhere), and seconds an epoch.
+`--keras` times the article's Keras models (model.fit, batch 256) on the same machine in the same run
+(needs tensorflow). `--protocol=MODEL` times the full 60-epoch protocol, validation and test included,
+twice: the second run loads its programs from the compilation cache ("after compilation").
+Writes <out>.jsonl (one JSON line a measurement) and <out>.md (a table).
+"""
+
+import importlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+from absl import app, flags, logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import numpy as np
+
+from fashion_jax import data, parallel, steps, train
+
+_MODELS = flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models to time.')
+_DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to time.')
+_CALLS = flags.DEFINE_integer('calls', 0, 'Timed calls per measurement (0: 20 steps on CPU, 3 epochs else).')
+_KERAS = flags.DEFINE_bool('keras', False, 'Also time the Keras models (needs tensorflow).')
+_KERAS_AUGMENT = flags.DEFINE_bool('keras_augment', False, 'Also time Keras with ImageDataGenerator.')
+_PROTOCOL = flags.DEFINE_list('protocol', [], 'Models whose full protocol is timed.')
+_OUT = flags.DEFINE_string('out', None, 'Output path without extension.', required=True)
+
+
+def machine():
+  device = jax.devices()[0]
+  return {'backend': jax.default_backend(), 'device_kind': device.device_kind, 'devices': jax.device_count(),
+          'cpu_count': os.cpu_count(), 'processor': platform.processor() or platform.machine(),
+          'jax': jax.__version__}
+
+
+def time_training(model, dtype, dataset, calls):
+  config = importlib.import_module(f'configs.{model}').get_config()
+  config.dtype = dtype
+  strategy = parallel.create(config.parallel)
+  trainer = train.Trainer(config, dataset, strategy)
+  state = strategy.replicate(trainer.initial_state())
+  metrics = strategy.replicate(jax.device_get(steps.zero_metrics()))
+  phases = train.phases_of(config)
+  perm = trainer.shuffle(phases[0], 1)
+  per_call = trainer.steps_per_call
+  calls = calls or (20 if per_call == 1 else 3)
+  start = time.perf_counter()
+  state, metrics = trainer.train_steps(state, metrics, perm, phases[0], 1, 0, per_call)
+  jax.block_until_ready(metrics)
+  record = {'model': model, 'dtype': dtype, 'compile_seconds': time.perf_counter() - start,
+            'steps_per_call': per_call, 'batch_size': config.batch_size}
+  for phase in phases:
+    # One untimed call first (the augmented branch's first run).
+    state, metrics = trainer.train_steps(state, metrics, perm, phase, 1, 0, per_call)
+    jax.block_until_ready(metrics)
+    start = time.perf_counter()
+    for call in range(calls):
+      first = (call * per_call) % (trainer.steps_per_epoch - per_call + 1)
+      state, metrics = trainer.train_steps(state, metrics, perm, phase, 1, first, per_call)
+    jax.block_until_ready(metrics)
+    seconds = time.perf_counter() - start
+    key = 'augmented' if phase.augment else 'plain'
+    record[f'{key}_images_per_second'] = calls * per_call * config.batch_size / seconds
+  record['augment_time_ratio'] = record['plain_images_per_second'] / record['augmented_images_per_second']
+  record['epoch_seconds_augmented'] = (trainer.steps_per_epoch * config.batch_size /
+                                       record['augmented_images_per_second'])
+  return record
+
+
+def time_protocol(model):
+  config = importlib.import_module(f'configs.{model}').get_config()
+  config.report.writer = 'none'
+  config.report.plots = False
+  config.checkpoint_every_epochs = 0
+  with tempfile.TemporaryDirectory() as root:
+    jax.config.update('jax_compilation_cache_dir', os.path.join(root, 'cache'))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+    runs = [train.train_and_evaluate(config, os.path.join(root, f'run{i}')) for i in range(2)]
+  return {'model': model, 'measure': 'protocol', 'epochs': config.num_epochs + config.augment_epochs,
+          'first_run_seconds': runs[0]['seconds'], 'cached_run_seconds': runs[1]['seconds'],
+          'test_accuracy': [p['test_accuracy'] for p in runs[1]['phases']]}
+
+
+def markdown(records, info):
+  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}, {info["devices"]} device(s)), '
+           f'{info["cpu_count"]} CPU cores, JAX {info["jax"]}.', '',
+           '| model | dtype | compile s | img/s plain | img/s augmented | augmented/plain time | '
+           's/epoch augmented | Keras img/s plain | ours aug / Keras plain |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+  keras = {r['model']: r for r in records if r.get('measure') == 'keras'}
+  for r in records:
+    if 'compile_seconds' not in r:
+      continue
+    k = keras.get(r['model'])
+    ratio = f'{r["augmented_images_per_second"] / k["images_per_second"]:.2f}' if k else '-'
+    lines.append(f'| {r["model"]} | {r["dtype"]} | {r["compile_seconds"]:.1f} | '
+                 f'{r["plain_images_per_second"]:,.0f} | {r["augmented_images_per_second"]:,.0f} | '
+                 f'{r["augment_time_ratio"]:.2f} | {r["epoch_seconds_augmented"]:.2f} | '
+                 f'{k["images_per_second"]:,.0f} | {ratio} |' if k else
+                 f'| {r["model"]} | {r["dtype"]} | {r["compile_seconds"]:.1f} | '
+                 f'{r["plain_images_per_second"]:,.0f} | {r["augmented_images_per_second"]:,.0f} | '
+                 f'{r["augment_time_ratio"]:.2f} | {r["epoch_seconds_augmented"]:.2f} | - | - |')
+  keras_aug = [r for r in records if r.get('measure') == 'keras_augmented']
+  if keras_aug:
+    lines += ['', 'Keras with the article\'s ImageDataGenerator (host augmentation): ' + ', '.join(
+        f'{r["model"]} {r["images_per_second"]:,.0f} img/s' for r in keras_aug) + '.']
+  for r in records:
+    if r.get('measure') == 'protocol':
+      lines += ['', f'Full protocol, {r["model"]}, {r["epochs"]} epochs with validation every epoch and '
+                f'both test evaluations: {r["cached_run_seconds"]:.1f} s with compiled programs from the '
+                f'cache ({r["first_run_seconds"]:.1f} s including compilation); test accuracy '
+                f'{", ".join(f"{a:.4f}" for a in r["test_accuracy"])}.']
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  info = machine()
+  print(json.dumps(info), flush=True)
+  config = importlib.import_module('configs.default').get_config()
+  dataset = data.load(config.data)
+  records = []
+
+  def emit(record):
+    records.append(record)
+    print(json.dumps(record), flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    with open(_OUT.value + '.jsonl', 'w') as f:
+      f.writelines(json.dumps(r) + '\n' for r in [info] + records)
+    with open(_OUT.value + '.md', 'w') as f:
+      f.write(markdown(records, info))
+
+  for model in _MODELS.value:
+    for dtype in _DTYPES.value:
+      emit(time_training(model, dtype, dataset, _CALLS.value))
+    if _KERAS.value:
+      from experiments import keras_baseline
+      n = (len(dataset.train_labels) // 256) * 256
+      seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels)
+      emit({'model': model, 'measure': 'keras', 'images_per_second': n / seconds, 'epoch_seconds': seconds})
+      if _KERAS_AUGMENT.value:
+        seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels, augment=True)
+        emit({'model': model, 'measure': 'keras_augmented', 'images_per_second': n / seconds,
+              'epoch_seconds': seconds})
+  for model in _PROTOCOL.value:
+    emit(time_protocol(model))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,73 @@
+"""The reproduction study: each model with the article's full protocol, for several seeds.
+
+  python experiments/run_study.py --root=runs/study --models=cnn1,cnn3,cnn4 --seeds=3
+
+Each (model, seed) trains in its own workdir, `<root>/<model>-seed<seed>`, with all devices available.
+Rerunning skips finished runs and resumes interrupted ones (each workdir resumes from its checkpoint).
+Runs go seed by seed (every model's seed 0 first), so a study cut short still covers every model.
+Then `python experiments/report.py --root=<root>` writes the report.
+"""
+
+import importlib
+import os
+import sys
+import time
+
+from absl import app, flags, logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from fashion_jax import train
+from fashion_jax.errors import UserError
+
+_ROOT = flags.DEFINE_string('root', 'runs/study', 'Folder that holds one workdir per run.')
+_MODELS = flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models (configs/<model>.py).')
+_SEEDS = flags.DEFINE_integer('seeds', 3, 'How many seeds: seed_offset .. seed_offset + seeds - 1.')
+_SEED_OFFSET = flags.DEFINE_integer('seed_offset', 0, 'The first seed.')
+_SET = flags.DEFINE_multi_string('set', [], 'Config overrides, key=value (e.g. report.plots=False).')
+
+
+def apply_override(config, assignment):
+  key, value = assignment.split('=', 1)
+  node = config
+  *parents, leaf = key.split('.')
+  for parent in parents:
+    node = node[parent]
+  current = node[leaf]
+  if isinstance(current, bool):
+    node[leaf] = value.lower() in ('1', 'true', 'yes')
+  else:
+    node[leaf] = type(current)(value)
+
+
+def study_config(model, seed, overrides=()):
+  config = importlib.import_module(f'configs.{model}').get_config()
+  config.seed = seed
+  for assignment in overrides:
+    apply_override(config, assignment)
+  return config
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  import jax  # pylint: disable=g-import-not-at-top
+  # Later runs of the same model load their compiled programs instead of compiling again.
+  jax.config.update('jax_compilation_cache_dir', os.path.join(_ROOT.value, '.jax_cache'))
+  for seed in range(_SEED_OFFSET.value, _SEED_OFFSET.value + _SEEDS.value):
+    for model in _MODELS.value:
+      workdir = os.path.join(_ROOT.value, f'{model}-seed{seed}')
+      start = time.time()
+      print(f'=== {workdir}', flush=True)
+      try:
+        results = train.train_and_evaluate(study_config(model, seed, _SET.value), workdir)
+      except UserError as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)
+      print(f'=== {workdir}: {[round(p["test_accuracy"], 4) for p in results["phases"]]} '
+            f'in {time.time() - start:.1f} s', flush=True)
+
+
+if __name__ == '__main__':
+  app.run(main)
