@@ -29,6 +29,15 @@ def get_config():
   # The article also augmented its validation batches in phase 2; off by default (it biases val metrics).
   config.augment_validation = False
 
+  # VGG19 transfer (configs/vgg19.py); ignored by the CNNs.
+  config.vgg = ml_collections.ConfigDict(dict(
+      weights='keras',  # a file path, 'keras' or 'torchvision' (cached/downloaded), or 'random'
+      input_size=150,  # the article's; 32 or 48 make CPU runs practical
+      preprocessing='auto',  # 'auto' (what the weights expect), 'caffe' or 'torch'
+      article_preprocessing=False,  # True: the article's caffe normalisation of pixels already / 255
+      feature_batch_size=500,
+  ))
+
   config.data = ml_collections.ConfigDict(dict(
       source='idx',  # 'idx' (the four IDX files) or 'tfds'
       dir='',  # '' = search $FASHION_MNIST_DIR, the user cache, /usr/share/datasets/fashion-mnist

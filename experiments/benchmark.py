@@ -34,7 +34,7 @@ _MODELS = flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models to time.
 _DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to time.')
 _CALLS = flags.DEFINE_integer('calls', 0, 'Timed calls per measurement (0: 20 steps on CPU, 3 epochs else).')
 _KERAS = flags.DEFINE_bool('keras', False, 'Also time the Keras models (needs tensorflow).')
-_KERAS_AUGMENT = flags.DEFINE_bool('keras_augment', False, 'Also time Keras with ImageDataGenerator.')
+_KERAS_AUGMENT = flags.DEFINE_list('keras_augment', [], 'Models also timed in Keras with ImageDataGenerator.')
 _PROTOCOL = flags.DEFINE_list('protocol', [], 'Models whose full protocol is timed.')
 _OUT = flags.DEFINE_string('out', None, 'Output path without extension.', required=True)
 
@@ -152,7 +152,7 @@ def main(argv):
       n = (len(dataset.train_labels) // 256) * 256
       seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels)
       emit({'model': model, 'measure': 'keras', 'images_per_second': n / seconds, 'epoch_seconds': seconds})
-      if _KERAS_AUGMENT.value:
+      if model in _KERAS_AUGMENT.value:
         seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels, augment=True)
         emit({'model': model, 'measure': 'keras_augmented', 'images_per_second': n / seconds,
               'epoch_seconds': seconds})

@@ -37,7 +37,10 @@ def time_epoch(name, images, labels, batch_size=256, augment=False):
   model = build(name)
   x = (images.astype(np.float32) / 255.0)[..., None]
   if augment:
-    from keras.preprocessing.image import ImageDataGenerator  # pylint: disable=g-import-not-at-top
+    try:  # Keras 2
+      from keras.preprocessing.image import ImageDataGenerator  # pylint: disable=g-import-not-at-top
+    except ImportError:  # Keras 3 keeps it as a legacy class
+      from keras.src.legacy.preprocessing.image import ImageDataGenerator  # pylint: disable=g-import-not-at-top
     generator = ImageDataGenerator(rotation_range=8, width_shift_range=0.08, height_shift_range=0.08,
                                    shear_range=0.3, zoom_range=0.08)
     steps = len(x) // batch_size

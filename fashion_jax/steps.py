@@ -13,7 +13,6 @@ reduce over the axis themselves; augmentation and dropout draw for the global ba
 so every parallel mode computes the same numbers.
 """
 
-import functools
 from typing import Any
 
 import flax
@@ -89,8 +88,13 @@ def _mean(x, axis_name):
   return x if axis_name is None else jax.lax.pmean(x, axis_name)
 
 
-def make_train_fn(model, optimizer, ranges, batch_size, num_steps, shard_batch, axis_name=None):
-  """fn(state, metrics, images, labels, perm, first_step, epoch_key, augment) -> (state, metrics)."""
+def make_train_fn(model, optimizer, ranges, batch_size, num_steps, shard_batch, axis_name=None,
+                  prepare=to_float_images):
+  """fn(state, metrics, images, labels, perm, first_step, epoch_key, augment) -> (state, metrics).
+
+  `prepare` turns a gathered batch into model inputs (uint8 images -> floats; identity for the cached
+  VGG19 features).
+  """
 
   def train_fn(state, metrics, images, labels, perm, first_step, epoch_key, augment):
 
@@ -98,7 +102,7 @@ def make_train_fn(model, optimizer, ranges, batch_size, num_steps, shard_batch, 
       state, metrics = carry
       augment_key, dropout_key = jax.random.split(jax.random.fold_in(epoch_key, step))
       idx = _local_indices(perm, step * batch_size, batch_size, axis_name)
-      x = maybe_augment(augment_key, shard_batch(to_float_images(images[idx])), augment, ranges, axis_name)
+      x = maybe_augment(augment_key, shard_batch(prepare(images[idx])), augment, ranges, axis_name)
       y = shard_batch(labels[idx])
 
       def loss_fn(params):
@@ -128,7 +132,7 @@ def make_train_fn(model, optimizer, ranges, batch_size, num_steps, shard_batch, 
   return train_fn
 
 
-def make_eval_fn(model, ranges, batch_size, shard_batch, axis_name=None):
+def make_eval_fn(model, ranges, batch_size, shard_batch, axis_name=None, prepare=to_float_images):
   """fn(state, images, labels, batch_index, key, augment) -> {'loss_sum', 'correct', 'count'}.
 
   `images` and `labels` are padded to whole batches; padded labels are -1 and count for nothing.
@@ -136,7 +140,7 @@ def make_eval_fn(model, ranges, batch_size, shard_batch, axis_name=None):
 
   def eval_fn(state, images, labels, batch_index, key, augment):
     idx = _local_indices(jnp.arange(labels.shape[0]), batch_index * batch_size, batch_size, axis_name)
-    x = maybe_augment(key, shard_batch(to_float_images(images[idx])), augment, ranges, axis_name)
+    x = maybe_augment(key, shard_batch(prepare(images[idx])), augment, ranges, axis_name)
     y = shard_batch(labels[idx])
     logits = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, x, train=False)
     valid = y >= 0
@@ -147,9 +151,3 @@ def make_eval_fn(model, ranges, batch_size, shard_batch, axis_name=None):
     return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
   return eval_fn
-
-
-@functools.partial(jax.jit, static_argnames=('model', 'return_features'))
-def predict(model, variables, images_u8, return_features=False):
-  """Logits (and penultimate features) of uint8 images, in evaluation mode, on one device."""
-  return model.apply(variables, to_float_images(images_u8), train=False, return_features=return_features)

@@ -23,7 +23,7 @@ from fashion_jax import augment as augment_lib
 from fashion_jax import checkpoint as checkpoint_lib
 from fashion_jax import data as data_lib
 from fashion_jax import parallel as parallel_lib
-from fashion_jax import reporting, steps, validate
+from fashion_jax import reporting, steps, transfer, validate
 from fashion_jax.errors import UserError
 from fashion_jax.models import create_model
 
@@ -99,6 +99,13 @@ class Trainer:
     self.parallel = parallel
     self.ranges = augment_lib.Ranges.from_config(config.augment)
     self.model = create_model(config, axis_name=parallel.axis_name)
+    inputs = (dataset.train_images, dataset.val_images, dataset.test_images)
+    self.prepare, self.input_shape, self.transfer = steps.to_float_images, (28, 28, 1), None
+    if config.model == 'vgg19':
+      inputs = self._vgg_features(config, inputs)
+      self.prepare, self.input_shape = (lambda x: x), inputs[0].shape[1:]
+      self.ranges = augment_lib.Ranges(0.0, 0.0, 0.0, 0.0, 0.0)
+    self.test_inputs = inputs[2]
     self.optimizer = steps.create_optimizer(config)
     self.steps_per_epoch = len(dataset.train_labels) // config.batch_size
     if self.steps_per_epoch == 0:
@@ -109,27 +116,43 @@ class Trainer:
     if config.checkpoint_every_steps:
       self.steps_per_call = min(self.steps_per_call, config.checkpoint_every_steps)
     put = parallel.replicate
-    self.train_data = put((dataset.train_images, dataset.train_labels))
+    self.train_data = put((inputs[0], dataset.train_labels))
     eval_batch = config.eval_batch_size
     self.eval_data = {
-        'val': put(_pad_to(dataset.val_images, dataset.val_labels, eval_batch)),
-        'test': put(_pad_to(dataset.test_images, dataset.test_labels, eval_batch))}
+        'val': put(_pad_to(inputs[1], dataset.val_labels, eval_batch)),
+        'test': put(_pad_to(inputs[2], dataset.test_labels, eval_batch))}
     self._train_fns = {}
     self._shuffle = parallel.compile(
         lambda key: jax.random.permutation(key, len(dataset.train_labels)), num_replicated=0)
     self._eval = parallel.compile(
-        steps.make_eval_fn(self.model, self.ranges, eval_batch, parallel.shard_batch, parallel.axis_name),
+        steps.make_eval_fn(self.model, self.ranges, eval_batch, parallel.shard_batch, parallel.axis_name,
+                           self.prepare),
         num_replicated=3)
     self.trace_counts = {}  # function name -> times traced (= compiled), for tests
 
+  def _vgg_features(self, config, images):
+    """The frozen VGG19 base's features of the train, validation and test images (transfer.py)."""
+    if config.augment_epochs:
+      raise UserError(f'config.augment_epochs={config.augment_epochs}: the VGG19 transfer model trains its '
+                      'head on features computed once, which cannot be augmented; set it to 0')
+    base_params, preprocessing, description = transfer.resolve_weights(config.vgg, config.seed)
+    extract = transfer.feature_extractor(config, base_params, preprocessing)
+    start = time.time()
+    features = tuple(extract(x) for x in images)
+    self.transfer = {'weights': description, 'preprocessing': preprocessing,
+                     'input_size': config.vgg.input_size, 'frozen_parameters': count_parameters(base_params),
+                     'feature_seconds': time.time() - start,
+                     'feature_images_per_second': sum(len(x) for x in images) / (time.time() - start)}
+    return features
+
   def initial_state(self):
     key = jax.random.fold_in(jax.random.key(self.config.seed), STREAM_INIT)
-    return jax.device_get(steps.init_state(self.model, self.optimizer, key))
+    return jax.device_get(steps.init_state(self.model, self.optimizer, key, self.input_shape))
 
   def _train_fn(self, num_steps):
     if num_steps not in self._train_fns:
       fn = steps.make_train_fn(self.model, self.optimizer, self.ranges, self.config.batch_size, num_steps,
-                               self.parallel.shard_batch, self.parallel.axis_name)
+                               self.parallel.shard_batch, self.parallel.axis_name, self.prepare)
 
       def counted(*args):
         self.trace_counts['train'] = self.trace_counts.get('train', 0) + 1
@@ -184,22 +207,24 @@ def _format_seconds(seconds):
   return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else f'{seconds // 60}m{seconds % 60:02d}s'
 
 
-def save_test_predictions(model, host_state, dataset, num_features, path):
-  """Test-set probabilities, and penultimate features of the first `num_features` test images.
+def save_test_predictions(trainer, host_state, labels, path):
+  """Test-set probabilities, and penultimate features of the first config.report.embedding_examples.
 
   Pictures (confusion matrix, mistakes, embeddings) are drawn from this file, so they can be redrawn
   without the model or a device.
   """
   variables = {'params': host_state.params, 'batch_stats': host_state.batch_stats}
-  model = model.clone(axis_name=None)
+  model = trainer.model.clone(axis_name=None)
+  apply = jax.jit(lambda v, x: model.apply(v, trainer.prepare(x), train=False, return_features=True))
   probabilities, features = [], []
-  for start in range(0, len(dataset.test_labels), 1000):
-    logits, feats = steps.predict(model, variables, dataset.test_images[start:start + 1000], True)
+  for start in range(0, len(labels), 1000):
+    logits, feats = apply(variables, trainer.test_inputs[start:start + 1000])
     probabilities.append(np.asarray(jax.nn.softmax(logits), np.float32))
     features.append(np.asarray(feats, np.float32))
   tmp = path + '.tmp.npz'
-  np.savez_compressed(tmp, probabilities=np.concatenate(probabilities), labels=dataset.test_labels,
-                      features=np.concatenate(features)[:num_features].astype(np.float16))
+  np.savez_compressed(tmp, probabilities=np.concatenate(probabilities), labels=labels,
+                      features=np.concatenate(features)[:trainer.config.report.embedding_examples]
+                      .astype(np.float16))
   os.replace(tmp, path)
 
 
@@ -328,8 +353,8 @@ def train_and_evaluate(config, workdir):
           raise Interrupted(signals.received)
 
   if is_primary:
-    save_test_predictions(trainer.model, parallel.to_host(state), dataset,
-                          config.report.embedding_examples, os.path.join(workdir, 'test_predictions.npz'))
+    save_test_predictions(trainer, parallel.to_host(state), dataset.test_labels,
+                          os.path.join(workdir, 'test_predictions.npz'))
   results = {
       'model': config.model, 'parameters': parameters,
       'trainable_parameters': count_parameters(host_state.params),
@@ -338,8 +363,15 @@ def train_and_evaluate(config, workdir):
       'seconds': time.time() - run_start, 'devices': parallel.num_devices,
       'device_kind': jax.devices()[0].device_kind, 'backend': jax.default_backend(),
       'parallel': config.parallel, 'jax_version': jax.__version__}
+  if trainer.transfer:
+    results['vgg19'] = trainer.transfer
+    results['parameters'] = parameters + trainer.transfer['frozen_parameters']
   reporter.write_json('results.json', results)
   reporter.close()
   checkpoints.close()
   best.close()
+  if is_primary and config.report.plots:
+    from fashion_jax import report  # pylint: disable=g-import-not-at-top  # matplotlib only when drawing
+    report.draw_all(workdir)
+    results = reporting.read_json(results_path)
   return results

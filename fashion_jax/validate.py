@@ -62,6 +62,9 @@ def validate(config):
   _require(1 <= config.report.embedding_examples <= 10000, 'report.embedding_examples',
            config.report.embedding_examples, 'an integer in 1..10000')
   _choice(config.report.writer, 'report.writer', reporting.WRITERS)
+  # Five 2x2 poolings: 32 is the smallest input that leaves a feature map.
+  _int(config, 'vgg.input_size', 32)
+  _int(config, 'vgg.feature_batch_size', 1)
   _require(_number(config, 'report.progress_seconds') >= 0, 'report.progress_seconds',
            config.report.progress_seconds, 'a number >= 0')
 

@@ -1,0 +1,115 @@
+"""VGG19 (the 16 convolutions of its feature extractor) and the article's transfer-learning head.
+
+The article fed 28x28 gray images, repeated to 3 channels and resized to 150x150, through Keras'
+ImageNet-pretrained `VGG19(include_top=False)` and trained a head on the 4x4x512 output:
+Dense512 ReLU -> Dropout 0.5 -> Dense10. Here:
+
+- `VGG19Features`: conv 3x3 'same' + ReLU, 2x2 max pooling after each of the 5 blocks; parameters named
+  like Keras' layers (block1_conv1 ... block5_conv4), so weight files map onto them by name.
+- `preprocess`: [0, 1] gray -> 3 channels at `input_size`, normalised as the weights expect: 'caffe'
+  (Keras' weights: BGR, 0..255 minus the ImageNet mean), 'torch' (torchvision/timm weights: RGB in [0, 1]
+  normalised by the ImageNet mean and std), or 'article' (the article's slip: caffe normalisation of
+  pixels already divided by 255, so inputs sit near -104..-124).
+- `VGG19Transfer`: preprocess -> frozen features (stop_gradient) -> the head. The trainer computes the
+  frozen features once (`features`) and trains `head` on them (train.py), which is equivalent and far
+  cheaper than running the base every step.
+"""
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from fashion_jax.models import fast_conv
+from fashion_jax.models.layers import KERNEL_INIT, Dropout, max_pool_2x2
+
+BLOCKS = (2, 2, 4, 4, 4)
+WIDTHS = (64, 128, 256, 512, 512)
+CONV_NAMES = tuple(f'block{b + 1}_conv{c + 1}' for b, n in enumerate(BLOCKS) for c in range(n))
+PREPROCESSING = ('caffe', 'torch', 'article')
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
+TORCH_STD_RGB = (0.229, 0.224, 0.225)
+
+
+def preprocess(images, input_size, mode):
+  """(N, 28, 28, 1) gray in [0, 1] -> (N, size, size, 3) as the weights of `mode` expect."""
+  n = images.shape[0]
+  # Bicubic, as PIL's default resize filter that the article's notebook used.
+  x = jax.image.resize(images.astype(jnp.float32), (n, input_size, input_size, 1), 'bicubic')
+  x = jnp.clip(x, 0.0, 1.0)
+  rgb = jnp.repeat(x, 3, axis=-1)
+  if mode == 'torch':
+    return (rgb - jnp.array(TORCH_MEAN_RGB)) / jnp.array(TORCH_STD_RGB)
+  scale = 255.0 if mode == 'caffe' else 1.0  # 'article': the notebook had divided by 255 already
+  return rgb[..., ::-1] * scale - jnp.array(CAFFE_MEAN_BGR)
+
+
+class SameConv3x3(nn.Module):
+  """3x3 'same' convolution with nn.Conv's parameters (kernel (3, 3, in, out), bias).
+
+  On the CPU, maps of at most 2x2 pixels (block 5 at small input sizes) are computed as one matrix
+  product of the padded patches: XLA:CPU's convolution took 3.8 s there for a batch of 256 at 2x2x512,
+  the product 59 ms (measured on the project's 2-core machine).
+  """
+  features: int
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', KERNEL_INIT, (3, 3, x.shape[-1], self.features), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
+    x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
+    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    if fast_conv.default_impl() == 'im2col' and x.shape[1] * x.shape[2] <= 4:
+      patches = fast_conv._patches(padded)  # pylint: disable=protected-access
+      y = jnp.dot(patches, kernel.reshape(-1, self.features))
+    else:
+      y = fast_conv.conv3x3_valid(padded, kernel, 'xla')
+    return y + bias
+
+
+class VGG19Features(nn.Module):
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    names = iter(CONV_NAMES)
+    for convs, width in zip(BLOCKS, WIDTHS):
+      for _ in range(convs):
+        x = nn.relu(SameConv3x3(width, name=next(names), dtype=self.dtype)(x))
+      x = max_pool_2x2(x)
+    return x
+
+
+class VGG19Head(nn.Module):
+  """The article's head on flattened VGG19 features: Dense512 ReLU -> Dropout 0.5 -> Dense10."""
+  dtype: jnp.dtype = jnp.float32
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, features, train=False, return_features=False):
+    x = features.reshape(features.shape[0], -1).astype(self.dtype)
+    x = nn.relu(nn.Dense(512, kernel_init=KERNEL_INIT, dtype=self.dtype, name='head_dense1')(x))
+    hidden = x
+    x = Dropout(0.5, axis_name=self.axis_name)(x, not train)
+    logits = nn.Dense(10, kernel_init=KERNEL_INIT, dtype=self.dtype, name='head_dense2')(x)
+    logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
+    return (logits, hidden) if return_features else logits
+
+
+class VGG19Transfer(nn.Module):
+  """Images -> frozen VGG19 features -> head, as one module (for prediction and tests)."""
+  input_size: int = 150
+  preprocessing: str = 'caffe'
+  dtype: jnp.dtype = jnp.float32
+  axis_name: str | None = None
+
+  def setup(self):
+    self.base = VGG19Features(dtype=self.dtype)
+    self.head = VGG19Head(dtype=self.dtype, axis_name=self.axis_name)
+
+  def features(self, images):
+    return jax.lax.stop_gradient(self.base(preprocess(images, self.input_size, self.preprocessing)))
+
+  def __call__(self, images, train=False, return_features=False):
+    return self.head(self.features(images), train=train, return_features=return_features)

@@ -1,0 +1,62 @@
+"""VGG19 transfer learning: the frozen base's features, computed once per run on the device.
+
+With the base frozen and no augmentation, every epoch would feed the head the same features, so they
+are computed once for the train, validation and test images and the head trains on them (train.py
+treats them as the data set). The base's parameters are not part of the training state at all, so
+they cannot change.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fashion_jax import steps
+from fashion_jax.errors import UserError
+from fashion_jax.models import DTYPES, vgg, vgg_weights
+
+STREAM_BASE_INIT = 4  # random base weights ('random') come from their own stream of config.seed
+
+
+def resolve_weights(vgg_config, seed):
+  """(base params, preprocessing mode, description) for config.vgg."""
+  weights = vgg_config.weights
+  if weights == 'random':
+    init = jax.jit(vgg.VGG19Features().init)  # compiled: far faster than 16 layers run op by op
+    params = init(jax.random.fold_in(jax.random.key(seed), STREAM_BASE_INIT), jnp.zeros((1, 32, 32, 3)))['params']
+    params, weights_preprocessing, description = jax.device_get(params), 'caffe', 'random (untrained)'
+  else:
+    path = vgg_weights.fetch_known(weights) if weights in vgg_weights.KNOWN else weights
+    params, weights_preprocessing = vgg_weights.load(path)
+    description = f'pretrained, from {path}'
+  preprocessing = vgg_config.preprocessing
+  if preprocessing == 'auto':
+    preprocessing = weights_preprocessing or 'caffe'
+  if vgg_config.article_preprocessing:
+    if preprocessing != 'caffe':
+      raise UserError('config.vgg.article_preprocessing=True reproduces Keras\' caffe normalisation of '
+                      f'pixels / 255; the {weights!r} weights use {preprocessing!r}')
+    preprocessing = 'article'
+  if preprocessing not in vgg.PREPROCESSING:
+    raise UserError(f'config.vgg.preprocessing={vgg_config.preprocessing!r}: expected \'auto\' or one of '
+                    f'{vgg.PREPROCESSING}')
+  return params, preprocessing, description
+
+
+def feature_extractor(config, base_params, preprocessing):
+  """fn(uint8 images) -> float32 features, batched, on the default device."""
+  module = vgg.VGG19Transfer(input_size=config.vgg.input_size, preprocessing=preprocessing,
+                             dtype=DTYPES[config.dtype])
+  variables = {'params': {'base': base_params}}
+  extract = jax.jit(lambda v, x: module.apply(v, steps.to_float_images(x), method='features')
+                    .astype(jnp.float32))
+
+  def run(images):
+    batch = config.vgg.feature_batch_size
+    chunks = []
+    for i in range(0, len(images), batch):
+      chunk = images[i:i + batch]
+      # Pad the last chunk to a whole batch: one compiled program for every call.
+      padded = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+      chunks.append(np.asarray(extract(variables, padded))[:len(chunk)])
+    return np.concatenate(chunks)
+  return run
