@@ -163,3 +163,14 @@ def test_nonfinite_loss_stops_the_run_naming_where(tmp_path, real_data_dir):
     train.train_and_evaluate(small_config('cnn1', learning_rate=1e30, num_epochs=2), str(tmp_path))
   assert not (tmp_path / 'results.json').exists()
   assert not reporting.read_history(str(tmp_path))
+
+
+def test_bfloat16_compute_reaches_float32_accuracy(tmp_path, real_data_dir):
+  # 3 epochs on 1,024 images: enough to learn well above chance (about 0.7), so a broken bf16 path
+  # (e.g. losses or updates in bf16) would show as a gap.
+  accuracy = {}
+  for dtype in ('float32', 'bfloat16'):
+    config = small_config('cnn1', num_epochs=3, dtype=dtype, **{'data.train_limit': 1024})
+    accuracy[dtype] = train.train_and_evaluate(config, str(tmp_path / dtype))['phases'][0]['test_accuracy']
+  assert accuracy['float32'] > 0.6
+  assert abs(accuracy['bfloat16'] - accuracy['float32']) <= 0.03, accuracy
