@@ -36,6 +36,8 @@ _CALLS = flags.DEFINE_integer('calls', 0, 'Timed calls per measurement (0: 20 st
 _KERAS = flags.DEFINE_bool('keras', False, 'Also time the Keras models (needs tensorflow).')
 _KERAS_AUGMENT = flags.DEFINE_list('keras_augment', [], 'Models also timed in Keras with ImageDataGenerator.')
 _PROTOCOL = flags.DEFINE_list('protocol', [], 'Models whose full protocol is timed.')
+_VGG_FEATURES = flags.DEFINE_list('vgg_features', [], 'Dtypes in which VGG19 feature extraction is timed.')
+_VGG_SIZE = flags.DEFINE_integer('vgg_size', 150, 'VGG19 input size for --vgg_features and vgg19 rows.')
 _OUT = flags.DEFINE_string('out', None, 'Output path without extension.', required=True)
 
 
@@ -49,6 +51,8 @@ def machine():
 def time_training(model, dtype, dataset, calls):
   config = importlib.import_module(f'configs.{model}').get_config()
   config.dtype = dtype
+  config.vgg.weights = 'random'  # the speed does not depend on the values
+  config.vgg.input_size = _VGG_SIZE.value
   strategy = parallel.create(config.parallel)
   trainer = train.Trainer(config, dataset, strategy)
   state = strategy.replicate(trainer.initial_state())
@@ -80,6 +84,26 @@ def time_training(model, dtype, dataset, calls):
   return record
 
 
+def time_vgg_features(dtype, images, batch=500):
+  """Images/s of the frozen VGG19 base (resize, preprocessing and the 16 convolutions), steady state."""
+  from fashion_jax import transfer
+  config = importlib.import_module('configs.vgg19').get_config()
+  config.dtype = dtype
+  config.vgg.weights = 'random'
+  config.vgg.input_size = _VGG_SIZE.value
+  config.vgg.feature_batch_size = batch
+  params, preprocessing, _ = transfer.resolve_weights(config.vgg, 0)
+  extract = transfer.feature_extractor(config, params, preprocessing)
+  start = time.perf_counter()
+  extract(images[:batch])
+  compile_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  extract(images)  # returns host arrays: the time includes the copies back
+  seconds = time.perf_counter() - start
+  return {'model': 'vgg19', 'measure': 'features', 'dtype': dtype, 'input_size': config.vgg.input_size,
+          'compile_seconds': compile_seconds, 'images_per_second': len(images) / seconds}
+
+
 def time_protocol(model):
   config = importlib.import_module(f'configs.{model}').get_config()
   config.report.writer = 'none'
@@ -102,7 +126,7 @@ def markdown(records, info):
            '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
   keras = {r['model']: r for r in records if r.get('measure') == 'keras'}
   for r in records:
-    if 'compile_seconds' not in r:
+    if 'plain_images_per_second' not in r:
       continue
     k = keras.get(r['model'])
     ratio = f'{r["augmented_images_per_second"] / k["images_per_second"]:.2f}' if k else '-'
@@ -117,6 +141,10 @@ def markdown(records, info):
   if keras_aug:
     lines += ['', 'Keras with the article\'s ImageDataGenerator (host augmentation): ' + ', '.join(
         f'{r["model"]} {r["images_per_second"]:,.0f} img/s' for r in keras_aug) + '.']
+  for r in records:
+    if r.get('measure') == 'features':
+      lines += ['', f'VGG19 feature extraction at {r["input_size"]}x{r["input_size"]} ({r["dtype"]}, random '
+                f'weights, features copied back to the host): {r["images_per_second"]:,.0f} images/s.']
   for r in records:
     if r.get('measure') == 'protocol':
       lines += ['', f'Full protocol, {r["model"]}, {r["epochs"]} epochs with validation every epoch and '
@@ -156,6 +184,8 @@ def main(argv):
         seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels, augment=True)
         emit({'model': model, 'measure': 'keras_augmented', 'images_per_second': n / seconds,
               'epoch_seconds': seconds})
+  for dtype in _VGG_FEATURES.value:
+    emit(time_vgg_features(dtype, dataset.train_images[:20000]))
   for model in _PROTOCOL.value:
     emit(time_protocol(model))
 

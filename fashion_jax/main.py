@@ -36,5 +36,18 @@ def main(argv):
     sys.exit(3)
 
 
+def parse_flags(argv):
+  """absl's parsing, but a bad flag (a misspelled --config key, a value of the wrong type) is one line
+  and exit status 2 like every other bad input, instead of absl's usage dump and status 1."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
+  except (AttributeError, KeyError) as e:  # ml_collections' answer to an unknown --config.<key>
+    detail = ' '.join(str(e).replace('\\n', '. ').replace("\\'", '').strip('\'"').split())
+    print(f'error: --config: unknown setting {detail}', file=sys.stderr)
+  sys.exit(2)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

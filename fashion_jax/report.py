@@ -17,12 +17,6 @@ from absl import app, flags, logging
 from fashion_jax import data, plots, reporting
 from fashion_jax.errors import UserError
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A run\'s workdir.')
-_NEGATIVE = flags.DEFINE_string('projection_negative', 'Shirt|T-shirt/top|Pullover',
-                                'Regular expression: the classes at the projection axis\' negative end.')
-_POSITIVE = flags.DEFINE_string('projection_positive', 'Sneaker|Sandal|Ankle boot',
-                                'Regular expression: the classes at the projection axis\' positive end.')
-_EMBEDDINGS = flags.DEFINE_bool('embeddings', True, 'Also write the embedding views (t-SNE takes a while).')
 
 
 def _config_dict(workdir):
@@ -78,15 +72,27 @@ def draw_all(workdir, embeddings=True, negative=None, positive=None):
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  if not _WORKDIR.value:
+  if not flags.FLAGS.workdir:
     print('error: --workdir is required', file=sys.stderr)
     sys.exit(2)
   try:
-    draw_all(_WORKDIR.value, _EMBEDDINGS.value, _NEGATIVE.value, _POSITIVE.value)
+    draw_all(flags.FLAGS.workdir, flags.FLAGS.embeddings, flags.FLAGS.projection_negative,
+             flags.FLAGS.projection_positive)
   except UserError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
 
 
+def define_flags():
+  """The command's flags: defined only when it runs, so that importing this module defines none."""
+  flags.DEFINE_string('workdir', None, 'A run\'s workdir.')
+  flags.DEFINE_string('projection_negative', 'Shirt|T-shirt/top|Pullover',
+                      'Regular expression: the classes at the projection axis\' negative end.')
+  flags.DEFINE_string('projection_positive', 'Sneaker|Sandal|Ankle boot',
+                      'Regular expression: the classes at the projection axis\' positive end.')
+  flags.DEFINE_bool('embeddings', True, 'Also write the embedding views (t-SNE takes a while).')
+
+
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

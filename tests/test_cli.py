@@ -37,6 +37,18 @@ def test_bad_config_value_is_one_line_and_exit_2(tmp_path):
   assert not os.path.exists(tmp_path / 'run' / 'config.json')
 
 
+@pytest.mark.parametrize('flag, message', [
+    ('--config.batch_szie=64', 'batch_szie'),  # a misspelled key
+    ('--config.batch_size=many', 'many'),  # a value of the wrong type
+])
+def test_bad_flags_are_one_line_and_exit_2(tmp_path, flag, message):
+  result = run_main(['--config=configs/cnn1.py', f'--workdir={tmp_path}/run', flag])
+  assert result.returncode == 2, result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith('error: ')
+  assert message in result.stderr
+  assert not os.path.exists(tmp_path / 'run')
+
+
 def test_trains_without_tensorflow(tmp_path, real_data_dir):
   blocker = tmp_path / 'blocker'
   blocker.mkdir()

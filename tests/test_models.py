@@ -33,7 +33,7 @@ def test_bfloat16_compute_keeps_float32_parameters():
   assert logits.dtype == jnp.float32
 
 
-@pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64)])
+@pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 4, 4, 16), 8)])
 def test_conv_impls_agree_in_value_and_gradient(shape, features):
   kx, kw, kd = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, shape)

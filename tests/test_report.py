@@ -127,3 +127,46 @@ def test_report_command_redraws_from_files(finished_run):
   bad = subprocess.run([sys.executable, '-m', 'fashion_jax.report', f'--workdir={workdir}/nothing'],
                        capture_output=True, text=True, check=False, timeout=300)
   assert bad.returncode == 2 and 'no config.json there' in bad.stderr
+
+
+def test_predict_treats_dataset_pngs_exactly_as_the_evaluation(finished_run, tmp_path, real_data_dir):
+  from fashion_jax import data, predict  # pylint: disable=g-import-not-at-top
+  workdir, _ = finished_run
+  test_images = data.read_idx_dir(real_data_dir)['test_images'][:12]
+  paths = []
+  for i, image in enumerate(test_images):
+    paths.append(tmp_path / f'test{i}.png')
+    Image.fromarray(image).save(paths[-1])
+  converted = np.stack([predict.to_dataset_form(p) for p in paths])
+  np.testing.assert_array_equal(converted, test_images)  # the PNG round trip changes nothing
+  classifier = predict.Classifier(str(workdir))
+  np.testing.assert_allclose(classifier.probabilities(converted), classifier.probabilities(test_images),
+                             rtol=1e-6)
+
+
+def test_predict_converts_any_photo_to_a_light_object_on_dark(tmp_path):
+  from fashion_jax import predict  # pylint: disable=g-import-not-at-top
+  photo = np.full((200, 120, 3), 240, np.uint8)  # light backdrop, RGB, not square
+  photo[20:180, 30:55] = (20, 30, 90)  # two dark legs: a pair of trousers
+  photo[20:180, 65:90] = (20, 30, 90)
+  Image.fromarray(photo).save(tmp_path / 'trousers.jpg')
+  image = predict.to_dataset_form(tmp_path / 'trousers.jpg')
+  assert image.shape == (28, 28) and image.dtype == np.uint8
+  assert image[:, :3].mean() < 30 and image[12:16, 10:12].mean() > 150  # dark padding, light legs
+
+
+def test_predict_command_reports_unreadable_files_and_goes_on(finished_run, tmp_path, real_data_dir):
+  from fashion_jax import data  # pylint: disable=g-import-not-at-top
+  workdir, _ = finished_run
+  Image.fromarray(data.read_idx_dir(real_data_dir)['test_images'][0]).save(tmp_path / 'boot.png')
+  (tmp_path / 'notes.png').write_text('not an image')
+  result = subprocess.run([sys.executable, '-m', 'fashion_jax.predict', f'--workdir={workdir}', '--json',
+                           str(tmp_path / 'notes.png'), str(tmp_path / 'boot.png')],
+                          capture_output=True, text=True, check=False, timeout=300)
+  assert result.returncode == 2
+  assert 'notes.png: cannot read it as an image' in result.stderr
+  output = json.loads(result.stdout)
+  assert [p['file'] for p in output['predictions']] == [str(tmp_path / 'boot.png')]
+  top = output['predictions'][0]['top']
+  assert len(top) == 3 and top[0]['probability'] >= top[1]['probability'] >= top[2]['probability']
+  assert {t['class'] for t in top} <= set(CLASS_NAMES)

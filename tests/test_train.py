@@ -27,7 +27,7 @@ def test_two_phase_run_writes_the_documented_files(tmp_path, real_data_dir):
   config = small_config('cnn1', num_epochs=2, augment_epochs=1)
   results = train.train_and_evaluate(config, str(tmp_path))
   assert sorted(f for f in os.listdir(tmp_path) if not f.startswith('events')) == [
-      'best', 'checkpoints', 'config.json', 'history.jsonl', 'results.json']
+      'best', 'checkpoints', 'config.json', 'history.jsonl', 'results.json', 'test_predictions.npz']
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))
   assert results['model'] == 'cnn1' and results['parameters'] == 693_962
   assert [(p['name'], p['epochs']) for p in results['phases']] == [('phase1', 2), ('phase2', 1)]
@@ -142,12 +142,32 @@ def test_batch_not_divisible_by_devices_is_refused_before_compiling(tmp_path):
     ({'data.source': 'csv'}, r"config.data.source='csv'"),
     ({'data.dir': '/nonexistent'}, r"config.data.dir='/nonexistent' lacks the Fashion-MNIST IDX files"),
     ({'batch_size': 1024}, r'config.batch_size=1024 is larger than the 512 training images'),
+    ({'eval_batch_size': 0}, r'config.eval_batch_size=0: expected an integer >= 1'),
+    ({'adam_b1': 1.0}, r'config.adam_b1=1.0: expected a number in \[0, 1\)'),
+    ({'adam_eps': 0.0}, r'config.adam_eps=0.0: expected a number > 0'),
+    ({'seed': -1}, r'config.seed=-1: expected an integer >= 0'),
+    ({'data.train_limit': -5}, r'config.data.train_limit=-5'),
+    ({'data.val_fraction': 0.0}, r'config.data.val_fraction=0.0'),
+    ({'steps_per_call': -1}, r'config.steps_per_call=-1'),
+    ({'checkpoint_every_steps': -2}, r'config.checkpoint_every_steps=-2'),
+    ({'report.writer': 'wandb'}, r"config.report.writer='wandb'"),
+    ({'report.embedding_examples': 0}, r'config.report.embedding_examples=0'),
+    ({'augment.rotation_range': -8.0}, r'config.augment.rotation_range=-8.0: expected a finite number >= 0'),
+    ({'augment.fill_mode': 'mirror'}, r"config.augment.fill_mode='mirror'"),
+    ({'model': 'vgg19', 'vgg.input_size': 16}, r'config.vgg.input_size=16: expected an integer >= 32'),
+    ({'model': 'vgg19', 'vgg.weights': '/nowhere/vgg19.h5'}, r"config.vgg.weights='/nowhere/vgg19.h5': no such file"),
 ])
 def test_bad_config_is_one_clear_error(tmp_path, real_data_dir, overrides, message):
   with pytest.raises(UserError, match=message):
     train.train_and_evaluate(small_config(**overrides), str(tmp_path / 'run'))
   assert not (tmp_path / 'run' / 'results.json').exists()
   assert not (tmp_path / 'run' / 'checkpoints').exists()
+
+
+def test_unwritable_workdir_is_refused(tmp_path):
+  (tmp_path / 'a_file').write_text('')
+  with pytest.raises(UserError, match=r'--workdir=.*a_file/run: cannot write there'):
+    train.train_and_evaluate(small_config(), str(tmp_path / 'a_file' / 'run'))
 
 
 def test_workdir_of_another_model_is_refused(tmp_path, real_data_dir):
@@ -166,11 +186,11 @@ def test_nonfinite_loss_stops_the_run_naming_where(tmp_path, real_data_dir):
 
 
 def test_bfloat16_compute_reaches_float32_accuracy(tmp_path, real_data_dir):
-  # 3 epochs on 1,024 images: enough to learn well above chance (about 0.7), so a broken bf16 path
+  # 2 epochs on 1,024 images: enough to learn well above chance (about 0.7), so a broken bf16 path
   # (e.g. losses or updates in bf16) would show as a gap.
   accuracy = {}
   for dtype in ('float32', 'bfloat16'):
-    config = small_config('cnn1', num_epochs=3, dtype=dtype, **{'data.train_limit': 1024})
+    config = small_config('cnn1', num_epochs=2, dtype=dtype, **{'data.train_limit': 1024})
     accuracy[dtype] = train.train_and_evaluate(config, str(tmp_path / dtype))['phases'][0]['test_accuracy']
   assert accuracy['float32'] > 0.6
   assert abs(accuracy['bfloat16'] - accuracy['float32']) <= 0.03, accuracy

@@ -11,8 +11,9 @@ product of its input's 3x3 patches with the kernel (im2col), and so are both of 
 Implementations (`impl`):
 - 'xla': `lax.conv_general_dilated`; the default on GPU and TPU, where cuDNN and the TPU's convolution
   units are the fastest.
-- 'im2col': XLA's convolution for the forward pass and the input gradient, and the weight gradient as
-  one matrix product of the patches (a custom VJP); the default on the CPU, where it was measured
+- 'im2col': XLA's convolution for the forward pass (a matrix product for outputs of at most 2x2 pixels)
+  and the input gradient, and the weight gradient as one matrix product of the patches (a custom VJP);
+  the default on the CPU, where it was measured
   fastest (experiments/results/benchmark-*.md). The forward and input gradient as patch products
   measured slower there: XLA:CPU builds the 9-fold patch tensor slowly (a strided concatenation).
 """
@@ -47,13 +48,21 @@ def _matmul(patches, matrix):
   return lax.dot_general(patches, matrix, (((patches.ndim - 1,), (0,)), ((), ())))
 
 
-@jax.custom_vjp
-def _conv_im2col(x, kernel):
+def _im2col_forward(x, kernel):
+  # Outputs of at most 2x2 pixels (VGG19's block 5 at small inputs) as one matrix product: XLA:CPU's
+  # convolution took 3.8 s there for 256 x 2x2x512 images, the product 59 ms (2-core machine).
+  if (x.shape[1] - 2) * (x.shape[2] - 2) <= 4:
+    return _matmul(_patches(x), kernel.reshape(-1, kernel.shape[-1]))
   return _conv_xla(x, kernel)
 
 
+@jax.custom_vjp
+def _conv_im2col(x, kernel):
+  return _im2col_forward(x, kernel)
+
+
 def _conv_im2col_fwd(x, kernel):
-  return _conv_xla(x, kernel), (x, kernel)
+  return _im2col_forward(x, kernel), (x, kernel)
 
 
 def _conv_im2col_bwd(residuals, dy):

@@ -1,6 +1,6 @@
 """Layers shared by the models, with the article's Keras semantics.
 
-- `Conv3x3`: a 3x3 'valid' convolution with Keras' initialisation. Its parameters are laid out like
+- `Conv3x3`: a 3x3 convolution ('valid', or 'same' for VGG19) with Keras' initialisation. Its parameters are laid out like
   `flax.linen.Conv` (kernel (3, 3, in, out), bias (out,)); `impl` picks how it is computed (see
   fast_conv.py): the parameters and results do not depend on that choice.
 - `max_pool_2x2`: 2x2 max pooling with Keras' 'valid' flooring of odd sizes and TensorFlow's
@@ -23,12 +23,15 @@ class Conv3x3(nn.Module):
   features: int
   impl: str = 'xla'
   dtype: jnp.dtype = jnp.float32
+  padding: str = 'VALID'  # or 'SAME' (VGG19)
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param('kernel', KERNEL_INIT, (3, 3, x.shape[-1], self.features), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
     x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
+    if self.padding == 'SAME':
+      x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     return fast_conv.conv3x3_valid(x, kernel, self.impl) + bias
 
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from fashion_jax.models import fast_conv
-from fashion_jax.models.layers import KERNEL_INIT, Dropout, max_pool_2x2
+from fashion_jax.models.layers import KERNEL_INIT, Conv3x3, Dropout, max_pool_2x2
 
 BLOCKS = (2, 2, 4, 4, 4)
 WIDTHS = (64, 128, 256, 512, 512)
@@ -44,30 +44,6 @@ def preprocess(images, input_size, mode):
   return rgb[..., ::-1] * scale - jnp.array(CAFFE_MEAN_BGR)
 
 
-class SameConv3x3(nn.Module):
-  """3x3 'same' convolution with nn.Conv's parameters (kernel (3, 3, in, out), bias).
-
-  On the CPU, maps of at most 2x2 pixels (block 5 at small input sizes) are computed as one matrix
-  product of the padded patches: XLA:CPU's convolution took 3.8 s there for a batch of 256 at 2x2x512,
-  the product 59 ms (measured on the project's 2-core machine).
-  """
-  features: int
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param('kernel', KERNEL_INIT, (3, 3, x.shape[-1], self.features), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
-    x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
-    padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    if fast_conv.default_impl() == 'im2col' and x.shape[1] * x.shape[2] <= 4:
-      patches = fast_conv._patches(padded)  # pylint: disable=protected-access
-      y = jnp.dot(patches, kernel.reshape(-1, self.features))
-    else:
-      y = fast_conv.conv3x3_valid(padded, kernel, 'xla')
-    return y + bias
-
-
 class VGG19Features(nn.Module):
   dtype: jnp.dtype = jnp.float32
 
@@ -76,7 +52,8 @@ class VGG19Features(nn.Module):
     names = iter(CONV_NAMES)
     for convs, width in zip(BLOCKS, WIDTHS):
       for _ in range(convs):
-        x = nn.relu(SameConv3x3(width, name=next(names), dtype=self.dtype)(x))
+        x = nn.relu(Conv3x3(width, impl=fast_conv.default_impl(), dtype=self.dtype, padding='SAME',
+                            name=next(names))(x))
       x = max_pool_2x2(x)
     return x
 

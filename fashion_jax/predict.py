@@ -1,0 +1,130 @@
+"""Classifies your own images with the best checkpoint (highest validation accuracy) of a run.
+
+  python -m fashion_jax.predict --workdir=runs/cnn3 shoe.png shirt.jpg [--json]
+
+Any size or colour: each image becomes what the model was trained on (grayscale; a light object on a
+dark background, so images with a light background are inverted; padded to a square; 28x28). Prints
+the three most likely classes with their probabilities, or JSON with --json. A file that cannot be read
+as an image gets a one-line error and the others are still classified; the exit status is then 2.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app, flags, logging
+from PIL import Image, UnidentifiedImageError
+
+from fashion_jax.data import CLASS_NAMES
+from fashion_jax.errors import UserError
+
+
+
+def to_dataset_form(path):
+  """An image file -> uint8 (28, 28), light object on dark background, as Fashion-MNIST."""
+  try:
+    with Image.open(path) as image:
+      image.load()
+      if image.mode in ('RGBA', 'LA') or (image.mode == 'P' and 'transparency' in image.info):
+        # Transparent parts are background: put them on white, as a photo's backdrop would be.
+        rgba = image.convert('RGBA')
+        white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+      gray = np.asarray(image.convert('L'), np.float32)
+  except (OSError, UnidentifiedImageError, ValueError) as e:
+    raise UserError(f'{path}: cannot read it as an image ({type(e).__name__}: {e})') from None
+  border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+  if border.mean() > 127:  # a light background: invert, so the object is light on dark
+    gray = 255.0 - gray
+  h, w = gray.shape
+  side = max(h, w)
+  square = np.zeros((side, side), np.float32)
+  square[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = gray
+  if side != 28:
+    square = np.asarray(Image.fromarray(square).resize((28, 28), Image.LANCZOS))
+  return np.clip(np.round(square), 0, 255).astype(np.uint8)
+
+
+class Classifier:
+  """The best checkpoint of the run in `workdir`, ready to classify uint8 (N, 28, 28) images."""
+
+  def __init__(self, workdir):
+    # pylint: disable=g-import-not-at-top
+    import jax
+    import ml_collections
+    from fashion_jax import checkpoint, reporting, steps, transfer
+    from fashion_jax.models import create_model
+    config_path = os.path.join(workdir, 'config.json')
+    if not os.path.exists(config_path):
+      raise UserError(f'--workdir={workdir}: no config.json there (not a run\'s workdir)')
+    config = ml_collections.ConfigDict(reporting.read_json(config_path))
+    self.model = create_model(config)
+    self.prepare = steps.to_float_images
+    input_shape = (28, 28, 1)
+    if config.model == 'vgg19':
+      base, preprocessing, _ = transfer.resolve_weights(config.vgg, config.seed)
+      extract = transfer.feature_extractor(config, base, preprocessing)
+      self.prepare = lambda x: x
+      self._features = extract
+      size = config.vgg.input_size // 32
+      input_shape = (size, size, 512)
+    variables = self.model.init(jax.random.key(0), np.zeros((1,) + input_shape, np.float32), train=False)
+    target = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
+    restored = checkpoint.Checkpointer(os.path.join(workdir, 'best'), max_to_keep=1).restore_latest(
+        jax.device_get(target))
+    if restored is None:
+      raise UserError(f'--workdir={workdir}: no best checkpoint yet (best/ is empty): train first')
+    self.variables = restored[0]
+    self.config = config
+    model, prepare = self.model, self.prepare
+    self._apply = jax.jit(lambda v, x: jax.nn.softmax(model.apply(v, prepare(x), train=False)))
+
+  def probabilities(self, images_u8):
+    inputs = self._features(images_u8) if self.config.model == 'vgg19' else images_u8
+    return np.asarray(self._apply(self.variables, inputs))
+
+
+def main(argv):
+  logging.set_verbosity(logging.WARNING)
+  paths = argv[1:]
+  if not flags.FLAGS.workdir or not paths:
+    print('error: usage: python -m fashion_jax.predict --workdir=RUN IMAGE [IMAGE ...]', file=sys.stderr)
+    sys.exit(2)
+  try:
+    classifier = Classifier(flags.FLAGS.workdir)
+  except UserError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  images, readable, failures = [], [], []
+  for path in paths:
+    try:
+      images.append(to_dataset_form(path))
+      readable.append(path)
+    except UserError as e:
+      failures.append({'file': path, 'error': str(e)})
+      print(f'error: {e}', file=sys.stderr)
+  results = []
+  if images:
+    probabilities = classifier.probabilities(np.stack(images))
+    for path, p in zip(readable, probabilities):
+      top = np.argsort(-p)[:flags.FLAGS.top]
+      results.append({'file': path, 'top': [{'class': CLASS_NAMES[k], 'probability': float(p[k])} for k in top]})
+  if flags.FLAGS.json:
+    print(json.dumps({'predictions': results, 'errors': failures}, indent=2))
+  else:
+    for r in results:
+      print(f'{r["file"]}: ' + ', '.join(f'{t["class"]} {t["probability"]:.1%}' for t in r['top']))
+  sys.exit(2 if failures else 0)
+
+
+def define_flags():
+  """The command's flags: defined only when it runs, so that importing this module defines none."""
+  flags.DEFINE_string('workdir', None, 'A finished run\'s workdir.')
+  flags.DEFINE_bool('json', False, 'Print one JSON document instead of text.')
+  flags.DEFINE_integer('top', 3, 'How many classes to show per image.')
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
