@@ -139,10 +139,11 @@ class Trainer:
     extract = transfer.feature_extractor(config, base_params, preprocessing)
     start = time.time()
     features = tuple(extract(x) for x in images)
+    seconds = time.time() - start
     self.transfer = {'weights': description, 'preprocessing': preprocessing,
                      'input_size': config.vgg.input_size, 'frozen_parameters': count_parameters(base_params),
-                     'feature_seconds': time.time() - start,
-                     'feature_images_per_second': sum(len(x) for x in images) / (time.time() - start)}
+                     'feature_seconds': seconds,
+                     'feature_images_per_second': sum(len(x) for x in images) / seconds}
     return features
 
   def initial_state(self):

@@ -9,6 +9,12 @@ import struct
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_force_host_platform_device_count=8').strip()
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# Most of the suite's time is compiling the same small programs in many tests and in the subprocesses
+# they start: one persistent compilation cache for the whole session (environment variables, so that
+# subprocesses and xdist workers share it) compiles each of them once.
+# Its keys cover the program, the JAX version and the devices, so one folder serves every run.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', '/tmp/fashion_jax-test-compilation-cache')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
