@@ -8,6 +8,11 @@ compiled program (a `lax.scan`): what pays on GPUs and TPUs, where launching sma
 Randomness: the step's key is fold_in(epoch_key, step), so dropout and augmentation depend only on
 (seed, phase, epoch, step) and a resumed run draws exactly what an uninterrupted one would.
 
+Why Flax Linen rather than NNX (DESIGN.md prefers NNX unless it gets in the way): every step's dropout
+and augmentation key is passed in explicitly, so steps stay pure functions of (state, data, key) that
+scan, donate, pmap and shard without threading NNX's stateful Rngs through split/merge in every step,
+and resuming reproduces the same draws exactly.
+
 Under pmap (`axis_name` set) each device takes its own slice of the batch's indices and the functions
 reduce over the axis themselves; augmentation and dropout draw for the global batch and keep their slice,
 so every parallel mode computes the same numbers.

@@ -13,6 +13,7 @@ exactly as if it had never stopped.
 import dataclasses
 import os
 import signal
+import tempfile
 import time
 
 import jax
@@ -69,9 +70,9 @@ def _check_workdir(workdir, config):
   """Creates `workdir`, or checks that the run already in it is this config's."""
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, '.write-test')
-    with open(probe, 'w'):
-      pass
+    # A probe of this process's own: several hosts may check the same shared workdir at once.
+    fd, probe = tempfile.mkstemp(dir=workdir, prefix='.write-test-')
+    os.close(fd)
     os.remove(probe)
   except OSError as e:
     raise UserError(f'--workdir={workdir}: cannot write there ({e.strerror})') from None
