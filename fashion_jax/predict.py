@@ -55,10 +55,7 @@ class Classifier:
     import ml_collections
     from fashion_jax import checkpoint, reporting, steps, transfer
     from fashion_jax.models import create_model
-    config_path = os.path.join(workdir, 'config.json')
-    if not os.path.exists(config_path):
-      raise UserError(f'--workdir={workdir}: no config.json there (not a run\'s workdir)')
-    config = ml_collections.ConfigDict(reporting.read_json(config_path))
+    config = ml_collections.ConfigDict(reporting.read_run_config(workdir))
     self.model = create_model(config)
     self.prepare = steps.to_float_images
     input_shape = (28, 28, 1)

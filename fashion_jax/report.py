@@ -19,13 +19,6 @@ from fashion_jax.errors import UserError
 
 
 
-def _config_dict(workdir):
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    raise UserError(f'--workdir={workdir}: no config.json there (not a run\'s workdir)')
-  return reporting.read_json(path)
-
-
 def augment_examples(config, dataset, path, examples=8, variants=5):
   """Original training images and augmented versions of each, with the run's augmentation ranges."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -43,7 +36,7 @@ def augment_examples(config, dataset, path, examples=8, variants=5):
 def draw_all(workdir, embeddings=True, negative=None, positive=None):
   """Draws every picture of the run in `workdir` (its results.json must exist)."""
   import ml_collections  # pylint: disable=g-import-not-at-top
-  config = _config_dict(workdir)
+  config = reporting.read_run_config(workdir)
   results_path = os.path.join(workdir, 'results.json')
   if not os.path.exists(results_path):
     raise UserError(f'--workdir={workdir}: the run has not finished (no results.json)')

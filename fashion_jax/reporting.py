@@ -36,6 +36,14 @@ def read_json(path):
     return json.load(f)
 
 
+def read_run_config(workdir):
+  """The config.json of the run in `workdir`, as a dict; a UserError if it is not a run's workdir."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    raise UserError(f'--workdir={workdir}: no config.json there (not a run\'s workdir)')
+  return read_json(path)
+
+
 def read_history(workdir):
   """The per-epoch records of history.jsonl, in order (an empty list before the first epoch)."""
   path = os.path.join(workdir, 'history.jsonl')
