@@ -34,7 +34,10 @@ def test_bfloat16_compute_keeps_float32_parameters():
 
 
 @pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 4, 4, 16), 8)])
-def test_conv_impls_agree_in_value_and_gradient(shape, features):
+@pytest.mark.parametrize('chunk_bytes', [fast_conv.CHUNK_BYTES, 1])
+def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, monkeypatch):
+  # chunk_bytes=1: one image a chunk, so the chunked patch products and their accumulation are exercised.
+  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', chunk_bytes)
   kx, kw, kd = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, shape)
   w = jax.random.normal(kw, (3, 3, shape[-1], features))
@@ -45,6 +48,14 @@ def test_conv_impls_agree_in_value_and_gradient(shape, features):
     results[impl] = (y,) + vjp(dy)
   for a, b in zip(results['xla'], results['im2col']):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_chunks_divide_the_batch_within_the_byte_budget(monkeypatch):
+  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', 11 * 11 * 9 * 32 * 4 * 5)  # five 13x13x32 images' patches
+  assert fast_conv._chunk_size(jnp.zeros((256, 13, 13, 32))) == 4
+  assert fast_conv._chunk_size(jnp.zeros((6, 13, 13, 32))) == 3
+  assert fast_conv._chunk_size(jnp.zeros((7, 13, 13, 32))) == 1
+  assert fast_conv._chunk_size(jnp.zeros((3, 13, 13, 32))) == 3
 
 
 def test_im2col_conv_gradients_match_finite_differences():

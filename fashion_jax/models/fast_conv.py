@@ -11,11 +11,13 @@ product of its input's 3x3 patches with the kernel (im2col), and so are both of 
 Implementations (`impl`):
 - 'xla': `lax.conv_general_dilated`; the default on GPU and TPU, where cuDNN and the TPU's convolution
   units are the fastest.
-- 'im2col': XLA's convolution for the forward pass (a matrix product for outputs of at most 2x2 pixels)
-  and the input gradient, and the weight gradient as one matrix product of the patches (a custom VJP);
-  the default on the CPU, where it was measured
-  fastest (experiments/results/benchmark-*.md). The forward and input gradient as patch products
-  measured slower there: XLA:CPU builds the 9-fold patch tensor slowly (a strided concatenation).
+- 'im2col': the forward pass and the weight gradient as patch products, the input gradient as XLA's
+  convolution (a custom VJP); the default on the CPU, where it was measured fastest
+  (experiments/results/benchmark-cpu.md). The patch products run over the batch in chunks whose patch
+  tensor fits in the CPU's caches (`CHUNK_BYTES`): the 9-fold patch tensor of a whole batch is tens to
+  hundreds of MB, and building it in main memory cost more than the product it feeds (this machine
+  moves about 3 GB/s to and from memory, and 30-50 GB/s within its caches). The input gradient stays a
+  whole-batch convolution: XLA:CPU runs it fast there, and 20x slower inside a loop.
 """
 
 import functools
@@ -48,12 +50,45 @@ def _matmul(patches, matrix):
   return lax.dot_general(patches, matrix, (((patches.ndim - 1,), (0,)), ((), ())))
 
 
+# The patch tensor of one chunk: about the size of one core's L2 cache, well inside the shared L3.
+CHUNK_BYTES = 2 * 1024 * 1024
+
+
+def _chunk_size(x):
+  """The largest divisor of the batch whose patch tensor takes at most `CHUNK_BYTES` (at least 1)."""
+  n, h, w, c = x.shape
+  per_image = max(1, (h - 2) * (w - 2) * 9 * c * x.dtype.itemsize)
+  limit = max(1, CHUNK_BYTES // per_image)
+  return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def _chunks(a, size):
+  return a.reshape((a.shape[0] // size, size) + a.shape[1:])
+
+
 def _im2col_forward(x, kernel):
-  # Outputs of at most 2x2 pixels (VGG19's block 5 at small inputs) as one matrix product: XLA:CPU's
-  # convolution took 3.8 s there for 256 x 2x2x512 images, the product 59 ms (2-core machine).
-  if (x.shape[1] - 2) * (x.shape[2] - 2) <= 4:
-    return _matmul(_patches(x), kernel.reshape(-1, kernel.shape[-1]))
-  return _conv_xla(x, kernel)
+  matrix = kernel.reshape(-1, kernel.shape[-1])
+  size = _chunk_size(x)
+  if size == x.shape[0]:
+    return _matmul(_patches(x), matrix)
+  y = lax.map(lambda xc: _matmul(_patches(xc), matrix), _chunks(x, size))
+  return y.reshape((x.shape[0],) + y.shape[2:])
+
+
+def _im2col_weight_gradient(x, dy):
+  """sum over the batch of patches(x)^T @ dy, chunk by chunk, accumulated in float32."""
+  c, f = x.shape[-1], dy.shape[-1]
+
+  def chunk_gradient(xc, dyc):
+    return lax.dot_general(_patches(xc).reshape(-1, 9 * c), dyc.reshape(-1, f), (((0,), (0,)), ((), ())),
+                           preferred_element_type=jnp.float32)
+
+  size = _chunk_size(x)
+  if size == x.shape[0]:
+    return chunk_gradient(x, dy)
+  xs, dys = _chunks(x, size), _chunks(dy, size)
+  return lax.fori_loop(0, xs.shape[0], lambda i, total: total + chunk_gradient(xs[i], dys[i]),
+                       jnp.zeros((9 * c, f), jnp.float32))
 
 
 @jax.custom_vjp
@@ -67,10 +102,7 @@ def _conv_im2col_fwd(x, kernel):
 
 def _conv_im2col_bwd(residuals, dy):
   x, kernel = residuals
-  c, f = kernel.shape[2], kernel.shape[3]
-  # The weight gradient, XLA:CPU's slowest convolution, as one matrix product of the patches.
-  dkernel = lax.dot_general(_patches(x).reshape(-1, 9 * c), dy.reshape(-1, f), (((0,), (0,)), ((), ())))
-  # The input gradient stays a convolution: XLA:CPU runs it faster than patches(pad(dy)) @ flip(K)^T.
+  dkernel = _im2col_weight_gradient(x, dy)
   _, conv_vjp = jax.vjp(lambda x: _conv_xla(x, kernel), x)
   dx, = conv_vjp(dy)
   return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype)
