@@ -50,6 +50,34 @@ def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, mo
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 28, 28, 1), 8)])
+@pytest.mark.parametrize('chunk_bytes', [fast_conv.CHUNK_BYTES, 1])
+def test_fused_conv_relu_pool_agrees_with_its_parts(shape, features, chunk_bytes, monkeypatch):
+  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', chunk_bytes)
+  kx, kw, kb, kg = jax.random.split(jax.random.key(0), 4)
+  # Half the inputs zero: whole windows below zero after the bias, so ReLU ties and dead windows occur.
+  x = jnp.maximum(jax.random.normal(kx, shape), 0.0)
+  w = jax.random.normal(kw, (3, 3, shape[-1], features))
+  b = jax.random.normal(kb, (features,))
+  g = jax.random.normal(kg, (shape[0], (shape[1] - 2) // 2, (shape[2] - 2) // 2, features))
+  results = {}
+  for impl in fast_conv.IMPLS:
+    y, vjp = jax.vjp(lambda x, w, b: fast_conv.conv3x3_valid_relu_pool(x, w, b, impl), x, w, b)
+    results[impl] = (y,) + vjp(g)
+  for a, b in zip(results['xla'], results['im2col']):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  assert float(jnp.mean(results['xla'][0] == 0)) > 0.1  # the dead windows were exercised
+
+
+def test_fused_conv_relu_pool_gradients_match_finite_differences():
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3), jnp.float64)
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 2), jnp.float64)
+    b = jax.random.normal(jax.random.key(2), (2,), jnp.float64)
+    check_grads(lambda x, w, b: fast_conv.conv3x3_valid_relu_pool(x, w, b, 'im2col'), (x, w, b), order=1,
+                modes=('rev',), eps=1e-6)
+
+
 def test_conv_chunks_divide_the_batch_within_the_byte_budget(monkeypatch):
   monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', 11 * 11 * 9 * 32 * 4 * 5)  # five 13x13x32 images' patches
   assert fast_conv._chunk_size(jnp.zeros((256, 13, 13, 32))) == 4

@@ -22,6 +22,10 @@ class _Base(nn.Module):
   def conv(self, features):
     return Conv3x3(features, impl=self.conv_impl, dtype=self.dtype)
 
+  def conv_relu_pool(self, features):
+    """Conv -> ReLU -> MaxPool as one layer: the same parameters, computed in one pass on the CPU."""
+    return Conv3x3(features, impl=self.conv_impl, dtype=self.dtype, relu_pool=True)
+
   def dense(self, features):
     return nn.Dense(features, kernel_init=KERNEL_INIT, dtype=self.dtype, param_dtype=jnp.float32)
 
@@ -45,8 +49,7 @@ class CNN1(_Base):
 
   @nn.compact
   def __call__(self, x, train=False, return_features=False):
-    x = nn.relu(self.conv(32)(x.astype(self.dtype)))
-    x = self.dropout(0.2)(max_pool_2x2(x), not train)
+    x = self.dropout(0.2)(self.conv_relu_pool(32)(x.astype(self.dtype)), not train)
     x = nn.relu(self.dense(128)(x.reshape(x.shape[0], -1)))
     return self.classify(x, return_features)
 
@@ -56,10 +59,8 @@ class CNN3(_Base):
 
   @nn.compact
   def __call__(self, x, train=False, return_features=False):
-    x = nn.relu(self.conv(32)(x.astype(self.dtype)))
-    x = self.dropout(0.25)(max_pool_2x2(x), not train)
-    x = nn.relu(self.conv(64)(x))
-    x = self.dropout(0.25)(max_pool_2x2(x), not train)
+    x = self.dropout(0.25)(self.conv_relu_pool(32)(x.astype(self.dtype)), not train)
+    x = self.dropout(0.25)(self.conv_relu_pool(64)(x), not train)
     x = nn.relu(self.conv(128)(x))
     x = self.dropout(0.4)(x, not train)
     x = nn.relu(self.dense(128)(x.reshape(x.shape[0], -1)))

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from fashion_jax.models import pooling
+
 IMPLS = ('xla', 'im2col')
 
 
@@ -54,10 +56,10 @@ def _matmul(patches, matrix):
 CHUNK_BYTES = 2 * 1024 * 1024
 
 
-def _chunk_size(x):
-  """The largest divisor of the batch whose patch tensor takes at most `CHUNK_BYTES` (at least 1)."""
+def _chunk_size(x, features=0):
+  """The largest divisor of the batch whose patches (and product) take at most `CHUNK_BYTES` (at least 1)."""
   n, h, w, c = x.shape
-  per_image = max(1, (h - 2) * (w - 2) * 9 * c * x.dtype.itemsize)
+  per_image = max(1, (h - 2) * (w - 2) * (9 * c + features) * x.dtype.itemsize)
   limit = max(1, CHUNK_BYTES // per_image)
   return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
 
@@ -68,27 +70,35 @@ def _chunks(a, size):
 
 def _im2col_forward(x, kernel):
   matrix = kernel.reshape(-1, kernel.shape[-1])
-  size = _chunk_size(x)
+  size = _chunk_size(x, kernel.shape[-1])
   if size == x.shape[0]:
     return _matmul(_patches(x), matrix)
   y = lax.map(lambda xc: _matmul(_patches(xc), matrix), _chunks(x, size))
   return y.reshape((x.shape[0],) + y.shape[2:])
 
 
-def _im2col_weight_gradient(x, dy):
-  """sum over the batch of patches(x)^T @ dy, chunk by chunk, accumulated in float32."""
-  c, f = x.shape[-1], dy.shape[-1]
+def _im2col_weight_gradient(x, dy_of_chunk, features):
+  """(sum of patches(x)^T @ dy, sum of dy) over the batch, chunk by chunk, accumulated in float32.
 
-  def chunk_gradient(xc, dyc):
-    return lax.dot_general(_patches(xc).reshape(-1, 9 * c), dyc.reshape(-1, f), (((0,), (0,)), ((), ())),
-                           preferred_element_type=jnp.float32)
+  `dy_of_chunk(i, size)` gives chunk i's dy: computed there, it need not exist for the whole batch
+  (XLA:CPU also sums a whole batch over its leading axes far more slowly than chunk by chunk).
+  """
+  c = x.shape[-1]
 
-  size = _chunk_size(x)
-  if size == x.shape[0]:
-    return chunk_gradient(x, dy)
-  xs, dys = _chunks(x, size), _chunks(dy, size)
-  return lax.fori_loop(0, xs.shape[0], lambda i, total: total + chunk_gradient(xs[i], dys[i]),
-                       jnp.zeros((9 * c, f), jnp.float32))
+  def add_chunk(i, totals, size):
+    xc = lax.dynamic_slice_in_dim(x, i * size, size)
+    dyc = dy_of_chunk(i, size).reshape(-1, features)
+    dkernel = lax.dot_general(_patches(xc).reshape(-1, 9 * c), dyc, (((0,), (0,)), ((), ())),
+                              preferred_element_type=jnp.float32)
+    return totals[0] + dkernel, totals[1] + dyc.astype(jnp.float32).sum(0)
+
+  size = _chunk_size(x, features)
+  zeros = (jnp.zeros((9 * c, features), jnp.float32), jnp.zeros((features,), jnp.float32))
+  return lax.fori_loop(0, x.shape[0] // size, functools.partial(add_chunk, size=size), zeros)
+
+
+def _rows(a, i, size):
+  return lax.dynamic_slice_in_dim(a, i * size, size)
 
 
 @jax.custom_vjp
@@ -102,7 +112,7 @@ def _conv_im2col_fwd(x, kernel):
 
 def _conv_im2col_bwd(residuals, dy):
   x, kernel = residuals
-  dkernel = _im2col_weight_gradient(x, dy)
+  dkernel, _ = _im2col_weight_gradient(x, lambda i, size: _rows(dy, i, size), kernel.shape[-1])
   _, conv_vjp = jax.vjp(lambda x: _conv_xla(x, kernel), x)
   dx, = conv_vjp(dy)
   return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype)
@@ -119,3 +129,68 @@ def conv3x3_valid(x, kernel, impl='xla'):
   if impl == 'im2col':
     return _conv_im2col(x, kernel)
   raise ValueError(f'unknown convolution impl {impl!r}, expected one of {IMPLS}')
+
+
+def _conv_relu_pool_xla(x, kernel, bias):
+  return pooling.max_pool_2x2(jax.nn.relu(_conv_xla(x, kernel) + bias))
+
+
+def _fused_forward(x, kernel, bias):
+  """max_pool(relu(conv(x) + bias)) chunk by chunk, and each window's first-maximum index."""
+  matrix = kernel.reshape(-1, kernel.shape[-1])
+
+  def chunk(xc):
+    return pooling.first_max(jax.nn.relu(_matmul(_patches(xc), matrix) + bias))
+
+  size = _chunk_size(x, kernel.shape[-1])
+  pooled, index = lax.map(chunk, _chunks(x, size))
+  unchunk = lambda a: a.reshape((x.shape[0],) + a.shape[2:])
+  return unchunk(pooled), unchunk(index).astype(jnp.int8)
+
+
+@jax.custom_vjp
+def _conv_relu_pool_im2col(x, kernel, bias):
+  return _fused_forward(x, kernel, bias)[0]
+
+
+def _conv_relu_pool_im2col_fwd(x, kernel, bias):
+  pooled, index = _fused_forward(x, kernel, bias)
+  return pooled, (x, kernel, pooled, index)
+
+
+def _conv_relu_pool_im2col_bwd(residuals, g):
+  x, kernel, pooled, index = residuals
+  n, h, w, _ = x.shape
+  f = kernel.shape[-1]
+
+  def dy_of_chunk(i, size):
+    # Only a window's first maximum receives gradient, and ReLU passes it where that maximum, the pooled
+    # value, is positive: the backward pass needs neither the convolution's output nor its ReLU.
+    gc = jnp.where(_rows(pooled, i, size) > 0, _rows(g, i, size), 0)
+    return pooling.unpool(_rows(index, i, size), gc, (size, h - 2, w - 2, f))
+
+  dkernel, dbias = _im2col_weight_gradient(x, dy_of_chunk, f)
+  # The input gradient needs the whole batch's dy (see `_conv_im2col_bwd`); XLA drops all of it when
+  # x needs no gradient (the first layer), so the whole-batch dy is then never built.
+  _, conv_vjp = jax.vjp(lambda x: _conv_xla(x, kernel), x)
+  dx, = conv_vjp(dy_of_chunk(0, n))
+  return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype), dbias.astype(kernel.dtype)
+
+
+_conv_relu_pool_im2col.defvjp(_conv_relu_pool_im2col_fwd, _conv_relu_pool_im2col_bwd)
+
+
+@functools.partial(jax.named_call, name='conv3x3_relu_pool')
+def conv3x3_valid_relu_pool(x, kernel, bias, impl='xla'):
+  """max_pool_2x2(relu(conv3x3_valid(x, kernel) + bias)), in one pass over the batch for 'im2col'.
+
+  Fused on the CPU because the convolution's output is the largest tensor of CNN-1 and CNN-3 (22 MB at
+  batch 256): computed, rectified and pooled chunk by chunk, it never leaves the caches, and the
+  backward pass needs only the pooled values and the index of each window's maximum.
+  """
+  if impl == 'xla':
+    return _conv_relu_pool_xla(x, kernel, bias)
+  if impl == 'im2col':
+    return _conv_relu_pool_im2col(x, kernel, bias)
+  raise ValueError(f'unknown convolution impl {impl!r}, expected one of {IMPLS}')
+

@@ -1,0 +1,54 @@
+"""2x2 max pooling with Keras' semantics and TensorFlow's gradient, shared by the layers and fast_conv."""
+
+import jax
+import jax.numpy as jnp
+
+
+@jax.custom_vjp
+def max_pool_2x2(x):
+  """2x2/2 max pooling of NHWC `x`; an odd trailing row or column is dropped, as Keras' 'valid' does.
+
+  The gradient goes to the first maximum of each window (row-major), as TensorFlow's does, and always to
+  exactly one element. A custom VJP, because the default gradient of a reshape-and-max re-tests
+  `x == max` in the backward pass, where XLA may recompute `x` in another fusion with other rounding and
+  so send a window's gradient to several elements or to none; and XLA's own max-pool gradient
+  (select-and-scatter) is slow on the CPU. Ties are common in CNN-4, whose BatchNorm maps all of a
+  window's ReLU zeros to one value.
+  """
+  return first_max(x)[0]
+
+
+def first_max(x):
+  """The max of each 2x2 window and the index (0..3, row-major) of its first maximum."""
+  n, h, w, c = x.shape
+  windows = x[:, :h // 2 * 2, :w // 2 * 2, :].reshape(n, h // 2, 2, w // 2, 2, c)
+  a, b = windows[:, :, 0, :, 0], windows[:, :, 0, :, 1]
+  c_, d = windows[:, :, 1, :, 0], windows[:, :, 1, :, 1]
+  top = jnp.where(a >= b, a, b)
+  top_index = jnp.where(a >= b, 0, 1)
+  bottom = jnp.where(c_ >= d, c_, d)
+  bottom_index = jnp.where(c_ >= d, 2, 3)
+  first_is_top = top >= bottom
+  return jnp.where(first_is_top, top, bottom), jnp.where(first_is_top, top_index, bottom_index)
+
+
+def _max_pool_fwd(x):
+  out, index = first_max(x)
+  return out, (index.astype(jnp.int8), x.shape)
+
+
+def _max_pool_bwd(residuals, g):
+  index, shape = residuals
+  return (unpool(index, g, shape),)
+
+
+def unpool(index, g, shape):
+  """Sends each window's gradient `g` to its first maximum (`index`); zeros elsewhere, `shape` as x's."""
+  n, h, w, c = shape
+  zero = jnp.zeros_like(g)
+  rows = [jnp.stack([jnp.where(index == 2 * r + s, g, zero) for s in (0, 1)], 3) for r in (0, 1)]
+  dx = jnp.stack(rows, 2).reshape(n, h // 2 * 2, w // 2 * 2, c)
+  return jnp.pad(dx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
+
+
+max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
