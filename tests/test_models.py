@@ -7,7 +7,7 @@ import optax
 import pytest
 from jax.test_util import check_grads
 
-from fashion_jax.models import cnn, fast_conv
+from fashion_jax.models import cnn, fast_conv, fast_random
 from fashion_jax.models.layers import Dropout, max_pool_2x2
 
 PARAMETERS = {'cnn1': (cnn.CNN1, 693_962, 693_962), 'cnn3': (cnn.CNN3, 241_546, 241_546),
@@ -127,6 +127,24 @@ def test_dropout_mask_is_the_same_sharded_over_pmap():
                      axis_name='i', devices=devices)(x.reshape(4, 2, 6))
   np.testing.assert_array_equal(single, sharded.reshape(8, 6))
   assert set(np.unique(single).tolist()) == {0.0, 2.0}
+
+
+@pytest.mark.parametrize('key', [jax.random.PRNGKey(3), jax.random.key(5)], ids=['raw', 'typed'])
+@pytest.mark.parametrize('p', [0.8, 0.75, 0.6, 0.5])
+def test_fast_dropout_masks_equal_jax_random_bernoulli_bit_for_bit(key, p):
+  shape = (12, 13, 13, 32)
+  expected = np.asarray(jax.random.bernoulli(key, p, shape))
+  np.testing.assert_array_equal(jax.jit(lambda k: fast_random.bernoulli_rows(k, p, shape))(key), expected)
+  # Any rows alone, from a traced start (as under pmap).
+  rows = jax.jit(lambda k, start: fast_random.bernoulli_rows(k, p, shape, start, 4))(key, 7)
+  np.testing.assert_array_equal(rows, expected[7:11])
+
+
+def test_fast_dropout_masks_fall_back_to_jax_in_64_bit_mode():
+  with jax.enable_x64(True):
+    key = jax.random.key(1)
+    np.testing.assert_array_equal(fast_random.bernoulli_rows(key, 0.7, (6, 5), 2, 3),
+                                  jax.random.bernoulli(key, 0.7, (6, 5))[2:5])
 
 
 def test_max_pool_gradient_goes_to_the_first_maximum_like_tensorflow():

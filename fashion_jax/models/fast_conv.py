@@ -13,11 +13,14 @@ Implementations (`impl`):
   units are the fastest.
 - 'im2col': the forward pass and the weight gradient as patch products, the input gradient as XLA's
   convolution (a custom VJP); the default on the CPU, where it was measured fastest
-  (experiments/results/benchmark-cpu.md). The patch products run over the batch in chunks whose patch
-  tensor fits in the CPU's caches (`CHUNK_BYTES`): the 9-fold patch tensor of a whole batch is tens to
-  hundreds of MB, and building it in main memory cost more than the product it feeds (this machine
-  moves about 3 GB/s to and from memory, and 30-50 GB/s within its caches). The input gradient stays a
+  (experiments/results/benchmark-cpu.md). The patch products run over the batch in chunks whose patches
+  fit in the CPU's caches (`CHUNK_BYTES`): the 9-fold patch tensor of a whole batch is tens to hundreds
+  of MB, and building it in main memory cost more than the product it feeds (XLA:CPU streams about
+  3 GB/s to and from this machine's memory, 20-30 GB/s within its caches). The input gradient stays a
   whole-batch convolution: XLA:CPU runs it fast there, and 20x slower inside a loop.
+
+`conv3x3_valid_relu_pool` adds bias, ReLU and 2x2 max pooling; with 'im2col' all of it runs chunk by
+chunk, so the convolution's output (the models' largest tensor) never reaches main memory.
 """
 
 import functools

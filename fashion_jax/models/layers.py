@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from fashion_jax.models import fast_conv
+from fashion_jax.models import fast_conv, fast_random
 from fashion_jax.models.pooling import max_pool_2x2  # pylint: disable=unused-import (re-exported)
 
 # Keras initialises Conv2D and Dense kernels with glorot_uniform and biases with zeros.
@@ -44,8 +44,9 @@ class Conv3x3(nn.Module):
 class Dropout(nn.Module):
   """Inverted dropout (as Keras and flax.linen.Dropout) with a mask defined for the whole global batch.
 
-  Under `jax.pmap` each device sees batch/devices examples; with `axis_name` set, every device draws the
-  global mask and keeps its own rows, so pmap, jit over a mesh and a single device train the same model.
+  Under `jax.pmap` each device sees batch/devices examples; with `axis_name` set, every device computes
+  its own rows of the global batch's mask, so pmap, jit over a mesh and a single device train the same
+  model.
   """
   rate: float
   axis_name: str | None = None
@@ -56,11 +57,13 @@ class Dropout(nn.Module):
       return x
     keep = 1.0 - self.rate
     rng = self.make_rng('dropout')
+    # The mask equals jax.random.bernoulli(rng, keep, global_shape)'s rows for this device, computed
+    # faster (fast_random.py).
     if self.axis_name is None:
-      mask = jax.random.bernoulli(rng, keep, x.shape)
+      mask = fast_random.bernoulli_rows(rng, keep, x.shape)
     else:
       shards = jax.lax.psum(1, self.axis_name)
       index = jax.lax.axis_index(self.axis_name)
-      full = jax.random.bernoulli(rng, keep, (shards * x.shape[0],) + x.shape[1:])
-      mask = jax.lax.dynamic_slice_in_dim(full, index * x.shape[0], x.shape[0])
+      mask = fast_random.bernoulli_rows(rng, keep, (shards * x.shape[0],) + x.shape[1:],
+                                        index * x.shape[0], x.shape[0])
     return jnp.where(mask, x / keep, jnp.zeros_like(x))
