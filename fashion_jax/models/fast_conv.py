@@ -71,6 +71,11 @@ def _chunks(a, size):
   return a.reshape((a.shape[0] // size, size) + a.shape[1:])
 
 
+def _rows(a, i, size):
+  """Chunk i (of `size` rows) of `a`; i may be traced."""
+  return lax.dynamic_slice_in_dim(a, i * size, size)
+
+
 def _im2col_forward(x, kernel):
   matrix = kernel.reshape(-1, kernel.shape[-1])
   size = _chunk_size(x, kernel.shape[-1])
@@ -83,13 +88,14 @@ def _im2col_forward(x, kernel):
 def _im2col_weight_gradient(x, dy_of_chunk, features):
   """(sum of patches(x)^T @ dy, sum of dy) over the batch, chunk by chunk, accumulated in float32.
 
-  `dy_of_chunk(i, size)` gives chunk i's dy: computed there, it need not exist for the whole batch
-  (XLA:CPU also sums a whole batch over its leading axes far more slowly than chunk by chunk).
+  `dy_of_chunk(i, size)` gives chunk i's dy: computed there, it need not exist for the whole batch.
+  (For the fused layer's first convolution, building dy and the bias gradient chunk by chunk took half
+  the time of building them for the whole batch first: 14 against 30 ms, 2-core CPU.)
   """
   c = x.shape[-1]
 
   def add_chunk(i, totals, size):
-    xc = lax.dynamic_slice_in_dim(x, i * size, size)
+    xc = _rows(x, i, size)
     dyc = dy_of_chunk(i, size).reshape(-1, features)
     dkernel = lax.dot_general(_patches(xc).reshape(-1, 9 * c), dyc, (((0,), (0,)), ((), ())),
                               preferred_element_type=jnp.float32)
@@ -98,10 +104,6 @@ def _im2col_weight_gradient(x, dy_of_chunk, features):
   size = _chunk_size(x, features)
   zeros = (jnp.zeros((9 * c, features), jnp.float32), jnp.zeros((features,), jnp.float32))
   return lax.fori_loop(0, x.shape[0] // size, functools.partial(add_chunk, size=size), zeros)
-
-
-def _rows(a, i, size):
-  return lax.dynamic_slice_in_dim(a, i * size, size)
 
 
 @jax.custom_vjp
