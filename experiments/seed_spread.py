@@ -59,9 +59,11 @@ def main(argv):
   del argv
   runs = load_runs(_ROOT.value)
   first = next(iter(runs.values()))
+  # The runs' own results.json name their devices; the CPU count is this (summarising) machine's.
   header = [f'# Test accuracy over seeds: {", ".join(sorted({r["model"] for r in runs.values()}))}', '',
-            f'Machine: {platform.machine()}, {os.cpu_count()} CPU cores; devices: {first.get("devices")}; '
-            f'{len(runs)} runs, seconds per run: '
+            f'Trained on {first.get("devices")} {first.get("device_kind")} device(s), JAX '
+            f'{first.get("jax_version")}; summarised on {platform.machine()} with {os.cpu_count()} CPU '
+            f'cores. {len(runs)} runs, seconds per run: '
             f'{min(r["seconds"] for r in runs.values()):.0f}-{max(r["seconds"] for r in runs.values()):.0f}.']
   if _COMMAND.value:
     header += ['', f'Command: `{_COMMAND.value}`']
