@@ -8,14 +8,11 @@ import dataclasses
 import gzip
 import hashlib
 import os
-import shutil
 import struct
-import tempfile
-import urllib.error
-import urllib.request
 
 import numpy as np
 
+from fashion_jax import downloads
 from fashion_jax.errors import UserError
 
 CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
@@ -138,17 +135,12 @@ def download(url, directory, verify_checksums=True, timeout=60):
     if os.path.isfile(target):
       continue
     source = url.rstrip('/') + '/' + idx_file.name + '.gz'
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.download-', suffix='.gz')
     try:
-      with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(source, timeout=timeout) as response:
-        shutil.copyfileobj(response, out)
-      parse_idx(_read_bytes(tmp), idx_file, source, verify_checksums)
-      os.replace(tmp, target)
-    except (urllib.error.URLError, OSError) as e:
+      downloads.download_verified(
+          source, target, lambda tmp, f=idx_file: parse_idx(_read_bytes(tmp), f, source, verify_checksums),
+          timeout)
+    except OSError as e:  # urllib's URLError included
       raise UserError(f'{source}: download failed ({e})') from None
-    finally:
-      if os.path.exists(tmp):
-        os.remove(tmp)
 
 
 def locate(data_config):

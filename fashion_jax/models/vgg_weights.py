@@ -15,12 +15,10 @@ cache and downloaded there (and checked) when missing.
 
 import hashlib
 import os
-import shutil
-import tempfile
-import urllib.request
 
 import numpy as np
 
+from fashion_jax import downloads
 from fashion_jax.errors import UserError
 from fashion_jax.models.vgg import BLOCKS, CONV_NAMES, WIDTHS
 
@@ -116,8 +114,8 @@ READERS = {'.h5': (_from_keras_h5, 'caffe'), '.pth': (_from_pth, 'torch'), '.pt'
 
 def _verify(path, check):
   kind, expected = check
-  digest = hashlib.md5(open(path, 'rb').read()).hexdigest() if kind == 'md5' else \
-      hashlib.sha256(open(path, 'rb').read()).hexdigest()
+  with open(path, 'rb') as f:
+    digest = hashlib.new('md5' if kind == 'md5' else 'sha256', f.read()).hexdigest()
   if not digest.startswith(expected):
     raise UserError(f'{path}: {kind} {digest} does not match the published {expected} (corrupt download?)')
 
@@ -130,18 +128,11 @@ def fetch_known(name, cache_dir=None, url=None):
   if os.path.exists(path):
     return path
   os.makedirs(cache_dir, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix='.download-')
   try:
-    with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(url or default_url, timeout=60) as response:
-      shutil.copyfileobj(response, out)
-    _verify(tmp, check)
-    os.replace(tmp, path)
+    downloads.download_verified(url or default_url, path, lambda tmp: _verify(tmp, check))
   except OSError as e:
     raise UserError(f'config.vgg.weights={name!r}: download from {url or default_url} failed ({e}); '
                     + WHERE_TO_GET) from None
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
   return path
 
 
