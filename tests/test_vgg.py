@@ -191,3 +191,20 @@ def test_augmenting_vgg_features_is_refused(tmp_path, real_data_dir):
   config.vgg.input_size = 32
   with pytest.raises(UserError, match='config.augment_epochs=1: the VGG19 transfer model'):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_feature_extraction_in_batches_equals_one_pass_and_sends_the_weights_once():
+  config = small_config('vgg19')
+  config.vgg.weights = 'random'
+  config.vgg.input_size = 32
+  config.vgg.feature_batch_size = 3  # 7 images: two whole batches and a padded one, pipelined
+  base, preprocessing, _ = transfer.resolve_weights(config.vgg, config.seed)
+  images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)
+  extract = transfer.feature_extractor(config, base, preprocessing)
+  # Any implicit copy of a host array (e.g. the base's weights passed again with each batch) raises.
+  with jax.transfer_guard_host_to_device('disallow'):
+    features = extract(images)
+  module = vgg.VGG19Transfer(input_size=32, preprocessing=preprocessing)
+  expected = module.apply({'params': {'base': base}}, images[..., None] / np.float32(255), method='features')
+  assert features.shape == (7, 1, 1, 512) and features.dtype == np.float32
+  np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-5)
