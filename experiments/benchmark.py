@@ -7,11 +7,17 @@ For each model and compute dtype: compile time (the first call, which also runs 
 throughput in images/s without and with augmentation (the real 48,000-image split, the trainer's own
 compiled calls: one step a call on the CPU, a whole epoch a call elsewhere), and seconds an epoch.
 `--keras` times the article's Keras models (model.fit, batch 256) on the same machine in the same run
-(needs tensorflow). `--protocol=MODEL` times the full 60-epoch protocol, validation and test included,
+(needs tensorflow), and with `--vgg_features` Keras' VGG19 base (model.predict) too.
+
+The VGG19 row times the head's training on cached features; the base's features are timed by
+`--vgg_features`. `--vgg_stand_in_features` gives the head features of zeros instead of computing them:
+the head's step time does not depend on their values, and computing real ones for all 70,000 images takes
+hours on a laptop CPU (a few seconds on a GPU). `--protocol=MODEL` times the full 60-epoch protocol, validation and test included,
 twice: the second run loads its programs from the compilation cache ("after compilation").
 Writes <out>.jsonl (one JSON line a measurement) and <out>.md (a table).
 """
 
+import contextlib
 import importlib
 import json
 import os
@@ -19,6 +25,7 @@ import platform
 import sys
 import tempfile
 import time
+from unittest import mock
 
 from absl import app, flags, logging
 
@@ -28,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax
 import numpy as np
 
-from fashion_jax import data, parallel, steps, train
+from fashion_jax import data, parallel, steps, train, transfer
 
 _MODELS = flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models to time.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to time.')
@@ -38,6 +45,10 @@ _KERAS_AUGMENT = flags.DEFINE_list('keras_augment', [], 'Models also timed in Ke
 _PROTOCOL = flags.DEFINE_list('protocol', [], 'Models whose full protocol is timed.')
 _VGG_FEATURES = flags.DEFINE_list('vgg_features', [], 'Dtypes in which VGG19 feature extraction is timed.')
 _VGG_SIZE = flags.DEFINE_integer('vgg_size', 150, 'VGG19 input size for --vgg_features and vgg19 rows.')
+_VGG_IMAGES = flags.DEFINE_integer('vgg_feature_images', 20000, 'Images whose VGG19 features are timed.')
+_VGG_BATCH = flags.DEFINE_integer('vgg_feature_batch', 500, 'Batch size of the timed VGG19 feature extraction.')
+_VGG_STAND_IN = flags.DEFINE_bool('vgg_stand_in_features', False,
+                                  'Train the timed VGG19 head on features of zeros (see above).')
 _OUT = flags.DEFINE_string('out', None, 'Output path without extension.', required=True)
 
 
@@ -54,10 +65,13 @@ def time_training(model, dtype, dataset, calls):
   config.vgg.weights = 'random'  # the speed does not depend on the values
   config.vgg.input_size = _VGG_SIZE.value
   strategy = parallel.create(config.parallel)
-  trainer = train.Trainer(config, dataset, strategy)
+  with contextlib.ExitStack() as stack:
+    if model == 'vgg19' and _VGG_STAND_IN.value:
+      stack.enter_context(mock.patch.object(transfer, 'feature_extractor', zero_features))
+    trainer = train.Trainer(config, dataset, strategy)
   state = strategy.replicate(trainer.initial_state())
   metrics = strategy.replicate(jax.device_get(steps.zero_metrics()))
-  phases = train.phases_of(config)
+  phases = [phase for phase in train.phases_of(config) if phase.epochs]  # VGG19: no augmented phase
   perm = trainer.shuffle(phases[0], 1)
   per_call = trainer.steps_per_call
   calls = calls or (20 if per_call == 1 else 3)
@@ -78,15 +92,22 @@ def time_training(model, dtype, dataset, calls):
     seconds = time.perf_counter() - start
     key = 'augmented' if phase.augment else 'plain'
     record[f'{key}_images_per_second'] = calls * per_call * config.batch_size / seconds
-  record['augment_time_ratio'] = record['plain_images_per_second'] / record['augmented_images_per_second']
-  record['epoch_seconds_augmented'] = (trainer.steps_per_epoch * config.batch_size /
-                                       record['augmented_images_per_second'])
+  if 'augmented_images_per_second' in record:
+    record['augment_time_ratio'] = record['plain_images_per_second'] / record['augmented_images_per_second']
+    record['epoch_seconds_augmented'] = (trainer.steps_per_epoch * config.batch_size /
+                                         record['augmented_images_per_second'])
   return record
 
 
-def time_vgg_features(dtype, images, batch=500):
+def zero_features(config, base_params, preprocessing):
+  """Stands in for transfer.feature_extractor: features of zeros, of the right shape, at once."""
+  del base_params, preprocessing
+  side = config.vgg.input_size // 32  # five 2x2 poolings
+  return lambda images: np.zeros((len(images), side, side, 512), np.float32)
+
+
+def time_vgg_features(dtype, images, batch):
   """Images/s of the frozen VGG19 base (resize, preprocessing and the 16 convolutions), steady state."""
-  from fashion_jax import transfer
   config = importlib.import_module('configs.vgg19').get_config()
   config.dtype = dtype
   config.vgg.weights = 'random'
@@ -101,7 +122,8 @@ def time_vgg_features(dtype, images, batch=500):
   extract(images)  # returns host arrays: the time includes the copies back
   seconds = time.perf_counter() - start
   return {'model': 'vgg19', 'measure': 'features', 'dtype': dtype, 'input_size': config.vgg.input_size,
-          'compile_seconds': compile_seconds, 'images_per_second': len(images) / seconds}
+          'images': len(images), 'batch': batch, 'compile_seconds': compile_seconds,
+          'images_per_second': len(images) / seconds}
 
 
 def time_protocol(model):
@@ -125,26 +147,35 @@ def markdown(records, info):
            's/epoch augmented | Keras img/s plain | ours aug / Keras plain |',
            '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
   keras = {r['model']: r for r in records if r.get('measure') == 'keras'}
+  number = lambda r, key, form: format(r[key], form) if key in r else '-'
   for r in records:
     if 'plain_images_per_second' not in r:
       continue
     k = keras.get(r['model'])
-    ratio = f'{r["augmented_images_per_second"] / k["images_per_second"]:.2f}' if k else '-'
+    # Ours at our slowest (augmented, where the model has that phase) over Keras' plain model.fit.
+    ours = r.get('augmented_images_per_second', r['plain_images_per_second'])
+    keras_cells = f'{k["images_per_second"]:,.0f} | {ours / k["images_per_second"]:.2f}' if k else '- | -'
     lines.append(f'| {r["model"]} | {r["dtype"]} | {r["compile_seconds"]:.1f} | '
-                 f'{r["plain_images_per_second"]:,.0f} | {r["augmented_images_per_second"]:,.0f} | '
-                 f'{r["augment_time_ratio"]:.2f} | {r["epoch_seconds_augmented"]:.2f} | '
-                 f'{k["images_per_second"]:,.0f} | {ratio} |' if k else
-                 f'| {r["model"]} | {r["dtype"]} | {r["compile_seconds"]:.1f} | '
-                 f'{r["plain_images_per_second"]:,.0f} | {r["augmented_images_per_second"]:,.0f} | '
-                 f'{r["augment_time_ratio"]:.2f} | {r["epoch_seconds_augmented"]:.2f} | - | - |')
+                 f'{r["plain_images_per_second"]:,.0f} | {number(r, "augmented_images_per_second", ",.0f")} | '
+                 f'{number(r, "augment_time_ratio", ".2f")} | {number(r, "epoch_seconds_augmented", ".2f")} | '
+                 f'{keras_cells} |')
+  if any('plain_images_per_second' in r and 'augmented_images_per_second' not in r for r in records):
+    lines += ['', 'A model without an augmented phase (the VGG19 head) is compared plain to plain.']
   keras_aug = [r for r in records if r.get('measure') == 'keras_augmented']
   if keras_aug:
     lines += ['', 'Keras with the article\'s ImageDataGenerator (host augmentation): ' + ', '.join(
         f'{r["model"]} {r["images_per_second"]:,.0f} img/s' for r in keras_aug) + '.']
+  keras_features = [r for r in records if r.get('measure') == 'keras_features']
   for r in records:
     if r.get('measure') == 'features':
-      lines += ['', f'VGG19 feature extraction at {r["input_size"]}x{r["input_size"]} ({r["dtype"]}, random '
-                f'weights, features copied back to the host): {r["images_per_second"]:,.0f} images/s.']
+      line = (f'VGG19 feature extraction at {r["input_size"]}x{r["input_size"]} ({r["dtype"]}, random weights, '
+              f'{r["images"]:,} images in batches of {r["batch"]}, features copied back to the host): '
+              f'{r["images_per_second"]:,.1f} images/s')
+      for k in keras_features if r['dtype'] == 'float32' else []:
+        line += (f'; Keras\' VGG19 base, the same images after the article\'s host preprocessing '
+                 f'(model.predict): {k["images_per_second"]:,.1f} images/s; ours / Keras '
+                 f'{r["images_per_second"] / k["images_per_second"]:.2f}')
+      lines += ['', line + '.']
   for r in records:
     if r.get('measure') == 'protocol':
       lines += ['', f'Full protocol, {r["model"]}, {r["epochs"]} epochs with validation every epoch and '
@@ -178,14 +209,21 @@ def main(argv):
     if _KERAS.value:
       from experiments import keras_baseline
       n = (len(dataset.train_labels) // 256) * 256
-      seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels)
+      seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels,
+                                          vgg_size=_VGG_SIZE.value)
       emit({'model': model, 'measure': 'keras', 'images_per_second': n / seconds, 'epoch_seconds': seconds})
       if model in _KERAS_AUGMENT.value:
         seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels, augment=True)
         emit({'model': model, 'measure': 'keras_augmented', 'images_per_second': n / seconds,
               'epoch_seconds': seconds})
+  vgg_images = dataset.train_images[:_VGG_IMAGES.value]
   for dtype in _VGG_FEATURES.value:
-    emit(time_vgg_features(dtype, dataset.train_images[:20000]))
+    emit(time_vgg_features(dtype, vgg_images, _VGG_BATCH.value))
+  if _VGG_FEATURES.value and _KERAS.value:
+    from experiments import keras_baseline
+    seconds = keras_baseline.time_vgg_features(vgg_images, _VGG_SIZE.value, _VGG_BATCH.value)
+    emit({'model': 'vgg19', 'measure': 'keras_features', 'input_size': _VGG_SIZE.value,
+          'images': len(vgg_images), 'batch': _VGG_BATCH.value, 'images_per_second': len(vgg_images) / seconds})
   for model in _PROTOCOL.value:
     emit(time_protocol(model))
 

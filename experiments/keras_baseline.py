@@ -1,11 +1,12 @@
-"""The article's CNNs in Keras (TensorFlow backend), for timing baselines. Optional: needs tensorflow.
+"""The article's models in Keras (TensorFlow backend), for timing baselines. Optional: needs tensorflow.
 
 Layer for layer as ../shared/ARTICLE_SPEC.md (the author's notebooks), compiled with Adam and categorical
-cross-entropy as the article did (sparse labels here, the same loss).
+cross-entropy as the article did (sparse labels here, the same loss). 'vgg19' is the transfer model's
+head, trained on the frozen base's features; `time_vgg_features` times the base itself.
 """
 
 
-def build(name):
+def build(name, input_shape=(28, 28, 1)):
   import keras  # pylint: disable=g-import-not-at-top
   from keras import layers  # pylint: disable=g-import-not-at-top
   conv = lambda f: layers.Conv2D(f, 3, activation='relu')
@@ -23,19 +24,29 @@ def build(name):
              layers.Flatten(), layers.Dense(512, activation='relu'), bn(), layers.Dropout(0.5),
              layers.Dense(128, activation='relu'), bn(), layers.Dropout(0.5),
              layers.Dense(10, activation='softmax')]
+  elif name == 'vgg19':
+    stack = [layers.Flatten(), layers.Dense(512, activation='relu'), layers.Dropout(0.5),
+             layers.Dense(10, activation='softmax')]
   else:
     raise ValueError(name)
-  model = keras.Sequential([keras.Input((28, 28, 1))] + stack)
+  model = keras.Sequential([keras.Input(input_shape)] + stack)
   model.compile(optimizer=keras.optimizers.Adam(), loss='sparse_categorical_crossentropy', metrics=['accuracy'])
   return model
 
 
-def time_epoch(name, images, labels, batch_size=256, augment=False):
-  """Seconds for one steady epoch of model.fit (after a warm-up epoch that includes tracing)."""
+def time_epoch(name, images, labels, batch_size=256, augment=False, vgg_size=150):
+  """Seconds for one steady epoch of model.fit (after a warm-up epoch that includes tracing).
+
+  The VGG19 head trains on features of zeros, one per image, as the benchmark's stand-in features: its
+  step time does not depend on their values.
+  """
   import time  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  model = build(name)
-  x = (images.astype(np.float32) / 255.0)[..., None]
+  if name == 'vgg19':
+    x = np.zeros((len(images), vgg_size // 32, vgg_size // 32, 512), np.float32)
+  else:
+    x = (images.astype(np.float32) / 255.0)[..., None]
+  model = build(name, x.shape[1:])
   if augment:
     try:  # Keras 2
       from keras.preprocessing.image import ImageDataGenerator  # pylint: disable=g-import-not-at-top
@@ -52,4 +63,28 @@ def time_epoch(name, images, labels, batch_size=256, augment=False):
     model.fit(x, labels, batch_size=batch_size, epochs=1, verbose=0)
     start = time.perf_counter()
     model.fit(x, labels, batch_size=batch_size, epochs=1, verbose=0)
+  return time.perf_counter() - start
+
+
+def time_vgg_features(images, input_size=150, batch_size=500):
+  """Seconds for Keras' VGG19 base (random weights) on uint8 images, prepared as the article did.
+
+  The article's notebook resized each 28x28 image with PIL (its default filter), repeated it to three
+  channels and applied vgg19.preprocess_input, then called predict; all of that is timed, after a
+  warm-up call on one batch.
+  """
+  import time  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  model = keras.applications.VGG19(weights=None, include_top=False, input_shape=(input_size, input_size, 3))
+
+  def features(batch):
+    resized = np.stack([np.asarray(Image.fromarray(image).resize((input_size, input_size))) for image in batch])
+    rgb = np.repeat(resized[..., None], 3, axis=-1).astype(np.float32)
+    return model.predict(keras.applications.vgg19.preprocess_input(rgb), batch_size=batch_size, verbose=0)
+  features(images[:batch_size])
+  start = time.perf_counter()
+  for i in range(0, len(images), batch_size):
+    features(images[i:i + batch_size])
   return time.perf_counter() - start

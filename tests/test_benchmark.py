@@ -1,0 +1,34 @@
+"""The benchmark's report: every measurement lands in the table with its ratio to Keras."""
+
+from experiments import benchmark
+
+INFO = {'device_kind': 'cpu', 'backend': 'cpu', 'devices': 1, 'cpu_count': 2, 'jax': '0.0'}
+
+
+def test_markdown_rows_ratios_and_feature_lines():
+  records = [
+      {'model': 'cnn3', 'dtype': 'float32', 'compile_seconds': 7.0, 'plain_images_per_second': 2200.0,
+       'augmented_images_per_second': 2000.0, 'augment_time_ratio': 1.1, 'epoch_seconds_augmented': 24.0},
+      {'model': 'cnn3', 'measure': 'keras', 'images_per_second': 1000.0},
+      {'model': 'vgg19', 'dtype': 'float32', 'compile_seconds': 2.0, 'plain_images_per_second': 4500.0},
+      {'model': 'vgg19', 'measure': 'keras', 'images_per_second': 1500.0},
+      {'model': 'cnn1', 'dtype': 'bfloat16', 'compile_seconds': 3.0, 'plain_images_per_second': 9000.0,
+       'augmented_images_per_second': 8000.0, 'augment_time_ratio': 1.125, 'epoch_seconds_augmented': 6.0},
+      {'model': 'vgg19', 'measure': 'features', 'dtype': 'float32', 'input_size': 150, 'images': 100,
+       'batch': 25, 'compile_seconds': 9.0, 'images_per_second': 5.0},
+      {'model': 'vgg19', 'measure': 'features', 'dtype': 'bfloat16', 'input_size': 150, 'images': 100,
+       'batch': 25, 'compile_seconds': 9.0, 'images_per_second': 8.0},
+      {'model': 'vgg19', 'measure': 'keras_features', 'input_size': 150, 'images': 100, 'batch': 25,
+       'images_per_second': 4.0},
+  ]
+  lines = benchmark.markdown(records, INFO).splitlines()
+  rows = {tuple(cell.strip() for cell in line.split('|')[1:3]): line for line in lines if line.startswith('| ')}
+  # Ours augmented over Keras plain; the VGG19 head has no augmented phase: plain over plain.
+  assert rows['cnn3', 'float32'].endswith('| 1,000 | 2.00 |')
+  assert rows['vgg19', 'float32'].endswith('| 4,500 | - | - | - | 1,500 | 3.00 |')
+  assert rows['cnn1', 'bfloat16'].endswith('| - | - |')  # no Keras measurement for it
+  features = [line for line in lines if line.startswith('VGG19 feature extraction')]
+  assert len(features) == 2
+  assert features[0].endswith('5.0 images/s; Keras\' VGG19 base, the same images after the article\'s host '
+                              'preprocessing (model.predict): 4.0 images/s; ours / Keras 1.25.')
+  assert features[1].endswith('8.0 images/s.')  # Keras ran in float32 only: no ratio for bfloat16
