@@ -56,7 +56,7 @@ def machine():
   device = jax.devices()[0]
   return {'backend': jax.default_backend(), 'device_kind': device.device_kind, 'devices': jax.device_count(),
           'cpu_count': os.cpu_count(), 'processor': platform.processor() or platform.machine(),
-          'jax': jax.__version__}
+          'jax': jax.__version__, 'command': ' '.join(['python', 'experiments/benchmark.py'] + sys.argv[1:])}
 
 
 def time_training(model, dtype, dataset, calls):
@@ -80,6 +80,8 @@ def time_training(model, dtype, dataset, calls):
   jax.block_until_ready(metrics)
   record = {'model': model, 'dtype': dtype, 'compile_seconds': time.perf_counter() - start,
             'steps_per_call': per_call, 'batch_size': config.batch_size}
+  if model == 'vgg19':
+    record['stand_in_features'] = _VGG_STAND_IN.value
   for phase in phases:
     # One untimed call first (the augmented branch's first run).
     state, metrics = trainer.train_steps(state, metrics, perm, phase, 1, 0, per_call)
@@ -161,6 +163,8 @@ def markdown(records, info):
                  f'{keras_cells} |')
   if any('plain_images_per_second' in r and 'augmented_images_per_second' not in r for r in records):
     lines += ['', 'A model without an augmented phase (the VGG19 head) is compared plain to plain.']
+  if any(r.get('stand_in_features') for r in records):
+    lines += ['', 'The VGG19 head (ours and Keras\') trained on features of zeros (`--vgg_stand_in_features`).']
   keras_aug = [r for r in records if r.get('measure') == 'keras_augmented']
   if keras_aug:
     lines += ['', 'Keras with the article\'s ImageDataGenerator (host augmentation): ' + ', '.join(
@@ -182,6 +186,8 @@ def markdown(records, info):
                 f'both test evaluations: {r["cached_run_seconds"]:.1f} s with compiled programs from the '
                 f'cache ({r["first_run_seconds"]:.1f} s including compilation); test accuracy '
                 f'{", ".join(f"{a:.4f}" for a in r["test_accuracy"])}.']
+  if 'command' in info:
+    lines += ['', f'Command: `{info["command"]}`']
   return '\n'.join(lines) + '\n'
 
 

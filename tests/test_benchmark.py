@@ -10,7 +10,8 @@ def test_markdown_rows_ratios_and_feature_lines():
       {'model': 'cnn3', 'dtype': 'float32', 'compile_seconds': 7.0, 'plain_images_per_second': 2200.0,
        'augmented_images_per_second': 2000.0, 'augment_time_ratio': 1.1, 'epoch_seconds_augmented': 24.0},
       {'model': 'cnn3', 'measure': 'keras', 'images_per_second': 1000.0},
-      {'model': 'vgg19', 'dtype': 'float32', 'compile_seconds': 2.0, 'plain_images_per_second': 4500.0},
+      {'model': 'vgg19', 'dtype': 'float32', 'compile_seconds': 2.0, 'plain_images_per_second': 4500.0,
+       'stand_in_features': True},
       {'model': 'vgg19', 'measure': 'keras', 'images_per_second': 1500.0},
       {'model': 'cnn1', 'dtype': 'bfloat16', 'compile_seconds': 3.0, 'plain_images_per_second': 9000.0,
        'augmented_images_per_second': 8000.0, 'augment_time_ratio': 1.125, 'epoch_seconds_augmented': 6.0},
@@ -21,7 +22,7 @@ def test_markdown_rows_ratios_and_feature_lines():
       {'model': 'vgg19', 'measure': 'keras_features', 'input_size': 150, 'images': 100, 'batch': 25,
        'images_per_second': 4.0},
   ]
-  lines = benchmark.markdown(records, INFO).splitlines()
+  lines = benchmark.markdown(records, dict(INFO, command='python experiments/benchmark.py --keras')).splitlines()
   rows = {tuple(cell.strip() for cell in line.split('|')[1:3]): line for line in lines if line.startswith('| ')}
   # Ours augmented over Keras plain; the VGG19 head has no augmented phase: plain over plain.
   assert rows['cnn3', 'float32'].endswith('| 1,000 | 2.00 |')
@@ -32,3 +33,5 @@ def test_markdown_rows_ratios_and_feature_lines():
   assert features[0].endswith('5.0 images/s; Keras\' VGG19 base, the same images after the article\'s host '
                               'preprocessing (model.predict): 4.0 images/s; ours / Keras 1.25.')
   assert features[1].endswith('8.0 images/s.')  # Keras ran in float32 only: no ratio for bfloat16
+  assert any('features of zeros' in line for line in lines)
+  assert lines[-1] == 'Command: `python experiments/benchmark.py --keras`'
