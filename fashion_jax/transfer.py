@@ -65,7 +65,7 @@ def feature_extractor(config, base_params, preprocessing):
       features.copy_to_host_async()
       in_flight.append((features, len(chunk)))
       # Dispatch is asynchronous: the device computes this batch while the host waits for the
-      # previous one's features, so it never idles between batches.
+      # previous one's features, instead of idling while they are copied and the next batch is sent.
       if len(in_flight) > 1:
         features, n = in_flight.popleft()
         chunks.append(np.asarray(features)[:n])

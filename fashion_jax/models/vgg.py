@@ -46,8 +46,8 @@ def preprocess(images, input_size, mode):
 class VGG19Features(nn.Module):
   """The frozen base. Its convolutions are XLA's on every backend: the base only ever runs forward, and
   on the CPU 'im2col' (fast_conv.py, fastest for the CNNs' training steps) is slower here, because one
-  150x150x64 image's patches alone are 52 MB, far more than the caches hold (3.4 against 5.1 images/s
-  at 150x150 on the 2-core CPU, measured in one session).
+  150x150x64 image's patches alone are 52 MB, far more than the caches hold (at 150x150 on the 2-core
+  CPU: 3.4 images/s with 'im2col', about 5 with XLA's; experiments/results/benchmark-cpu.md).
   """
   dtype: jnp.dtype = jnp.float32
 
