@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from fashion_jax.models import fast_conv
 from fashion_jax.models.layers import KERNEL_INIT, Conv3x3, Dropout, max_pool_2x2
 
 BLOCKS = (2, 2, 4, 4, 4)
@@ -44,10 +45,11 @@ def preprocess(images, input_size, mode):
 
 
 class VGG19Features(nn.Module):
-  """The frozen base. Its convolutions are XLA's on every backend: the base only ever runs forward, and
-  on the CPU 'im2col' (fast_conv.py, fastest for the CNNs' training steps) is slower here, because one
-  150x150x64 image's patches alone are 52 MB, far more than the caches hold (at 150x150 on the 2-core
-  CPU: 3.4 images/s with 'im2col', about 5 with XLA's; experiments/results/benchmark-cpu.md).
+  """The frozen base: 16 convolutions 3x3 'same' with ReLU, 2x2 max pooling after each block.
+
+  It only runs forward, so each convolution takes the implementation fastest for that alone
+  (fast_conv.forward_only_impl): on the CPU, XLA's for the large maps of a 150x150 input, patch
+  products for the small ones.
   """
   dtype: jnp.dtype = jnp.float32
 
@@ -56,7 +58,9 @@ class VGG19Features(nn.Module):
     names = iter(CONV_NAMES)
     for convs, width in zip(BLOCKS, WIDTHS):
       for _ in range(convs):
-        x = nn.relu(Conv3x3(width, impl='xla', dtype=self.dtype, padding='SAME', name=next(names))(x))
+        n, h, w, c = x.shape
+        impl = fast_conv.forward_only_impl((n, h + 2, w + 2, c), width, self.dtype)
+        x = nn.relu(Conv3x3(width, impl=impl, dtype=self.dtype, padding='SAME', name=next(names))(x))
       x = max_pool_2x2(x)
     return x
 
