@@ -19,6 +19,9 @@ Implementations (`impl`):
   3 GB/s to and from this machine's memory, 20-30 GB/s within its caches). The input gradient stays a
   whole-batch convolution: XLA:CPU runs it fast there, and 20x slower inside a loop.
 
+A convolution that only runs forward (VGG19's frozen base) asks `forward_only_impl`: on the CPU, XLA's
+convolution where one image's patches alone overflow a chunk, the patch products otherwise.
+
 `conv3x3_valid_relu_pool` adds bias, ReLU and 2x2 max pooling; with 'im2col' all of it runs chunk by
 chunk, so the convolution's output (the models' largest tensor) never reaches main memory.
 """
