@@ -5,7 +5,8 @@
 
 For each model and compute dtype: compile time (the first call, which also runs it), steady train
 throughput in images/s without and with augmentation (the real 48,000-image split, the trainer's own
-compiled calls: one step a call on the CPU, a whole epoch a call elsewhere), and seconds an epoch.
+compiled calls: one step a call on the CPU, a whole epoch a call elsewhere; one epoch timed on the CPU,
+three elsewhere), and seconds an epoch.
 `--keras` times the article's Keras models (model.fit, batch 256) on the same machine in the same run
 (needs tensorflow), and with `--vgg_features` Keras' VGG19 base (model.predict) too.
 
@@ -39,7 +40,7 @@ from fashion_jax import data, parallel, steps, train, transfer
 
 _MODELS = flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models to time.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to time.')
-_CALLS = flags.DEFINE_integer('calls', 0, 'Timed calls per measurement (0: 20 steps on CPU, 3 epochs else).')
+_CALLS = flags.DEFINE_integer('calls', 0, 'Timed calls per measurement (0: one epoch on the CPU, 3 elsewhere).')
 _KERAS = flags.DEFINE_bool('keras', False, 'Also time the Keras models (needs tensorflow).')
 _KERAS_AUGMENT = flags.DEFINE_list('keras_augment', [], 'Models also timed in Keras with ImageDataGenerator.')
 _PROTOCOL = flags.DEFINE_list('protocol', [], 'Models whose full protocol is timed.')
@@ -74,7 +75,8 @@ def time_training(model, dtype, dataset, calls):
   phases = [phase for phase in train.phases_of(config) if phase.epochs]  # VGG19: no augmented phase
   perm = trainer.shuffle(phases[0], 1)
   per_call = trainer.steps_per_call
-  calls = calls or (20 if per_call == 1 else 3)
+  # A whole epoch at least, as Keras' figure: on a shared machine a few seconds' timing swings by 30%.
+  calls = calls or (trainer.steps_per_epoch if per_call == 1 else 3)
   start = time.perf_counter()
   state, metrics = trainer.train_steps(state, metrics, perm, phases[0], 1, 0, per_call)
   jax.block_until_ready(metrics)
