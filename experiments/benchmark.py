@@ -12,9 +12,11 @@ three elsewhere), and seconds an epoch.
 
 The VGG19 row times the head's training on cached features; the base's features are timed by
 `--vgg_features`. `--vgg_stand_in_features` gives the head features of zeros instead of computing them:
-the head's step time does not depend on their values, and computing real ones for all 70,000 images takes
-hours on a laptop CPU (a few seconds on a GPU). `--protocol=MODEL` times the full 60-epoch protocol, validation and test included,
-twice: the second run loads its programs from the compilation cache ("after compilation").
+the head's step time does not depend on their values, and computing real ones for all 70,000 images
+takes hours on a laptop CPU (a few seconds on a GPU).
+
+`--protocol=MODEL` times the full 60-epoch protocol, validation and test included, twice: the second
+run loads its programs from the compilation cache ("after compilation").
 Writes <out>.jsonl (one JSON line a measurement) and <out>.md (a table).
 """
 
