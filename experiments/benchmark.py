@@ -39,6 +39,7 @@ import jax
 import numpy as np
 
 from fashion_jax import data, parallel, steps, train, transfer
+from fashion_jax.models import vgg
 
 _MODELS = flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models to time.')
 _DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to time.')
@@ -108,8 +109,8 @@ def time_training(model, dtype, dataset, calls):
 def zero_features(config, base_params, preprocessing):
   """Stands in for transfer.feature_extractor: features of zeros, of the right shape, at once."""
   del base_params, preprocessing
-  side = config.vgg.input_size // 32  # five 2x2 poolings
-  return lambda images: np.zeros((len(images), side, side, 512), np.float32)
+  shape = vgg.features_shape(config.vgg.input_size)
+  return lambda images: np.zeros((len(images),) + shape, np.float32)
 
 
 def time_vgg_features(dtype, images, batch):
@@ -220,7 +221,7 @@ def main(argv):
       from experiments import keras_baseline
       n = (len(dataset.train_labels) // 256) * 256
       seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels,
-                                          vgg_size=_VGG_SIZE.value)
+                                          vgg_features_shape=vgg.features_shape(_VGG_SIZE.value))
       emit({'model': model, 'measure': 'keras', 'images_per_second': n / seconds, 'epoch_seconds': seconds})
       if model in _KERAS_AUGMENT.value:
         seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels, augment=True)

@@ -34,7 +34,7 @@ def build(name, input_shape=(28, 28, 1)):
   return model
 
 
-def time_epoch(name, images, labels, batch_size=256, augment=False, vgg_size=150):
+def time_epoch(name, images, labels, batch_size=256, augment=False, vgg_features_shape=(4, 4, 512)):
   """Seconds for one steady epoch of model.fit (after a warm-up epoch that includes tracing).
 
   The VGG19 head trains on features of zeros, one per image, as the benchmark's stand-in features: its
@@ -43,7 +43,7 @@ def time_epoch(name, images, labels, batch_size=256, augment=False, vgg_size=150
   import time  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   if name == 'vgg19':
-    x = np.zeros((len(images), vgg_size // 32, vgg_size // 32, 512), np.float32)
+    x = np.zeros((len(images),) + tuple(vgg_features_shape), np.float32)
   else:
     x = (images.astype(np.float32) / 255.0)[..., None]
   model = build(name, x.shape[1:])

@@ -54,7 +54,7 @@ class Classifier:
     import jax
     import ml_collections
     from fashion_jax import checkpoint, reporting, steps, transfer
-    from fashion_jax.models import create_model
+    from fashion_jax.models import create_model, vgg
     config = ml_collections.ConfigDict(reporting.read_run_config(workdir))
     self.model = create_model(config)
     self.prepare = steps.to_float_images
@@ -64,8 +64,7 @@ class Classifier:
       extract = transfer.feature_extractor(config, base, preprocessing)
       self.prepare = lambda x: x
       self._features = extract
-      size = config.vgg.input_size // 32
-      input_shape = (size, size, 512)
+      input_shape = vgg.features_shape(config.vgg.input_size)
     variables = self.model.init(jax.random.key(0), np.zeros((1,) + input_shape, np.float32), train=False)
     target = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
     restored = checkpoint.Checkpointer(os.path.join(workdir, 'best'), max_to_keep=1).restore_latest(

@@ -207,4 +207,5 @@ def test_feature_extraction_in_batches_equals_one_pass_and_sends_the_weights_onc
   module = vgg.VGG19Transfer(input_size=32, preprocessing=preprocessing)
   expected = module.apply({'params': {'base': base}}, images[..., None] / np.float32(255), method='features')
   assert features.shape == (7, 1, 1, 512) and features.dtype == np.float32
+  assert vgg.features_shape(32) == (1, 1, 512) and vgg.features_shape(150) == (4, 4, 512)
   np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-5)

@@ -31,6 +31,14 @@ TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
 TORCH_STD_RGB = (0.229, 0.224, 0.225)
 
 
+def features_shape(input_size):
+  """The base's output shape for one image of `input_size` (each block's 2x2 pooling floors odd sizes)."""
+  side = input_size
+  for _ in BLOCKS:
+    side //= 2
+  return (side, side, WIDTHS[-1])
+
+
 def preprocess(images, input_size, mode):
   """(N, 28, 28, 1) gray in [0, 1] -> (N, size, size, 3) as the weights of `mode` expect."""
   n = images.shape[0]
