@@ -60,7 +60,7 @@ def machine():
   device = jax.devices()[0]
   return {'backend': jax.default_backend(), 'device_kind': device.device_kind, 'devices': jax.device_count(),
           'cpu_count': os.cpu_count(), 'processor': platform.processor() or platform.machine(),
-          'jax': jax.__version__, 'command': ' '.join(['python', 'experiments/benchmark.py'] + sys.argv[1:])}
+          'jax': jax.__version__, 'command': ' '.join(['python'] + sys.argv)}
 
 
 def time_training(model, dtype, dataset, calls):

@@ -57,7 +57,7 @@ class VGG19Features(nn.Module):
 
   It only runs forward, so each convolution takes the implementation fastest for that alone
   (fast_conv.forward_only_impl): on the CPU, XLA's for the large maps of a 150x150 input, patch
-  products for the small ones.
+  products for the small ones (experiments/results/vgg19-conv-impls-cpu.md).
   """
   dtype: jnp.dtype = jnp.float32
 
