@@ -78,9 +78,9 @@ def forward_only_impl(x_shape, features, dtype=jnp.float32, platform=None):
   """The faster implementation for a convolution that only ever runs forward (VGG19's frozen base).
 
   On the CPU: 'im2col' while one image's patches fit a chunk (`CHUNK_BYTES`), XLA's convolution beyond.
-  Larger patches stream through main memory, and XLA's convolution was up to 2.5x faster there (VGG19's
-  first blocks at 150x150); on small maps it was as fast or slower, and up to 50x slower on 2x2 maps
-  (VGG19's last block at 32x32). `x_shape` is the 'valid' convolution's (padded) input.
+  Larger patches stream through main memory, where XLA's convolution is faster (VGG19 at 150x150); on
+  small maps XLA's is as fast or far slower (VGG19 at 32x32, whose last block's maps are 2x2): see
+  experiments/results/vgg19-conv-impls-cpu.md. `x_shape` is the 'valid' convolution's (padded) input.
   """
   impl = default_impl(platform)
   if impl == 'im2col' and _bytes_per_image(x_shape, features, dtype) > CHUNK_BYTES:
