@@ -1,5 +1,6 @@
 """Data: IDX parsing and verification, the search order, the download on loopback, the split."""
 
+import dataclasses
 import functools
 import gzip
 import http.server
@@ -13,10 +14,13 @@ import pytest
 
 from conftest import write_idx_dir
 from fashion_jax import data
+from fashion_jax.datasets import common, idx
 from fashion_jax.errors import UserError
 
 
 def data_config(**kw):
+  # No `name`: run configs saved before it existed must still mean Fashion-MNIST. source='idx' is the old
+  # name of 'files'.
   base = dict(source='idx', dir='', url='', verify_checksums=True, val_fraction=0.2, split_seed=13,
               train_limit=0, eval_limit=0)
   base.update(kw)
@@ -96,10 +100,11 @@ def test_explicit_dir_without_files_is_an_error_not_a_fallback(tmp_path):
 def test_search_order_prefers_the_environment_variable(tmp_path, monkeypatch):
   write_idx_dir(tmp_path / 'env')
   monkeypatch.setenv('FASHION_MNIST_DIR', str(tmp_path / 'env'))
-  monkeypatch.setattr(data, 'CACHE_DIR', str(tmp_path / 'cache'))
+  monkeypatch.setattr(common, 'CACHE_ROOT', str(tmp_path / 'cache'))
   assert data.locate(data_config()) == str(tmp_path / 'env')
   monkeypatch.delenv('FASHION_MNIST_DIR')
-  assert data.locate(data_config()) == data.DEBIAN_DIR
+  assert data.locate(data_config()) == idx.DATASETS['fashion_mnist'].system_dir == \
+      '/usr/share/datasets/fashion-mnist'
 
 
 class _Server:
@@ -123,16 +128,18 @@ class _Server:
 def test_download_on_loopback_then_no_download_again(tmp_path, real_data_dir, monkeypatch):
   served = tmp_path / 'served'
   shutil.copytree(real_data_dir, served)
-  cache = tmp_path / 'cache'
-  monkeypatch.setattr(data, 'CACHE_DIR', str(cache))
-  monkeypatch.setattr(data, 'DEBIAN_DIR', str(tmp_path / 'nowhere'))
+  cache = tmp_path / 'cache' / 'fashion-mnist'
+  monkeypatch.setattr(common, 'CACHE_ROOT', str(tmp_path / 'cache'))
+  monkeypatch.setitem(idx.DATASETS, 'fashion_mnist', dataclasses.replace(
+      idx.DATASETS['fashion_mnist'], system_dir=str(tmp_path / 'nowhere')))
   monkeypatch.delenv('FASHION_MNIST_DIR', raising=False)
   with _Server(served) as server:
     assert data.locate(data_config(url=server.url)) == str(cache)
-  assert sorted(os.listdir(cache)) == sorted(f + '.gz' for f in (
-      'train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte'))
+  assert sorted(os.listdir(cache)) == sorted(f.name + '.gz' for f in data.FILES.values()) == sorted(
+      f + '.gz' for f in ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte',
+                          't10k-labels-idx1-ubyte'))
   # The server is gone: the cache is used.
-  assert data.load(data_config(url='http://127.0.0.1:9/')).train_images.shape == (48000, 28, 28)
+  assert data.load(data_config(url='http://127.0.0.1:9/')).train_images.shape == (48000, 28, 28, 1)
 
 
 @pytest.mark.parametrize('damage, message', [
@@ -169,6 +176,15 @@ def test_load_splits_48000_12000_and_limits(real_data_dir):
   ds = data.load(data_config())
   assert (len(ds.train_labels), len(ds.val_labels), len(ds.test_labels)) == (48000, 12000, 10000)
   assert ds.train_images.dtype == np.uint8 and ds.train_labels.dtype == np.int32
+  assert ds.train_images.shape == (48000, 28, 28, 1) and ds.test_images.shape == (10000, 28, 28, 1)
+  assert ds.image_shape == (28, 28, 1) and ds.num_classes == 10 and ds.name == 'fashion_mnist'
+  assert ds.class_names == data.CLASS_NAMES and ds.class_names[9] == 'Ankle boot'
+  # The channel axis is the only change: the same pixels as the files, in the article's split.
+  raw = data.read_idx_dir(real_data_dir)
+  val_idx, train_idx = data.split_indices(60000, 0.2, 13)
+  np.testing.assert_array_equal(ds.train_images[..., 0], raw['train_images'][train_idx])
+  np.testing.assert_array_equal(ds.val_labels, raw['train_labels'][val_idx])
+  np.testing.assert_array_equal(ds.test_images[..., 0], raw['test_images'])
   small = data.load(data_config(train_limit=100, eval_limit=50))
   assert (len(small.train_labels), len(small.val_labels), len(small.test_labels)) == (100, 50, 50)
   np.testing.assert_array_equal(small.train_images, ds.train_images[:100])
@@ -178,5 +194,6 @@ def test_tfds_source_with_mock_data():
   tfds = pytest.importorskip('tensorflow_datasets')
   with tfds.testing.mock_data(num_examples=30):
     ds = data.load(data_config(source='tfds'))
-  assert ds.train_images.shape[1:] == (28, 28) and ds.train_images.dtype == np.uint8
+  assert ds.train_images.shape[1:] == (28, 28, 1) and ds.train_images.dtype == np.uint8
+  assert ds.class_names == data.CLASS_NAMES
   assert len(ds.train_labels) + len(ds.val_labels) == 30

@@ -1,0 +1,55 @@
+"""Any TensorFlow Datasets data set of (image, label) pairs with 'train' and 'test' splits, by TFDS name."""
+
+import numpy as np
+
+from fashion_jax.datasets import common
+from fashion_jax.errors import UserError
+
+
+def _first_line(error):
+  # TFDS's messages can run to hundreds of lines (DatasetNotFoundError lists every data set).
+  return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def load(data_config):
+  """`tfds.load(config.data.name, as_supervised=True)`'s train and test splits, and the class names.
+
+  Images are uint8 (N, H, W, C); all of a split's images must have one size. TensorFlow is kept off the
+  accelerator, which is JAX's.
+  """
+  name = common.dataset_name(data_config)
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise UserError('config.data.source=\'tfds\' needs tensorflow and tensorflow-datasets installed '
+                    '(pip install tensorflow-cpu tensorflow-datasets), or use source=\'files\'') from None
+  tf.config.set_visible_devices([], 'GPU')  # keep TF off the accelerator JAX uses
+  arrays = {}
+  for split in ('train', 'test'):
+    try:
+      dataset, info = tfds.load(name, split=split, as_supervised=True, with_info=True)
+    except tfds.core.registered.DatasetNotFoundError as e:
+      raise UserError(f'config.data.name={name!r} is not a TFDS data set ({_first_line(e)})') from None
+    except ValueError as e:  # no such split, no supervised keys, ...
+      raise UserError(f'config.data.name={name!r} (TFDS, split {split!r}): {_first_line(e)}') from None
+    try:
+      # Batched iteration, not batch_size=-1: TF 2.21's get_single_element aborts the process here.
+      batches = list(tfds.as_numpy(dataset.batch(10000)))
+    except tf.errors.InvalidArgumentError as e:  # images of different sizes cannot be batched
+      raise UserError(f'config.data.name={name!r} (TFDS, split {split!r}): cannot stack its images '
+                      f'({_first_line(e)}); images of different sizes need source=\'folder\', which resizes '
+                      'them') from None
+    if not batches:
+      raise UserError(f'config.data.name={name!r} (TFDS): its {split!r} split is empty')
+    images = np.concatenate([b[0] for b in batches])
+    if images.dtype != np.uint8 or images.ndim not in (3, 4):
+      raise UserError(f'config.data.name={name!r} (TFDS): images are {images.dtype} {images.shape[1:]}, '
+                      'expected uint8 (H, W, C)')
+    arrays[f'{split}_images'] = images
+    arrays[f'{split}_labels'] = np.concatenate([b[1] for b in batches])
+  label = info.features[info.supervised_keys[1]]
+  if not hasattr(label, 'names'):
+    raise UserError(f'config.data.name={name!r} (TFDS): its label {info.supervised_keys[1]!r} is not a class '
+                    'label')
+  return arrays, tuple(label.names)
