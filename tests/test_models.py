@@ -5,10 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import linen as nn
 from jax.test_util import check_grads
 
+from fashion_jax import batch_axis
 from fashion_jax.models import cnn, fast_conv, fast_random
-from fashion_jax.models.layers import Dropout, max_pool_2x2
+from fashion_jax.models.layers import Conv3x3, Dropout, max_pool_2x2
 
 PARAMETERS = {'cnn1': (cnn.CNN1, 693_962, 693_962), 'cnn3': (cnn.CNN3, 241_546, 241_546),
               'cnn4': (cnn.CNN4, 1_221_546, 1_219_754)}
@@ -24,6 +26,29 @@ def test_parameter_counts_and_shapes_match_the_article(name):
   logits, features = module().apply(variables, x, return_features=True)
   assert logits.shape == (3, 10) and logits.dtype == jnp.float32
   assert features.shape == (3, 128)
+
+
+@pytest.mark.parametrize('name', sorted(PARAMETERS))
+def test_cnns_take_the_number_of_classes_and_the_image_shape_from_the_data(name):
+  module = PARAMETERS[name][0]
+  x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
+  variables = module(num_classes=7).init(jax.random.key(0), x)
+  assert module(num_classes=7).apply(variables, x).shape == (2, 7)
+  assert variables['params']['Conv3x3_0']['kernel'].shape == (3, 3, 3, 32)
+
+
+def test_conv3x3_without_bias_and_with_another_initialiser_is_flax_conv_padded_same():
+  x = jax.random.normal(jax.random.key(0), (2, 6, 5, 3))
+  init = jax.nn.initializers.he_normal()
+  for impl in fast_conv.IMPLS:
+    layer = Conv3x3(4, impl=impl, padding='SAME', use_bias=False, kernel_init=init)
+    variables = layer.init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, variables) == {'params': {'kernel': (3, 3, 3, 4)}}
+    reference = nn.Conv(4, (3, 3), padding='SAME', use_bias=False, kernel_init=init)
+    np.testing.assert_allclose(layer.apply(variables, x), reference.apply(variables, x), rtol=1e-5, atol=1e-5)
+    # The same initialiser from the same key: kernel_init is the one used.
+    np.testing.assert_array_equal(variables['params']['kernel'],
+                                  reference.init(jax.random.key(1), x)['params']['kernel'])
 
 
 def test_bfloat16_compute_keeps_float32_parameters():
@@ -133,10 +158,17 @@ def test_dropout_mask_is_the_same_sharded_over_pmap():
   rng = jax.random.key(3)
   single = Dropout(0.5).apply({}, x, False, rngs={'dropout': rng})
   devices = jax.local_devices()[:4]
-  sharded = jax.pmap(lambda x: Dropout(0.5, axis_name='i').apply({}, x, False, rngs={'dropout': rng}),
-                     axis_name='i', devices=devices)(x.reshape(4, 2, 6))
+
+  def shard(x):
+    with batch_axis.named('i'):
+      return Dropout(0.5).apply({}, x, False, rngs={'dropout': rng})
+  sharded = jax.pmap(shard, axis_name='i', devices=devices)(x.reshape(4, 2, 6))
   np.testing.assert_array_equal(single, sharded.reshape(8, 6))
   assert set(np.unique(single).tolist()) == {0.0, 2.0}
+  # Without the axis each device would draw the first rows' mask: the test can tell.
+  unnamed = jax.pmap(lambda x: Dropout(0.5).apply({}, x, False, rngs={'dropout': rng}), axis_name='i',
+                     devices=devices)(x.reshape(4, 2, 6))
+  assert not np.array_equal(single, unnamed.reshape(8, 6))
 
 
 @pytest.mark.parametrize('key', [jax.random.PRNGKey(3), jax.random.key(5)], ids=['raw', 'typed'])
@@ -180,13 +212,14 @@ def test_pmap_batch_norm_uses_global_batch_statistics():
   variables = cnn.CNN4().init(jax.random.key(1), x[:1])
 
   def grads(axis_name, x, y):
-    model = cnn.CNN4(axis_name=axis_name)
+    model = cnn.CNN4()
 
     def loss(params):
       logits, _ = model.apply({'params': params, 'batch_stats': variables['batch_stats']}, x, train=True,
                               rngs={'dropout': jax.random.key(2)}, mutable=['batch_stats'])
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    g = jax.grad(loss)(variables['params'])
+    with batch_axis.named(axis_name):
+      g = jax.grad(loss)(variables['params'])
     return g if axis_name is None else jax.lax.pmean(g, axis_name)
 
   single = jax.jit(lambda x, y: grads(None, x, y))(x, y)

@@ -1,23 +1,23 @@
 """The article's CNN-1, CNN-3 and CNN-4 (../shared/ARTICLE_SPEC.md), layer for layer.
 
-All take float images in [0, 1] of shape (N, 28, 28, 1) and return float32 logits (N, 10); with
-`return_features=True` they also return the penultimate layer (the input of the last Dense), which the
-embedding views show. `conv_impl` changes how convolutions are computed, never the parameters.
+All take float images in [0, 1] of shape (N, H, W, C) (the article's: 28x28x1) and return float32 logits
+(N, num_classes); with `return_features=True` they also return the penultimate layer (the input of the
+last Dense), which the embedding views show. `conv_impl` changes how convolutions are computed, never the
+parameters. The parameter counts below are the article's (28x28x1 images, 10 classes); the first Dense's
+input, and so its size, follows the image size.
 """
 
 import jax.numpy as jnp
 from flax import linen as nn
 
+from fashion_jax.models import layers
 from fashion_jax.models.layers import KERNEL_INIT, Conv3x3, Dropout, max_pool_2x2
-
-NUM_CLASSES = 10
 
 
 class _Base(nn.Module):
+  num_classes: int = 10
   conv_impl: str = 'xla'
   dtype: jnp.dtype = jnp.float32
-  # Set under jax.pmap so that dropout masks and BatchNorm statistics cover the global batch.
-  axis_name: str | None = None
 
   def conv(self, features):
     return Conv3x3(features, impl=self.conv_impl, dtype=self.dtype)
@@ -30,16 +30,15 @@ class _Base(nn.Module):
     return nn.Dense(features, kernel_init=KERNEL_INIT, dtype=self.dtype, param_dtype=jnp.float32)
 
   def dropout(self, rate):
-    return Dropout(rate, axis_name=self.axis_name)
+    return Dropout(rate)
 
   def batch_norm(self, train):
     # Keras' BatchNormalization defaults: momentum 0.99, epsilon 1e-3.
-    return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3, dtype=self.dtype,
-                        param_dtype=jnp.float32, axis_name=self.axis_name)
+    return layers.batch_norm(train, momentum=0.99, epsilon=1e-3, dtype=self.dtype)
 
   def classify(self, features, return_features):
     # Logits in float32 at least: the softmax and loss stay accurate under bfloat16 compute.
-    logits = self.dense(NUM_CLASSES)(features)
+    logits = self.dense(self.num_classes)(features)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     return (logits, features) if return_features else logits
 

@@ -1,19 +1,26 @@
 """Layers shared by the models, with the article's Keras semantics.
 
-- `Conv3x3`: a 3x3 convolution ('valid', or 'same' for VGG19) with Keras' initialisation, optionally
-  followed by ReLU and 2x2 max pooling. Its parameters are laid out like `flax.linen.Conv` (kernel
-  (3, 3, in, out), bias (out,)); `impl` picks how it is computed (see fast_conv.py): the parameters and
-  results do not depend on that choice.
+- `Conv3x3`: a 3x3 stride-1 convolution ('valid', or 'same' for VGG19 and the ResNets) with Keras'
+  initialisation unless told otherwise, optionally followed by ReLU and 2x2 max pooling. Its parameters
+  are laid out like `flax.linen.Conv` (kernel (3, 3, in, out), bias (out,) unless `use_bias=False`);
+  `impl` picks how it is computed (see fast_conv.py): the parameters and results do not depend on that
+  choice, so any model can use it in place of `nn.Conv` for its 3x3 stride-1 convolutions.
 - `max_pool_2x2`: 2x2 max pooling with Keras' 'valid' flooring of odd sizes and TensorFlow's
   first-maximum gradient.
 - `Dropout`: inverted dropout whose mask is drawn for the global batch, so that data-parallel modes that
   see only a shard of the batch (pmap) draw exactly the mask a single device would.
+- `batch_norm`: `nn.BatchNorm` whose statistics cover the global batch under pmap.
+
+Neither `Dropout` nor `batch_norm` takes an axis name: both read the pmap axis of the function being
+traced (`fashion_jax.batch_axis.current()`), which the trainer sets, so models need not carry one.
 """
 
-import jax
+from typing import Callable
+
 import jax.numpy as jnp
 from flax import linen as nn
 
+from fashion_jax import batch_axis
 from fashion_jax.models import fast_conv, fast_random
 from fashion_jax.models.pooling import max_pool_2x2  # pylint: disable=unused-import (re-exported)
 
@@ -25,31 +32,39 @@ class Conv3x3(nn.Module):
   features: int
   impl: str = 'xla'
   dtype: jnp.dtype = jnp.float32
-  padding: str = 'VALID'  # or 'SAME' (VGG19)
+  padding: str = 'VALID'  # or 'SAME'
   # Then ReLU and 2x2 max pooling, as one operation (fused in 'im2col', fast_conv.py).
   relu_pool: bool = False
+  use_bias: bool = True
+  kernel_init: Callable = KERNEL_INIT
 
   @nn.compact
   def __call__(self, x):
-    kernel = self.param('kernel', KERNEL_INIT, (3, 3, x.shape[-1], self.features), jnp.float32)
-    bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32)
-    x, kernel, bias = (a.astype(self.dtype) for a in (x, kernel, bias))
+    kernel = self.param('kernel', self.kernel_init, (3, 3, x.shape[-1], self.features), jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if self.padding == 'SAME':
       x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    elif self.padding != 'VALID':
+      raise ValueError(f"Conv3x3 padding {self.padding!r}: expected 'VALID' or 'SAME'")
+    if self.use_bias:
+      bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+    else:
+      bias = None
     if self.relu_pool:
+      bias = jnp.zeros((self.features,), self.dtype) if bias is None else bias
       return fast_conv.conv3x3_valid_relu_pool(x, kernel, bias, self.impl)
-    return fast_conv.conv3x3_valid(x, kernel, self.impl) + bias
+    y = fast_conv.conv3x3_valid(x, kernel, self.impl)
+    return y if bias is None else y + bias
 
 
 class Dropout(nn.Module):
   """Inverted dropout (as Keras and flax.linen.Dropout) with a mask defined for the whole global batch.
 
-  Under `jax.pmap` each device sees batch/devices examples; with `axis_name` set, every device computes
-  its own rows of the global batch's mask, so pmap, jit over a mesh and a single device train the same
-  model.
+  Under `jax.pmap` each device sees batch/devices examples; traced under a pmap axis
+  (`batch_axis.current()`), every device computes its own rows of the global batch's mask, so pmap, jit
+  over a mesh and a single device train the same model.
   """
   rate: float
-  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, deterministic):
@@ -59,11 +74,22 @@ class Dropout(nn.Module):
     rng = self.make_rng('dropout')
     # The mask equals jax.random.bernoulli(rng, keep, global_shape)'s rows for this device, computed
     # faster (fast_random.py).
-    if self.axis_name is None:
+    if batch_axis.current() is None:
       mask = fast_random.bernoulli_rows(rng, keep, x.shape)
     else:
-      shards = jax.lax.psum(1, self.axis_name)
-      index = jax.lax.axis_index(self.axis_name)
-      mask = fast_random.bernoulli_rows(rng, keep, (shards * x.shape[0],) + x.shape[1:],
-                                        index * x.shape[0], x.shape[0])
+      global_n, first_row = batch_axis.global_rows(x.shape[0])
+      mask = fast_random.bernoulli_rows(rng, keep, (global_n,) + x.shape[1:], first_row, x.shape[0])
     return jnp.where(mask, x / keep, jnp.zeros_like(x))
+
+
+def batch_norm(train, momentum=0.99, epsilon=1e-3, dtype=jnp.float32, **kwargs):
+  """`nn.BatchNorm` with float32 parameters and statistics over the global batch under pmap.
+
+  The defaults are Keras' (the article's CNN-4); PyTorch's, which the ResNet recipes use, are
+  momentum=0.9, epsilon=1e-5 (PyTorch's momentum 0.1 weighs the new batch as flax's 0.9). Call it inside
+  a compact `__call__`: it builds the module there, so it is named BatchNorm_<i> in the caller's scope
+  (or `name=`), and it reads the pmap axis then, while the step function is traced. Other keyword
+  arguments go to nn.BatchNorm.
+  """
+  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, dtype=dtype,
+                      param_dtype=jnp.float32, axis_name=batch_axis.current(), **kwargs)

@@ -40,12 +40,12 @@ def features_shape(input_size):
 
 
 def preprocess(images, input_size, mode):
-  """(N, 28, 28, 1) gray in [0, 1] -> (N, size, size, 3) as the weights of `mode` expect."""
-  n = images.shape[0]
+  """(N, H, W, 1) grey or (N, H, W, 3) RGB in [0, 1] -> (N, size, size, 3) as the weights of `mode` expect."""
+  n, _, _, c = images.shape
   # Bicubic, as PIL's default resize filter that the article's notebook used.
-  x = jax.image.resize(images.astype(jnp.float32), (n, input_size, input_size, 1), 'bicubic')
+  x = jax.image.resize(images.astype(jnp.float32), (n, input_size, input_size, c), 'bicubic')
   x = jnp.clip(x, 0.0, 1.0)
-  rgb = jnp.repeat(x, 3, axis=-1)
+  rgb = jnp.repeat(x, 3, axis=-1) if c == 1 else x  # grey images: the same value in all three channels
   if mode == 'torch':
     return (rgb - jnp.array(TORCH_MEAN_RGB)) / jnp.array(TORCH_STD_RGB)
   scale = 255.0 if mode == 'caffe' else 1.0  # 'article': the notebook had divided by 255 already
@@ -74,17 +74,22 @@ class VGG19Features(nn.Module):
 
 
 class VGG19Head(nn.Module):
-  """The article's head on flattened VGG19 features: Dense512 ReLU -> Dropout 0.5 -> Dense10."""
+  """The article's head on flattened VGG19 features: Dense512 ReLU -> Dropout 0.5 -> Dense(num_classes).
+
+  It takes the base's features, not images (the trainer computes those once, transfer.py); `conv_impl`
+  is there only because every registered model takes it (it has no convolution).
+  """
+  num_classes: int = 10
+  conv_impl: str = 'xla'
   dtype: jnp.dtype = jnp.float32
-  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, features, train=False, return_features=False):
     x = features.reshape(features.shape[0], -1).astype(self.dtype)
     x = nn.relu(nn.Dense(512, kernel_init=KERNEL_INIT, dtype=self.dtype, name='head_dense1')(x))
     hidden = x
-    x = Dropout(0.5, axis_name=self.axis_name)(x, not train)
-    logits = nn.Dense(10, kernel_init=KERNEL_INIT, dtype=self.dtype, name='head_dense2')(x)
+    x = Dropout(0.5)(x, not train)
+    logits = nn.Dense(self.num_classes, kernel_init=KERNEL_INIT, dtype=self.dtype, name='head_dense2')(x)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     return (logits, hidden) if return_features else logits
 
@@ -94,11 +99,11 @@ class VGG19Transfer(nn.Module):
   input_size: int = 150
   preprocessing: str = 'caffe'
   dtype: jnp.dtype = jnp.float32
-  axis_name: str | None = None
+  num_classes: int = 10
 
   def setup(self):
     self.base = VGG19Features(dtype=self.dtype)
-    self.head = VGG19Head(dtype=self.dtype, axis_name=self.axis_name)
+    self.head = VGG19Head(num_classes=self.num_classes, dtype=self.dtype)
 
   def features(self, images):
     return jax.lax.stop_gradient(self.base(preprocess(images, self.input_size, self.preprocessing)))
