@@ -18,6 +18,9 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [REPO, os.path.join(REPO, 'tests')]
 
+# The tests' environment (8 forced CPU devices, which changes how XLA:CPU splits its work and so the
+# rounding of CNN-4's BatchNorm ties), set before JAX starts: record what the test will compute.
+import conftest  # pylint: disable=wrong-import-position,unused-import
 from article_runs import ARTICLE_RUNS, run_article_config  # pylint: disable=wrong-import-position
 
 
