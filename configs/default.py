@@ -1,8 +1,11 @@
-"""The article's protocol, shared by every model's config (../shared/ARTICLE_SPEC.md).
+"""Every setting, with its default: the article's protocol (docs/article.md).
 
-Phase 1: `num_epochs` (10) epochs, batch 256, Adam with Keras' defaults. Phase 2: `augment_epochs` (50)
-more epochs with the article's ImageDataGenerator ranges, continuing the same parameters and optimizer
-state. Override anything on the command line: `--config.num_epochs=2 --config.augment_epochs=0`.
+Phase 1: `num_epochs` (10) epochs, batch 256, Adam with Keras' defaults and a constant learning rate.
+Phase 2: `augment_epochs` (50) more epochs with the article's ImageDataGenerator ranges, continuing the
+same parameters and optimizer state. Everything added beyond the article (other models, data sets,
+optimizers, schedules, label smoothing, EMA, test-time flips, more augmentations) is off by default, so
+the article's configs compute what they always did. Override anything on the command line:
+`--config.num_epochs=2 --config.augment_epochs=0 --config.optimizer.name=sgd`.
 """
 
 import ml_collections
@@ -10,22 +13,49 @@ import ml_collections
 
 def get_config():
   config = ml_collections.ConfigDict()
+  # A registered name (cnn1, cnn3, cnn4, vgg19, preact_resnet18, wrn), or 'package.module:Class' or
+  # 'path/to/file.py:Class' for a model of your own (fashion_jax/models/__init__.py says what it takes).
   config.model = 'cnn3'
+  config.model_kwargs = ml_collections.ConfigDict()  # the model's own options, e.g. depth=16, width=4
   config.seed = 0
 
   config.batch_size = 256
   config.eval_batch_size = 1000
   config.num_epochs = 10  # phase 1
   config.augment_epochs = 50  # phase 2 (augmented)
-  config.learning_rate = 1e-3
-  config.adam_b1 = 0.9
-  config.adam_b2 = 0.999
-  config.adam_eps = 1e-7  # Keras' default (optax's is 1e-8)
+  config.learning_rate = 1e-3  # the peak learning rate of the schedule
+
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name='adam',  # 'adam', 'adamw' or 'sgd'
+      b1=0.9, b2=0.999, eps=1e-7,  # adam/adamw; eps is Keras' default (optax's is 1e-8)
+      momentum=0.9, nesterov=False,  # sgd (momentum 0 = plain SGD)
+      weight_decay=0.0,  # adamw: decoupled; sgd: L2 added to the gradient; applies to kernels only
+      grad_clip_norm=0.0,  # > 0: clip gradients to this global norm first
+  ))
+  config.schedule = ml_collections.ConfigDict(dict(
+      name='constant',  # 'constant', 'step', 'cosine' or 'onecycle'
+      over='run',  # 'run': one schedule over both phases' steps; 'phase': restarted for each phase
+      warmup_epochs=0.0,  # linear warm-up from 0 (cosine and step; onecycle has its own)
+      step_epochs=(),  # step: epochs (within the schedule) after which the rate is multiplied by...
+      step_factor=0.1,  # ... this factor
+      final_fraction=0.0,  # cosine and onecycle: the last step's rate, as a fraction of the peak
+      onecycle_peak_fraction=0.25,  # onecycle: where the rate peaks, as a fraction of the schedule
+  ))
+  config.label_smoothing = 0.0  # the training loss only; reported losses stay plain cross-entropy
+  config.ema_decay = 0.0  # > 0: also keep and evaluate an exponential moving average of the weights
+  config.tta_flip = False  # also evaluate the test set averaging each image's and its mirror's softmax
 
   # The article's ImageDataGenerator: degrees, fractions of the size, degrees, zoom in [1-z, 1+z].
+  # They apply in the augmented phase (phase 2), in this order: the affine warp, flip, crop, erasing.
   config.augment = ml_collections.ConfigDict(dict(
       rotation_range=8.0, width_shift_range=0.08, height_shift_range=0.08, shear_range=0.3,
-      zoom_range=0.08, fill_mode='nearest'))
+      zoom_range=0.08, fill_mode='nearest',
+      flip=False,  # mirror left-right with probability 1/2
+      crop_padding=0,  # > 0: pad by this many zero pixels on each side, then crop back at random
+      erasing_probability=0.0,  # random erasing: the chance to blank one rectangle of an image
+      erasing_scale=(0.02, 0.25),  # its area, as a fraction of the image's, drawn uniformly
+      erasing_ratio=(0.3, 3.3),  # its aspect ratio, drawn log-uniformly
+  ))
   # The article also augmented its validation batches in phase 2; off by default (it biases val metrics).
   config.augment_validation = False
 
@@ -39,10 +69,17 @@ def get_config():
   ))
 
   config.data = ml_collections.ConfigDict(dict(
-      source='idx',  # 'idx' (the four IDX files) or 'tfds'
-      dir='',  # '' = search $FASHION_MNIST_DIR, the user cache, /usr/share/datasets/fashion-mnist
-      url='http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/',
+      name='fashion_mnist',  # 'fashion_mnist', 'mnist', 'kmnist', 'cifar10', or a TFDS name with source='tfds'
+      # 'files': the data set's official files (IDX; CIFAR-10's python archive); 'tfds'; 'folder': `dir`
+      # holds one sub-folder of images per class (or train/ and test/, each so).
+      source='files',
+      dir='',  # '' = search the data set's usual places (fashion_mnist: $FASHION_MNIST_DIR, the user
+               # cache, /usr/share/datasets/fashion-mnist), else download into the user cache
+      url='',  # '' = the data set's official address
       verify_checksums=True,
+      image_size=28,  # folder: images are resized to image_size x image_size...
+      channels=1,  # ... and converted to 1 (grey) or 3 (RGB) channels
+      test_fraction=0.2,  # folder without train/ and test/: the share of each class held out for testing
       val_fraction=0.2,
       split_seed=13,  # the article's train_test_split(random_state=13)
       train_limit=0,  # > 0: train on the first N training images only (smoke runs, tests)

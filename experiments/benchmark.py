@@ -81,7 +81,7 @@ def time_training(model, dtype, dataset, calls):
   # A whole epoch at least, as Keras' figure: on a shared machine a few seconds' timing swings by 30%.
   calls = calls or (trainer.steps_per_epoch if per_call == 1 else 3)
   start = time.perf_counter()
-  state, metrics = trainer.train_steps(state, metrics, perm, phases[0], 1, 0, per_call)
+  state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phases[0], 1, 1, 0), per_call)
   jax.block_until_ready(metrics)
   record = {'model': model, 'dtype': dtype, 'compile_seconds': time.perf_counter() - start,
             'steps_per_call': per_call, 'batch_size': config.batch_size}
@@ -89,12 +89,12 @@ def time_training(model, dtype, dataset, calls):
     record['stand_in_features'] = _VGG_STAND_IN.value
   for phase in phases:
     # One untimed call first (the augmented branch's first run).
-    state, metrics = trainer.train_steps(state, metrics, perm, phase, 1, 0, per_call)
+    state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phase, 1, 1, 0), per_call)
     jax.block_until_ready(metrics)
     start = time.perf_counter()
     for call in range(calls):
       first = (call * per_call) % (trainer.steps_per_epoch - per_call + 1)
-      state, metrics = trainer.train_steps(state, metrics, perm, phase, 1, first, per_call)
+      state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phase, 1, 1, first), per_call)
     jax.block_until_ready(metrics)
     seconds = time.perf_counter() - start
     key = 'augmented' if phase.augment else 'plain'

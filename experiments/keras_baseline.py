@@ -45,7 +45,7 @@ def time_epoch(name, images, labels, batch_size=256, augment=False, vgg_features
   if name == 'vgg19':
     x = np.zeros((len(images),) + tuple(vgg_features_shape), np.float32)
   else:
-    x = (images.astype(np.float32) / 255.0)[..., None]
+    x = images.astype(np.float32) / 255.0  # (N, 28, 28, 1)
   model = build(name, x.shape[1:])
   if augment:
     try:  # Keras 2
@@ -80,7 +80,8 @@ def time_vgg_features(images, input_size=150, batch_size=500):
   model = keras.applications.VGG19(weights=None, include_top=False, input_shape=(input_size, input_size, 3))
 
   def features(batch):
-    resized = np.stack([np.asarray(Image.fromarray(image).resize((input_size, input_size))) for image in batch])
+    resized = np.stack([np.asarray(Image.fromarray(image[..., 0]).resize((input_size, input_size)))
+                        for image in batch])  # (N, 28, 28, 1) grey images
     rgb = np.repeat(resized[..., None], 3, axis=-1).astype(np.float32)
     return model.predict(keras.applications.vgg19.preprocess_input(rgb), batch_size=batch_size, verbose=0)
   features(images[:batch_size])

@@ -5,7 +5,7 @@
 Each (model, seed) trains in its own workdir, `<root>/<model>-seed<seed>`, with all devices available.
 Rerunning skips finished runs and resumes interrupted ones (each workdir resumes from its checkpoint).
 Runs go seed by seed (every model's seed 0 first), so a study cut short still covers every model.
-Then `python experiments/report.py --root=<root>` writes the report.
+Then `python experiments/study_report.py --root=<root>` writes the report.
 """
 
 import importlib

@@ -35,7 +35,7 @@ def images_per_second(size, batch, count):
   config.vgg.weights, config.vgg.input_size, config.vgg.feature_batch_size = 'random', size, batch
   params, preprocessing, _ = transfer.resolve_weights(config.vgg, 0)
   extract = transfer.feature_extractor(config, params, preprocessing)
-  images = np.random.default_rng(0).integers(0, 256, (count, 28, 28), np.uint8)
+  images = np.random.default_rng(0).integers(0, 256, (count, 28, 28, 1), np.uint8)
   extract(images[:batch])
   start = time.perf_counter()
   extract(images)

@@ -67,20 +67,24 @@ class Checkpointer:
   def steps(self):
     return sorted(self._manager.all_steps())
 
+  def restore_raw(self, step):
+    """(nested dicts of numpy arrays, metadata) saved at `step`, as saved: no target, no checks."""
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    return jax.tree.map(np.asarray, restored['state']), restored['meta']
+
   def restore_latest(self, target):
     """(tree, metadata) of the newest restorable step, checked against `target`; None if there is none."""
     for step in reversed(self.steps()):
       try:
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+        tree, meta = self.restore_raw(step)
       except Exception as e:  # pylint: disable=broad-except  # orbax raises many types for a bad file
         logging.warning('checkpoint %s/%d is unreadable (%s); trying the one before', self.directory,
                         step, str(e).splitlines()[0] if str(e) else type(e).__name__)
         continue
-      tree = jax.tree.map(np.asarray, restored['state'])
       target_dict = serialization.to_state_dict(target)
       check_compatible(tree, target_dict, f'{self.directory}/{step}')
-      return serialization.from_state_dict(target, _with_empty_nodes(tree, target_dict)), restored['meta']
+      return serialization.from_state_dict(target, _with_empty_nodes(tree, target_dict)), meta
     return None
 
   def close(self):

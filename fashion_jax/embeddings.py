@@ -1,7 +1,7 @@
 """Embedding views of the test set: TensorBoard Projector files and static PCA, t-SNE and custom views.
 
 Two embeddings of the first N test images (N = config.report.embedding_examples, 2,500 as the article):
-'pixels', the raw 784-d images the article showed, and 'features', the trained model's penultimate
+'pixels', the raw images the article showed (784-d for Fashion-MNIST), and 'features', the trained model's penultimate
 layer. Files in the workdir (so `tensorboard --logdir=<workdir>` shows them in the Projector tab):
 projector_config.pbtxt, pixels.tsv, features.tsv, metadata.tsv (header Index<TAB>Label), sprite.png.
 Pictures: pca.png, tsne.png, projection.png.
@@ -16,11 +16,17 @@ import numpy as np
 from PIL import Image
 
 from fashion_jax import plots
-from fashion_jax.data import CLASS_NAMES
 from fashion_jax.errors import UserError
 
 COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f',
            '#bcbd22', '#17becf']
+
+
+def colour(k, num_classes):
+  """Class k's colour: the ten above for up to ten classes, evenly spaced hues beyond."""
+  if num_classes <= len(COLOURS):
+    return COLOURS[k]
+  return plots.plt.get_cmap('hsv')(k / num_classes)
 
 
 @jax.jit
@@ -32,7 +38,7 @@ def pca(x):
   return centred @ vt.T, vt, variance / variance.sum()
 
 
-def projection_axis(x, labels, negative, positive, class_names=CLASS_NAMES):
+def projection_axis(x, labels, negative, positive, class_names):
   """Unit vector from the centroid of the `negative` classes to that of the `positive` classes.
 
   `negative` and `positive` are regular expressions matched (re.search) against the class names, like
@@ -54,22 +60,23 @@ def projection_axis(x, labels, negative, positive, class_names=CLASS_NAMES):
 
 
 def sprite(images):
-  """A square grid of inverted 28x28 tiles (dark objects on white), as the article's sprite."""
-  n, h, w = images.shape
+  """A square grid of the (N, H, W, C) uint8 images; grey ones inverted (dark objects on white), as the
+  article's sprite."""
+  n, h, w, c = images.shape
   side = int(np.ceil(np.sqrt(n)))
-  canvas = np.full((side * h, side * w), 255, np.uint8)
+  canvas = np.full((side * h, side * w, c), 255, np.uint8)
   for i, image in enumerate(images):
-    r, c = divmod(i, side)
-    canvas[r * h:(r + 1) * h, c * w:(c + 1) * w] = 255 - image
-  return canvas
+    r, col = divmod(i, side)
+    canvas[r * h:(r + 1) * h, col * w:(col + 1) * w] = 255 - image if c == 1 else image
+  return canvas[..., 0] if c == 1 else canvas
 
 
-def write_projector(workdir, images, labels, features):
+def write_projector(workdir, images, labels, features, class_names):
   """The TensorBoard Projector files for 'pixels' and 'features' of the same examples."""
-  n = len(labels)
+  n, h, w, _ = images.shape
   with open(os.path.join(workdir, 'metadata.tsv'), 'w') as f:
     f.write('Index\tLabel\n')
-    f.writelines(f'{i}\t{CLASS_NAMES[label]}\n' for i, label in enumerate(labels))
+    f.writelines(f'{i}\t{class_names[label]}\n' for i, label in enumerate(labels))
   np.savetxt(os.path.join(workdir, 'pixels.tsv'), images.reshape(n, -1) / 255.0, fmt='%.4g', delimiter='\t')
   np.savetxt(os.path.join(workdir, 'features.tsv'), features, fmt='%.5g', delimiter='\t')
   Image.fromarray(sprite(images)).save(os.path.join(workdir, 'sprite.png'))
@@ -78,16 +85,17 @@ def write_projector(workdir, images, labels, features):
     entries.append(
         'embeddings {\n'
         f'  tensor_name: "{name}"\n  tensor_path: "{name}.tsv"\n  metadata_path: "metadata.tsv"\n'
-        '  sprite {\n    image_path: "sprite.png"\n    single_image_dim: 28\n    single_image_dim: 28\n  }\n'
+        f'  sprite {{\n    image_path: "sprite.png"\n    single_image_dim: {w}\n    single_image_dim: {h}\n  }}\n'
         '}\n')
   with open(os.path.join(workdir, 'projector_config.pbtxt'), 'w') as f:
     f.writelines(entries)
 
 
-def _scatter(ax, points, labels, title):
-  for k, name in enumerate(CLASS_NAMES):
+def _scatter(ax, points, labels, class_names, title):
+  for k, name in enumerate(class_names):
     chosen = labels == k
-    ax.scatter(points[chosen, 0], points[chosen, 1], s=4, color=COLOURS[k], label=name, alpha=0.7)
+    ax.scatter(points[chosen, 0], points[chosen, 1], s=4, color=colour(k, len(class_names)), label=name,
+               alpha=0.7)
   ax.set_title(title, fontsize=10)
   ax.set_xticks([])
   ax.set_yticks([])
@@ -98,12 +106,12 @@ def _legend(fig, axes):
   fig.legend(handles, names, loc='center right', markerscale=4, fontsize=9, frameon=False)
 
 
-def draw_pca(sources, labels, path):
+def draw_pca(sources, labels, class_names, path):
   fig, axes = plots.plt.subplots(len(sources), 2, figsize=(12, 5 * len(sources)), squeeze=False,
                                  gridspec_kw={'width_ratios': [1.3, 1]})
   for row, (name, x) in enumerate(sources.items()):
     projected, _, ratio = (np.asarray(a) for a in pca(jnp.asarray(x, jnp.float32)))
-    _scatter(axes[row, 0], projected[:, :2], labels, f'{name}: the first two principal components')
+    _scatter(axes[row, 0], projected[:, :2], labels, class_names, f'{name}: the first two principal components')
     axes[row, 0].set_xlabel(f'PC1 ({ratio[0]:.1%} of the variance)')
     axes[row, 0].set_ylabel(f'PC2 ({ratio[1]:.1%})')
     axes[row, 1].bar(range(1, 11), ratio[:10], color='#4c72b0')
@@ -118,7 +126,7 @@ def draw_pca(sources, labels, path):
   plots._save(fig, path)  # pylint: disable=protected-access
 
 
-def draw_tsne(sources, labels, path, seed=0):
+def draw_tsne(sources, labels, class_names, path, seed=0):
   from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top
   fig, axes = plots.plt.subplots(1, len(sources), figsize=(6.5 * len(sources), 6), squeeze=False)
   for ax, (name, x) in zip(axes[0], sources.items()):
@@ -126,23 +134,23 @@ def draw_tsne(sources, labels, path, seed=0):
     reduced = np.asarray(pca(jnp.asarray(x, jnp.float32))[0])[:, :50]
     perplexity = min(30.0, (len(x) - 1) / 3)
     points = TSNE(2, perplexity=perplexity, init='pca', random_state=seed).fit_transform(reduced)
-    _scatter(ax, points, labels, f'{name}: t-SNE (2-D)')
+    _scatter(ax, points, labels, class_names, f'{name}: t-SNE (2-D)')
   _legend(fig, axes)
   fig.subplots_adjust(right=0.86)
   plots._save(fig, path)  # pylint: disable=protected-access
 
 
-def draw_projection(sources, labels, negative, positive, path):
+def draw_projection(sources, labels, class_names, negative, positive, path):
   """x: the custom axis (centroid of `negative` -> centroid of `positive`); y: the top principal
   component of what the axis leaves unexplained."""
   fig, axes = plots.plt.subplots(1, len(sources), figsize=(6.5 * len(sources), 5.5), squeeze=False)
   for ax, (name, x) in zip(axes[0], sources.items()):
     x = np.asarray(x, np.float64)
-    axis = projection_axis(x, labels, negative, positive)
+    axis = projection_axis(x, labels, negative, positive, class_names)
     along = (x - x.mean(0)) @ axis
     residual = (x - x.mean(0)) - np.outer(along, axis)
     across = np.asarray(pca(jnp.asarray(residual, jnp.float32))[0])[:, 0]
-    _scatter(ax, np.stack([along, across], 1), labels, f'{name}: custom projection')
+    _scatter(ax, np.stack([along, across], 1), labels, class_names, f'{name}: custom projection')
     ax.set_xlabel(f'<- {negative}    |    {positive} ->', fontsize=9)
     ax.set_ylabel('first principal component of the rest')
   _legend(fig, axes)
@@ -150,15 +158,16 @@ def draw_projection(sources, labels, negative, positive, path):
   plots._save(fig, path)  # pylint: disable=protected-access
 
 
-def export_all(workdir, dataset, features, negative=None, positive=None):
-  """Projector files and the three pictures for the first len(features) test images."""
-  negative = negative or 'Shirt|T-shirt/top|Pullover'
-  positive = positive or 'Sneaker|Sandal|Ankle boot'
+def export_all(workdir, dataset, features, negative, positive):
+  """Projector files and the three pictures for the first len(features) test images.
+
+  `negative` and `positive` are the custom projection's class patterns (see `projection_axis`).
+  """
   n = len(features)
-  images, labels = dataset.test_images[:n], dataset.test_labels[:n]
+  images, labels, names = dataset.test_images[:n], dataset.test_labels[:n], dataset.class_names
   features = np.asarray(features, np.float32)
-  write_projector(workdir, images, labels, features)
+  write_projector(workdir, images, labels, features, names)
   sources = {'pixels': images.reshape(n, -1).astype(np.float32) / 255.0, 'features': features}
-  draw_pca(sources, labels, os.path.join(workdir, 'pca.png'))
-  draw_projection(sources, labels, negative, positive, os.path.join(workdir, 'projection.png'))
-  draw_tsne(sources, labels, os.path.join(workdir, 'tsne.png'))
+  draw_pca(sources, labels, names, os.path.join(workdir, 'pca.png'))
+  draw_projection(sources, labels, names, negative, positive, os.path.join(workdir, 'projection.png'))
+  draw_tsne(sources, labels, names, os.path.join(workdir, 'tsne.png'))

@@ -6,7 +6,8 @@ Two strategies run the same step functions (train.py) and give the same numbers:
   and the data set are replicated, each batch is sharded along the mesh, and XLA inserts the gradient
   all-reduce. With `jax.distributed.initialize()` the mesh spans every process's devices.
 - `PmapParallel` ('pmap'): `jax.pmap` with an axis name; the step functions reduce gradients, metrics,
-  BatchNorm statistics and global random draws over that axis themselves (they read `axis_name`).
+  BatchNorm statistics and global random draws over that axis themselves. The axis name reaches them
+  only through `batch_axis.named` around their tracing here: no model or step takes it as an argument.
 
 Everything a step function receives is either "replicated" (the same on every device: state, data,
 permutation) or "broadcast" (plain scalars and keys passed to every device).
@@ -16,14 +17,13 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from fashion_jax import batch_axis
 from fashion_jax.errors import UserError
 
 MODES = ('auto', 'pmap', 'single')
 
 
 class MeshParallel:
-  axis_name = None
-
   def __init__(self, devices):
     self.devices = list(devices)
     self.mesh = Mesh(np.array(self.devices), ('data',))
@@ -82,12 +82,17 @@ class PmapParallel:
     def in_axes(num_args):
       return (0,) * num_replicated + (None,) * (num_args - num_replicated)
     compiled = {}
+
+    def traced_under_axis(*args):
+      with batch_axis.named(self.axis_name):
+        return fn(*args)
     # pmap needs one mapped argument: a function of broadcast arguments only gets a device index.
-    mapped_fn = fn if num_replicated else lambda _, *args: fn(*args)
+    mapped_fn = traced_under_axis if num_replicated else lambda _, *args: traced_under_axis(*args)
+    needs_index = not num_replicated
     num_replicated = num_replicated or 1
 
     def call(*args):
-      if not mapped_fn is fn:
+      if needs_index:
         args = (np.arange(self.num_devices),) + args
       if len(args) not in compiled:
         compiled[len(args)] = jax.pmap(mapped_fn, axis_name=self.axis_name, in_axes=in_axes(len(args)),

@@ -67,6 +67,17 @@ def confusion_matrix(counts, class_names, path, title='Confusion matrix (test se
   _save(fig, path)
 
 
+def show_image(ax, image, vmax=None):
+  """Draws one (H, W, C) image: grey ones dark on light (as the article's figures), colour ones as they are."""
+  image = np.asarray(image)
+  if image.ndim == 3 and image.shape[-1] == 1:
+    image = image[..., 0]
+  if image.ndim == 2:
+    ax.imshow(image, cmap='gray_r', vmin=0, vmax=vmax if vmax is not None else (255 if image.dtype == np.uint8 else 1))
+  else:
+    ax.imshow(image if image.dtype == np.uint8 else np.clip(image, 0, 1))
+
+
 def mistakes(images, labels, probabilities, class_names, path, count=24):
   """The `count` test images the model got wrong with the highest confidence."""
   predicted = probabilities.argmax(1)
@@ -78,7 +89,7 @@ def mistakes(images, labels, probabilities, class_names, path, count=24):
   for ax in np.ravel(axes):
     ax.axis('off')
   for ax, index in zip(np.ravel(axes), worst):
-    ax.imshow(images[index], cmap='gray_r')
+    show_image(ax, images[index])
     ax.set_title(f'#{index} true: {class_names[labels[index]]}\n'
                  f'said: {class_names[predicted[index]]} ({probabilities[index, predicted[index]]:.0%})',
                  fontsize=8)
@@ -87,7 +98,7 @@ def mistakes(images, labels, probabilities, class_names, path, count=24):
 
 
 def image_grid(rows_of_images, row_labels, path, title):
-  """A grid: one row per entry of `rows_of_images` (each a list of 28x28 images)."""
+  """A grid: one row per entry of `rows_of_images` (each a list of (H, W, C) float images in [0, 1])."""
   n_rows, n_cols = len(rows_of_images), max(len(r) for r in rows_of_images)
   fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * 1.3, n_rows * 1.4), squeeze=False)
   for r, (row, label) in enumerate(zip(rows_of_images, row_labels)):
@@ -96,7 +107,7 @@ def image_grid(rows_of_images, row_labels, path, title):
       ax.set_xticks([])
       ax.set_yticks([])
       if c < len(row):
-        ax.imshow(row[c], cmap='gray_r', vmin=0, vmax=1)
+        show_image(ax, row[c], vmax=1)
       if c == 0:
         ax.set_ylabel(label, fontsize=8)
   fig.suptitle(title)

@@ -2,10 +2,13 @@
 
   python -m fashion_jax.predict --workdir=runs/cnn3 shoe.png shirt.jpg [--json]
 
-Any size or colour: each image becomes what the model was trained on (grayscale; a light object on a
-dark background, so images with a light background are inverted; padded to a square; 28x28). Prints
-the three most likely classes with their probabilities, or JSON with --json. A file that cannot be read
-as an image gets a one-line error and the others are still classified; the exit status is then 2.
+Any size or colour: each image becomes what the model was trained on, as the run's dataset.json
+describes it. For the MNIST family (Fashion-MNIST, MNIST, KMNIST: light objects on black) that is
+grayscale, inverted if its background is light, padded to a square, resized to 28x28; for every other
+data set (CIFAR-10, a folder of photos, TFDS) the image is converted to the data set's channels and
+resized to its size, as the folder source does. Prints the three most likely classes with their
+probabilities, or JSON with --json. A file that cannot be read as an image gets a one-line error and
+the others are still classified; the exit status is then 2.
 """
 
 import json
@@ -16,13 +19,15 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image, UnidentifiedImageError
 
-from fashion_jax.data import CLASS_NAMES
+from fashion_jax import data
 from fashion_jax.errors import UserError
 
+# Data sets of light objects (or strokes) on black: photos of them are inverted and padded to a square.
+LIGHT_ON_DARK = ('fashion_mnist', 'mnist', 'kmnist')
 
 
-def to_dataset_form(path):
-  """An image file -> uint8 (28, 28), light object on dark background, as Fashion-MNIST."""
+def _read(path, mode):
+  """The image file at `path` in PIL mode `mode` ('L' or 'RGB'), transparency composited onto white."""
   try:
     with Image.open(path) as image:
       image.load()
@@ -31,9 +36,19 @@ def to_dataset_form(path):
         rgba = image.convert('RGBA')
         white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
-      gray = np.asarray(image.convert('L'), np.float32)
+      return image.convert(mode)
   except (OSError, UnidentifiedImageError, ValueError) as e:
     raise UserError(f'{path}: cannot read it as an image ({type(e).__name__}: {e})') from None
+
+
+def to_dataset_form(path, image_shape=(28, 28, 1), light_on_dark=True):
+  """An image file -> uint8 of `image_shape` (H, W, C), as the run's data set has its images."""
+  height, width, channels = image_shape
+  if not light_on_dark:
+    # Exactly as the folder source reads a user's images (the data sets' images are square).
+    from fashion_jax.datasets import folder  # pylint: disable=g-import-not-at-top
+    return folder.read_image(path, channels, height)
+  gray = np.asarray(_read(path, 'L'), np.float32)
   border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
   if border.mean() > 127:  # a light background: invert, so the object is light on dark
     gray = 255.0 - gray
@@ -41,24 +56,29 @@ def to_dataset_form(path):
   side = max(h, w)
   square = np.zeros((side, side), np.float32)
   square[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = gray
-  if side != 28:
-    square = np.asarray(Image.fromarray(square).resize((28, 28), Image.LANCZOS))
-  return np.clip(np.round(square), 0, 255).astype(np.uint8)
+  if (side, side) != (height, width):
+    square = np.asarray(Image.fromarray(square).resize((width, height), Image.LANCZOS))
+  return np.clip(np.round(square), 0, 255).astype(np.uint8)[..., None]
 
 
 class Classifier:
-  """The best checkpoint of the run in `workdir`, ready to classify uint8 (N, 28, 28) images."""
+  """The best checkpoint of the run in `workdir`, ready to classify uint8 (N, H, W, C) images."""
 
   def __init__(self, workdir):
     # pylint: disable=g-import-not-at-top
     import jax
     import ml_collections
-    from fashion_jax import checkpoint, reporting, steps, transfer
+    from fashion_jax import checkpoint, run_files, steps, transfer
     from fashion_jax.models import create_model, vgg
-    config = ml_collections.ConfigDict(reporting.read_run_config(workdir))
-    self.model = create_model(config)
+    config = ml_collections.ConfigDict(run_files.read_run_config(workdir))
+    described = run_files.read_dataset_description(workdir)
+    self.image_shape = tuple(described['image_shape'])
+    self.class_names = tuple(described['class_names'])
+    self.light_on_dark = (config.data.get('source', 'files') in ('files', 'idx', 'tfds')
+                          and described['name'] in LIGHT_ON_DARK and self.image_shape[-1] == 1)
+    self.model = create_model(config, num_classes=len(self.class_names))
     self.prepare = steps.to_float_images
-    input_shape = (28, 28, 1)
+    input_shape = self.image_shape
     if config.model == 'vgg19':
       base, preprocessing, _ = transfer.resolve_weights(config.vgg, config.seed)
       extract = transfer.feature_extractor(config, base, preprocessing)
@@ -95,7 +115,7 @@ def main(argv):
   images, readable, failures = [], [], []
   for path in paths:
     try:
-      images.append(to_dataset_form(path))
+      images.append(to_dataset_form(path, classifier.image_shape, classifier.light_on_dark))
       readable.append(path)
     except UserError as e:
       failures.append({'file': path, 'error': str(e)})
@@ -105,7 +125,8 @@ def main(argv):
     probabilities = classifier.probabilities(np.stack(images))
     for path, p in zip(readable, probabilities):
       top = np.argsort(-p)[:flags.FLAGS.top]
-      results.append({'file': path, 'top': [{'class': CLASS_NAMES[k], 'probability': float(p[k])} for k in top]})
+      results.append({'file': path, 'top': [{'class': classifier.class_names[k], 'probability': float(p[k])}
+                                            for k in top]})
   if flags.FLAGS.json:
     print(json.dumps({'predictions': results, 'errors': failures}, indent=2))
   else:

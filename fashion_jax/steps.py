@@ -8,14 +8,13 @@ compiled program (a `lax.scan`): what pays on GPUs and TPUs, where launching sma
 Randomness: the step's key is fold_in(epoch_key, step), so dropout and augmentation depend only on
 (seed, phase, epoch, step) and a resumed run draws exactly what an uninterrupted one would.
 
-Why Flax Linen rather than NNX (DESIGN.md prefers NNX unless it gets in the way): every step's dropout
-and augmentation key is passed in explicitly, so steps stay pure functions of (state, data, key) that
-scan, donate, pmap and shard without threading NNX's stateful Rngs through split/merge in every step,
-and resuming reproduces the same draws exactly.
+Why Flax Linen rather than NNX: every step's dropout and augmentation key is passed in explicitly, so
+steps stay pure functions of (state, data, key) that scan, donate, pmap and shard without threading
+NNX's stateful Rngs through split/merge in every step, and resuming reproduces the same draws exactly.
 
-Under pmap (`axis_name` set) each device takes its own slice of the batch's indices and the functions
-reduce over the axis themselves; augmentation and dropout draw for the global batch and keep their slice,
-so every parallel mode computes the same numbers.
+Under pmap each device takes its own slice of the batch's indices, and the functions reduce over the
+axis that `batch_axis.current()` names while they are traced; augmentation and dropout draw for the
+global batch and keep their slice, so every parallel mode computes the same numbers.
 """
 
 from typing import Any
@@ -25,28 +24,35 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fashion_jax import augment as augment_lib
+from fashion_jax import batch_axis
 
 
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array
+  step: jax.Array  # the global optimizer step: phase, epoch and step within it derive from it
   params: Any
   batch_stats: Any
   opt_state: Any
+  # {'params', 'batch_stats'}: the exponential moving average of the weights (config.ema_decay > 0),
+  # else {} (no leaves, so checkpoints of runs without it keep their structure).
+  ema: Any = flax.struct.field(default_factory=dict)
 
 
-def create_optimizer(config):
-  # Keras' Adam defaults, as the article used them (Keras' epsilon is 1e-7, optax's default 1e-8).
-  return optax.adam(config.learning_rate, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
+def variables_of(state, ema=False):
+  """The model variables of `state` (its moving average with ema=True)."""
+  if ema:
+    return state.ema
+  return {'params': state.params, 'batch_stats': state.batch_stats}
 
 
-def init_state(model, optimizer, key, image_shape=(28, 28, 1)):
-  """A fresh TrainState (host-side arrays are fine: the caller places them)."""
+def init_state(model, optimizer, key, image_shape, ema=False):
+  """A fresh TrainState for images of `image_shape` (H, W, C); host-side arrays are fine."""
   variables = model.init(key, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False)
   params = variables['params']
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables.get('batch_stats', {}), opt_state=optimizer.init(params))
+  batch_stats = variables.get('batch_stats', {})
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=optimizer.init(params),
+                    ema={'params': params, 'batch_stats': batch_stats} if ema else {})
 
 
 def zero_metrics():
@@ -58,47 +64,41 @@ def zero_metrics():
 
 
 def to_float_images(images_u8):
-  """uint8 (N, 28, 28) -> float32 (N, 28, 28, 1) in [0, 1], as the article's pixels / 255."""
-  return images_u8.astype(jnp.float32)[..., None] / 255.0
+  """uint8 (N, H, W, C) -> float32 in [0, 1], as the article's pixels / 255."""
+  return images_u8.astype(jnp.float32) / 255.0
 
 
-def _global_augment(key, images, ranges, axis_name):
-  """Augments this device's images with the transforms drawn for its rows of the global batch."""
-  n, h, w, _ = images.shape
-  if axis_name is None:
-    matrices = augment_lib.random_matrices(key, n, h, w, ranges)
-  else:
-    shards = jax.lax.psum(1, axis_name)
-    matrices = augment_lib.random_matrices(key, n * shards, h, w, ranges)
-    matrices = jax.lax.dynamic_slice_in_dim(matrices, jax.lax.axis_index(axis_name) * n, n)
-  return augment_lib.warp(images, matrices, ranges.fill_mode)
-
-
-def maybe_augment(key, images, augment, ranges, axis_name):
+def maybe_augment(key, images, augment, augmentation):
   """Augments when the traced flag `augment` is true: one compiled program serves both phases."""
-  if ranges.is_identity:
+  if augmentation is None or augmentation.is_identity:
     return images
-  return jax.lax.cond(augment, lambda x: _global_augment(key, x, ranges, axis_name), lambda x: x, images)
+  return jax.lax.cond(augment, lambda x: augmentation.apply(key, x), lambda x: x, images)
 
 
-def _local_indices(perm, first, batch_size, axis_name):
+def _local_indices(perm, first, batch_size):
   """The indices of this device's part of the batch that starts at perm[first]."""
-  if axis_name is None:
+  name = batch_axis.current()
+  if name is None:
     return jax.lax.dynamic_slice_in_dim(perm, first, batch_size)
-  local = batch_size // jax.lax.psum(1, axis_name)
-  return jax.lax.dynamic_slice_in_dim(perm, first + jax.lax.axis_index(axis_name) * local, local)
+  local = batch_size // jax.lax.psum(1, name)  # a concrete number: the axis' size
+  _, offset = batch_axis.global_rows(local)
+  return jax.lax.dynamic_slice_in_dim(perm, first + offset, local)
 
 
-def _mean(x, axis_name):
-  return x if axis_name is None else jax.lax.pmean(x, axis_name)
+def training_loss(logits, labels, label_smoothing):
+  """Cross-entropy against the labels, smoothed towards uniform by `label_smoothing` (0 = plain)."""
+  if not label_smoothing:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets).mean()
 
 
-def make_train_fn(model, optimizer, ranges, batch_size, num_steps, shard_batch, axis_name=None,
-                  prepare=to_float_images):
+def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_batch,
+                  prepare=to_float_images, label_smoothing=0.0, ema_decay=0.0):
   """fn(state, metrics, images, labels, perm, first_step, epoch_key, augment) -> (state, metrics).
 
   `prepare` turns a gathered batch into model inputs (uint8 images -> floats; identity for the cached
-  VGG19 features).
+  VGG19 features). `ema_decay` > 0 also updates state.ema after every step.
   """
 
   def train_fn(state, metrics, images, labels, perm, first_step, epoch_key, augment):
@@ -106,23 +106,24 @@ def make_train_fn(model, optimizer, ranges, batch_size, num_steps, shard_batch, 
     def one_step(carry, step):
       state, metrics = carry
       augment_key, dropout_key = jax.random.split(jax.random.fold_in(epoch_key, step))
-      idx = _local_indices(perm, step * batch_size, batch_size, axis_name)
-      x = maybe_augment(augment_key, shard_batch(prepare(images[idx])), augment, ranges, axis_name)
+      idx = _local_indices(perm, step * batch_size, batch_size)
+      x = maybe_augment(augment_key, shard_batch(prepare(images[idx])), augment, augmentation)
       y = shard_batch(labels[idx])
 
       def loss_fn(params):
         logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, x,
                                       train=True, rngs={'dropout': dropout_key}, mutable=['batch_stats'])
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, (logits, updates)
+        return training_loss(logits, y, label_smoothing), (logits, updates)
 
       (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-      grads, loss = _mean(grads, axis_name), _mean(loss, axis_name)
-      accuracy = _mean(jnp.mean(jnp.argmax(logits, -1) == y), axis_name)
+      grads, loss = batch_axis.mean(grads), batch_axis.mean(loss)
+      accuracy = batch_axis.mean(jnp.mean(jnp.argmax(logits, -1) == y))
       param_updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
       state = state.replace(step=state.step + 1, opt_state=opt_state,
                             params=optax.apply_updates(state.params, param_updates),
                             batch_stats=updates.get('batch_stats', state.batch_stats))
+      if ema_decay:
+        state = state.replace(ema=optax.incremental_update(variables_of(state), state.ema, 1.0 - ema_decay))
       diverged = (metrics['first_nonfinite_step'] < 0) & ~jnp.isfinite(loss)
       metrics = {'loss_sum': metrics['loss_sum'] + loss,
                  'correct': metrics['correct'] + accuracy * batch_size,
@@ -137,22 +138,28 @@ def make_train_fn(model, optimizer, ranges, batch_size, num_steps, shard_batch, 
   return train_fn
 
 
-def make_eval_fn(model, ranges, batch_size, shard_batch, axis_name=None, prepare=to_float_images):
-  """fn(state, images, labels, batch_index, key, augment) -> {'loss_sum', 'correct', 'count'}.
+def make_eval_fn(model, augmentation, batch_size, shard_batch, prepare=to_float_images, tta_flip=False):
+  """fn(variables, images, labels, batch_index, key, augment) -> {'loss_sum', 'correct', 'count'}.
 
-  `images` and `labels` are padded to whole batches; padded labels are -1 and count for nothing.
+  `images` and `labels` are padded to whole batches; padded labels are -1 and count for nothing. With
+  `tta_flip`, each image's softmax is averaged with its left-right mirror's (test-time augmentation).
   """
 
-  def eval_fn(state, images, labels, batch_index, key, augment):
-    idx = _local_indices(jnp.arange(labels.shape[0]), batch_index * batch_size, batch_size, axis_name)
-    x = maybe_augment(key, shard_batch(prepare(images[idx])), augment, ranges, axis_name)
+  def eval_fn(variables, images, labels, batch_index, key, augment):
+    idx = _local_indices(jnp.arange(labels.shape[0]), batch_index * batch_size, batch_size)
+    x = maybe_augment(key, shard_batch(prepare(images[idx])), augment, augmentation)
     y = shard_batch(labels[idx])
-    logits = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, x, train=False)
+    logits = model.apply(variables, x, train=False)
+    if tta_flip:
+      # log of the mean of the two softmaxes: the loss and argmax of the averaged prediction.
+      mirrored = model.apply(variables, jnp.flip(x, axis=2), train=False)
+      logits = jnp.logaddexp(jax.nn.log_softmax(logits), jax.nn.log_softmax(mirrored)) - jnp.log(2.0)
     valid = y >= 0
     losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(y, 0))
     sums = {'loss_sum': jnp.sum(jnp.where(valid, losses, 0.0)),
             'correct': jnp.sum(valid & (jnp.argmax(logits, -1) == y)).astype(jnp.float32),
             'count': jnp.sum(valid).astype(jnp.float32)}
-    return sums if axis_name is None else jax.lax.psum(sums, axis_name)
+    name = batch_axis.current()
+    return sums if name is None else jax.lax.psum(sums, name)
 
   return eval_fn

@@ -1,8 +1,11 @@
-"""The phase loop: train, validate every epoch, test after each phase, checkpoint, resume.
+"""The trainer: one loop over the global step that trains, validates, tests, checkpoints and resumes.
 
-`train_and_evaluate(config, workdir)` runs the article's protocol: phase 1 (`num_epochs`, plain images),
-then phase 2 (`augment_epochs`, augmented), continuing the same parameters and optimizer state. The
-whole data set lives on the device as uint8; the host launches work and reads metrics once an epoch.
+`train_and_evaluate(config, workdir)` runs the protocol of `config`: phase 1 (`num_epochs`, plain
+images), then phase 2 (`augment_epochs`, augmented), continuing the same parameters and optimizer state.
+The loop runs over the global optimizer step (`state.step`); the phase, the epoch and the step within
+it are derived from it (`Timeline`), so a checkpoint needs nothing beside the state to say where the
+run is. The whole data set lives on the device as uint8; the host launches work and reads metrics once
+an epoch.
 
 Randomness derives from `config.seed` only: the initial parameters from stream 0, each epoch's shuffle
 from stream 1, each step's dropout and augmentation from stream 2, validation augmentation from
@@ -11,6 +14,7 @@ exactly as if it had never stopped.
 """
 
 import dataclasses
+import json
 import os
 import signal
 import tempfile
@@ -23,8 +27,9 @@ import numpy as np
 from fashion_jax import augment as augment_lib
 from fashion_jax import checkpoint as checkpoint_lib
 from fashion_jax import data as data_lib
+from fashion_jax import optim
 from fashion_jax import parallel as parallel_lib
-from fashion_jax import reporting, steps, transfer, validate
+from fashion_jax import run_files, steps, transfer, validate
 from fashion_jax.errors import UserError
 from fashion_jax.models import create_model
 
@@ -48,6 +53,38 @@ class Phase:
 
 def phases_of(config):
   return [Phase(0, 'phase1', config.num_epochs, False), Phase(1, 'phase2', config.augment_epochs, True)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+  """Where the global step `step` falls: its phase, the epoch within that phase (1-based), the epoch
+  counted over the whole run (1-based) and the step within the epoch (0-based)."""
+  phase: Phase
+  phase_epoch: int
+  epoch: int
+  step_in_epoch: int
+
+
+class Timeline:
+  """Maps global steps to phases and epochs: every epoch has `steps_per_epoch` steps."""
+
+  def __init__(self, phases, steps_per_epoch):
+    self.phases = [p for p in phases if p.epochs]
+    self.steps_per_epoch = steps_per_epoch
+    self.total_epochs = sum(p.epochs for p in self.phases)
+    self.total_steps = self.total_epochs * steps_per_epoch
+
+  def at(self, step):
+    epoch_index, step_in_epoch = divmod(step, self.steps_per_epoch)
+    first = 0
+    for phase in self.phases:
+      if epoch_index < first + phase.epochs:
+        return Position(phase, epoch_index - first + 1, epoch_index + 1, step_in_epoch)
+      first += phase.epochs
+    raise ValueError(f'step {step} is past the run\'s {self.total_steps} steps')
+
+  def epochs_done(self, step):
+    return step // self.steps_per_epoch
 
 
 def _epoch_key(seed, stream, phase, epoch):
@@ -79,11 +116,11 @@ def _check_workdir(workdir, config):
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return
-  previous = reporting.read_json(path)
+  previous = run_files.read_json(path)
   if previous.get('model') != config.model:
     raise UserError(f'--workdir={workdir} holds a run of model {previous.get("model")!r}, not '
                     f'{config.model!r}: use another workdir')
-  current = config.to_dict()
+  current = json.loads(json.dumps(config.to_dict()))  # as config.json holds it: tuples become lists
   changed = sorted(k for k in set(previous) | set(current)
                    if k not in RESUMABLE_CHANGES + ('num_epochs', 'augment_epochs')
                    and previous.get(k) != current.get(k))
@@ -98,24 +135,23 @@ class Trainer:
   def __init__(self, config, dataset, parallel):
     self.config = config
     self.parallel = parallel
-    self.ranges = augment_lib.Ranges.from_config(config.augment)
-    self.model = create_model(config, axis_name=parallel.axis_name)
+    self.class_names = dataset.class_names
+    self.model = create_model(config, num_classes=dataset.num_classes)
+    self.augmentation = augment_lib.Augmentation.from_config(config.augment, dataset.image_shape)
     inputs = (dataset.train_images, dataset.val_images, dataset.test_images)
-    self.prepare, self.input_shape, self.transfer = steps.to_float_images, (28, 28, 1), None
+    self.prepare, self.input_shape, self.transfer = steps.to_float_images, dataset.image_shape, None
     if config.model == 'vgg19':
       inputs = self._vgg_features(config, inputs)
       self.prepare, self.input_shape = (lambda x: x), inputs[0].shape[1:]
-      self.ranges = augment_lib.Ranges(0.0, 0.0, 0.0, 0.0, 0.0)
+      self.augmentation = None
     self.test_inputs = inputs[2]
-    self.optimizer = steps.create_optimizer(config)
     self.steps_per_epoch = len(dataset.train_labels) // config.batch_size
     if self.steps_per_epoch == 0:
       raise UserError(f'config.batch_size={config.batch_size} is larger than the {len(dataset.train_labels)} '
                       'training images (see config.data.train_limit)')
+    self.optimizer, self.learning_rate = optim.create(config, self.steps_per_epoch)
     self.steps_per_call = config.steps_per_call or (1 if jax.default_backend() == 'cpu'
                                                     else self.steps_per_epoch)
-    if config.checkpoint_every_steps:
-      self.steps_per_call = min(self.steps_per_call, config.checkpoint_every_steps)
     put = parallel.replicate
     self.train_data = put((inputs[0], dataset.train_labels))
     eval_batch = config.eval_batch_size
@@ -125,10 +161,10 @@ class Trainer:
     self._train_fns = {}
     self._shuffle = parallel.compile(
         lambda key: jax.random.permutation(key, len(dataset.train_labels)), num_replicated=0)
-    self._eval = parallel.compile(
-        steps.make_eval_fn(self.model, self.ranges, eval_batch, parallel.shard_batch, parallel.axis_name,
-                           self.prepare),
-        num_replicated=3)
+    self._eval = {tta: parallel.compile(steps.make_eval_fn(self.model, self.augmentation, eval_batch,
+                                                           parallel.shard_batch, self.prepare, tta),
+                                        num_replicated=3)
+                  for tta in ((False, True) if config.tta_flip else (False,))}
     self.trace_counts = {}  # function name -> times traced (= compiled), for tests
 
   def _vgg_features(self, config, images):
@@ -149,12 +185,14 @@ class Trainer:
 
   def initial_state(self):
     key = jax.random.fold_in(jax.random.key(self.config.seed), STREAM_INIT)
-    return jax.device_get(steps.init_state(self.model, self.optimizer, key, self.input_shape))
+    return jax.device_get(steps.init_state(self.model, self.optimizer, key, self.input_shape,
+                                           ema=bool(self.config.ema_decay)))
 
   def _train_fn(self, num_steps):
     if num_steps not in self._train_fns:
-      fn = steps.make_train_fn(self.model, self.optimizer, self.ranges, self.config.batch_size, num_steps,
-                               self.parallel.shard_batch, self.parallel.axis_name, self.prepare)
+      fn = steps.make_train_fn(self.model, self.optimizer, self.augmentation, self.config.batch_size,
+                               num_steps, self.parallel.shard_batch, self.prepare,
+                               self.config.label_smoothing, self.config.ema_decay)
 
       def counted(*args):
         self.trace_counts['train'] = self.trace_counts.get('train', 0) + 1
@@ -165,22 +203,43 @@ class Trainer:
   def shuffle(self, phase, epoch):
     return self._shuffle(_epoch_key(self.config.seed, STREAM_SHUFFLE, phase, epoch))
 
-  def train_steps(self, state, metrics, perm, phase, epoch, first_step, num_steps):
-    key = _epoch_key(self.config.seed, STREAM_STEP, phase, epoch)
-    return self._train_fn(num_steps)(state, metrics, *self.train_data, perm, jnp.int32(first_step), key,
-                                     jnp.bool_(phase.augment))
+  def train_steps(self, state, metrics, perm, position, num_steps):
+    key = _epoch_key(self.config.seed, STREAM_STEP, position.phase, position.phase_epoch)
+    return self._train_fn(num_steps)(state, metrics, *self.train_data, perm,
+                                     jnp.int32(position.step_in_epoch), key, jnp.bool_(position.phase.augment))
 
-  def evaluate(self, state, split, phase=None, epoch=0, augment=False):
-    """Mean loss and accuracy over a split ('val' or 'test')."""
+  def evaluate(self, state, split, phase=None, epoch=0, augment=False, ema=False, tta_flip=False):
+    """Mean loss and accuracy over a split ('val' or 'test'), of the EMA weights with ema=True."""
     images, labels = self.eval_data[split]
     key = _epoch_key(self.config.seed, STREAM_EVAL, phase or phases_of(self.config)[0], epoch)
     num_batches = labels.shape[-1] // self.config.eval_batch_size
+    variables = steps.variables_of(state, ema)
     totals = None
     for b in range(num_batches):
-      sums = self._eval(state, images, labels, jnp.int32(b), key, jnp.bool_(augment))
+      sums = self._eval[tta_flip](variables, images, labels, jnp.int32(b), key, jnp.bool_(augment))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = self.parallel.to_host(totals)
     return float(totals['loss_sum'] / totals['count']), float(totals['correct'] / totals['count'])
+
+  def test_results(self, state):
+    """The test metrics after a phase: the weights, and their EMA and flip TTA where configured."""
+    loss, accuracy = self.evaluate(state, 'test')
+    results = {'test_loss': loss, 'test_accuracy': accuracy}
+    if self.config.ema_decay:
+      loss, accuracy = self.evaluate(state, 'test', ema=True)
+      results.update(ema_test_loss=loss, ema_test_accuracy=accuracy)
+    if self.config.tta_flip:
+      loss, accuracy = self.evaluate(state, 'test', tta_flip=True)
+      results.update(tta_flip_test_loss=loss, tta_flip_test_accuracy=accuracy)
+    return results
+
+  def steps_in_next_call(self, position):
+    """Steps to run in one call from `position`: never past the epoch's end or a step checkpoint."""
+    num = min(self.steps_per_call, self.steps_per_epoch - position.step_in_epoch)
+    every = self.config.checkpoint_every_steps
+    if every:
+      num = min(num, every - position.step_in_epoch % every)
+    return num
 
 
 class _SignalFlag:
@@ -209,25 +268,187 @@ def _format_seconds(seconds):
   return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else f'{seconds // 60}m{seconds % 60:02d}s'
 
 
-def save_test_predictions(trainer, host_state, labels, path):
-  """Test-set probabilities, and penultimate features of the first config.report.embedding_examples.
-
-  Pictures (confusion matrix, mistakes, embeddings) are drawn from this file, so they can be redrawn
-  without the model or a device.
-  """
-  variables = {'params': host_state.params, 'batch_stats': host_state.batch_stats}
-  model = trainer.model.clone(axis_name=None)
-  apply = jax.jit(lambda v, x: model.apply(v, trainer.prepare(x), train=False, return_features=True))
+def test_predictions(trainer, host_state):
+  """Test-set softmax probabilities and the penultimate features of all test images (float32)."""
+  apply = jax.jit(lambda v, x: trainer.model.apply(v, trainer.prepare(x), train=False, return_features=True))
+  variables = steps.variables_of(host_state)
   probabilities, features = [], []
-  for start in range(0, len(labels), 1000):
+  for start in range(0, len(trainer.test_inputs), 1000):
     logits, feats = apply(variables, trainer.test_inputs[start:start + 1000])
     probabilities.append(np.asarray(jax.nn.softmax(logits), np.float32))
     features.append(np.asarray(feats, np.float32))
+  return np.concatenate(probabilities), np.concatenate(features)
+
+
+def save_test_predictions(path, probabilities, labels, features):
+  """The file the pictures are drawn from (confusion matrix, mistakes, embeddings), without a model."""
   tmp = path + '.tmp.npz'
-  np.savez_compressed(tmp, probabilities=np.concatenate(probabilities), labels=labels,
-                      features=np.concatenate(features)[:trainer.config.report.embedding_examples]
-                      .astype(np.float16))
+  np.savez_compressed(tmp, probabilities=probabilities, labels=labels, features=features.astype(np.float16))
   os.replace(tmp, path)
+
+
+def per_class_results(probabilities, labels, class_names):
+  """The test set's confusion matrix (counts[true][predicted]) and each class's accuracy."""
+  counts = np.zeros((len(class_names), len(class_names)), np.int64)
+  np.add.at(counts, (labels, probabilities.argmax(1)), 1)
+  return {'confusion_matrix': counts.tolist(),
+          'per_class_accuracy': {name: float(counts[i, i] / max(counts[i].sum(), 1))
+                                 for i, name in enumerate(class_names)}}
+
+
+class _Run:
+  """One run's loop state: the device state, the epoch's metrics, the files, and how to save them."""
+
+  def __init__(self, config, workdir, trainer, parallel):
+    self.config, self.workdir, self.trainer, self.parallel = config, workdir, trainer, parallel
+    self.timeline = Timeline(phases_of(config), trainer.steps_per_epoch)
+    self.checkpoints = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'))
+    self.best = checkpoint_lib.Checkpointer(os.path.join(workdir, 'best'), max_to_keep=1)
+    self.best_variables = None  # the best epoch's variables, until the next checkpoint writes them
+    self.reporter = run_files.Reporter(workdir, config.report.writer, jax.process_index() == 0)
+    self.zero_metrics = jax.device_get(steps.zero_metrics())
+    host_state, host_metrics = trainer.initial_state(), self.zero_metrics
+    # What the checkpoints carry beside the state: the test results of finished phases, the best
+    # validation accuracy so far, and the seconds spent. Where the run is comes from state.step.
+    self.progress = {'phases': [], 'best_val_accuracy': -1.0, 'seconds': 0.0}
+    restored = self.checkpoints.restore_latest({'state': host_state, 'metrics': host_metrics})
+    self.resumed = restored is not None
+    if restored:
+      tree, meta = restored
+      host_state, host_metrics = tree['state'], tree['metrics']
+      self.progress.update({k: meta[k] for k in self.progress if k in meta})
+    self.host_state = host_state
+    self.step = int(host_state.step)
+    self.state = parallel.replicate(host_state)
+    self.metrics = parallel.replicate(host_metrics)
+    self.start_time = time.time() - self.progress['seconds']
+    self.last_saved = self.step if restored else None
+
+  def save(self):
+    """Checkpoints the state (and the best variables, if a better epoch came since the last save)."""
+    if self.best_variables:
+      self.best.save(self.best_variables[1]['epoch'], *self.best_variables)
+      self.best_variables = None
+    self.progress['seconds'] = time.time() - self.start_time
+    self.checkpoints.save(self.step, {'state': self.parallel.to_host(self.state),
+                                      'metrics': self.parallel.to_host(self.metrics)}, self.progress)
+    self.last_saved = self.step
+
+  def check_finite(self, position):
+    """Stops the run if a training loss of this epoch was NaN or infinite (before anything is saved)."""
+    host_metrics = self.parallel.to_host(self.metrics)
+    if host_metrics['first_nonfinite_step'] >= 0:
+      kept = (f'the last good checkpoint (after {self.timeline.epochs_done(self.last_saved)} epochs, step '
+              f'{self.last_saved}) is kept in {self.workdir}/checkpoints' if self.last_saved is not None
+              else 'no checkpoint was written')
+      raise UserError(f'the training loss became NaN or infinite at {position.phase.name} epoch '
+                      f'{position.phase_epoch} step {int(host_metrics["first_nonfinite_step"])}: lower '
+                      f'config.learning_rate? {kept}')
+    return host_metrics
+
+  def end_epoch(self, position, host_metrics, epoch_start, train_seconds, steps_timed):
+    """Validates, records the epoch, tracks the best weights and tests at the end of a phase."""
+    config, trainer, phase = self.config, self.trainer, position.phase
+    val_loss, val_accuracy = trainer.evaluate(self.state, 'val', phase, position.phase_epoch,
+                                              augment=phase.augment and config.augment_validation)
+    record = {
+        'phase': phase.name, 'epoch': position.epoch, 'phase_epoch': position.phase_epoch,
+        'augmented': phase.augment,
+        'train_loss': float(host_metrics['loss_sum'] / host_metrics['steps']),
+        'train_accuracy': float(host_metrics['correct'] / (host_metrics['steps'] * config.batch_size)),
+        'val_loss': val_loss, 'val_accuracy': val_accuracy,
+        # The rate of the epoch's last step.
+        'learning_rate': float(trainer.learning_rate(self.step - 1))}
+    if config.ema_decay:
+      record['ema_val_loss'], record['ema_val_accuracy'] = trainer.evaluate(self.state, 'val', ema=True)
+    record['seconds'] = time.time() - epoch_start
+    record['images_per_second'] = steps_timed * config.batch_size / max(train_seconds, 1e-9)
+    self.reporter.epoch_done(record)
+    self.metrics = self.parallel.replicate(self.zero_metrics)
+    if val_accuracy > self.progress['best_val_accuracy']:
+      self.progress['best_val_accuracy'] = val_accuracy
+      self.best_variables = (self.parallel.to_host(steps.variables_of(self.state)),
+                             {'epoch': position.epoch, 'val_accuracy': val_accuracy})
+    return record
+
+  def end_phase(self, phase):
+    results = {'name': phase.name, 'epochs': phase.epochs, 'augmented': phase.augment,
+               **self.trainer.test_results(self.state)}
+    self.progress['phases'].append(results)
+    self.reporter.say(f'{phase.name} done: test loss {results["test_loss"]:.4f}, test accuracy '
+                      f'{results["test_accuracy"]:.4f}' + ''.join(
+                          f', {k} {v:.4f}' for k, v in results.items() if k.endswith('_test_accuracy')))
+
+  def checkpoint_due(self, at_epoch_end, phase_ended):
+    every_steps, every_epochs = self.config.checkpoint_every_steps, self.config.checkpoint_every_epochs
+    if every_steps and self.step % every_steps == 0:
+      return True
+    return at_epoch_end and (phase_ended or (every_epochs and
+                                             self.timeline.epochs_done(self.step) % every_epochs == 0))
+
+  def close(self):
+    self.reporter.close()
+    self.checkpoints.close()
+    self.best.close()
+
+  def loop(self, signals):
+    """Trains from the current step to the end of the run."""
+    config, trainer, timeline = self.config, self.trainer, self.timeline
+    epoch_seconds, perm = [], None
+    while self.step < timeline.total_steps:
+      position = timeline.at(self.step)
+      if perm is None or position.step_in_epoch == 0:
+        perm = trainer.shuffle(position.phase, position.phase_epoch)
+        epoch_start = last_progress = time.time()
+        steps_timed = 0
+      num_steps = trainer.steps_in_next_call(position)
+      self.state, self.metrics = trainer.train_steps(self.state, self.metrics, perm, position, num_steps)
+      self.step += num_steps
+      steps_timed += num_steps
+      at_epoch_end = self.step % timeline.steps_per_epoch == 0
+      phase_ended = at_epoch_end and position.phase_epoch == position.phase.epochs
+      saving = self.checkpoint_due(at_epoch_end, phase_ended) or signals.received
+      if at_epoch_end:
+        host_metrics = self.check_finite(position)
+        train_seconds = time.time() - epoch_start
+        record = self.end_epoch(position, host_metrics, epoch_start, train_seconds, steps_timed)
+        epoch_seconds.append(record['seconds'])
+        left = (timeline.total_epochs - position.epoch) * float(np.median(epoch_seconds))
+        self.reporter.say(
+            f'{position.phase.name} epoch {position.phase_epoch}/{position.phase.epochs}: train loss '
+            f'{record["train_loss"]:.4f} acc {record["train_accuracy"]:.4f} | val loss {record["val_loss"]:.4f} '
+            f'acc {record["val_accuracy"]:.4f} | {record["seconds"]:.1f} s, '
+            f'{record["images_per_second"]:,.0f} img/s, {_format_seconds(left)} left')
+        if phase_ended:
+          self.end_phase(position.phase)
+      elif saving:
+        self.check_finite(position)
+      if saving:
+        self.save()
+      if signals.received:
+        where = (f'after {position.phase.name} epoch {position.phase_epoch}' if at_epoch_end else
+                 f'at {position.phase.name} epoch {position.phase_epoch} step {self.step % timeline.steps_per_epoch}')
+        self.reporter.say(f'{signals.received}: checkpoint written {where}; run the same command again to '
+                          'resume')
+        raise Interrupted(signals.received)
+      if (not at_epoch_end and config.report.progress_seconds
+          and time.time() - last_progress > config.report.progress_seconds):
+        jax.block_until_ready(self.metrics)
+        last_progress = time.time()
+        self.reporter.say(f'  {position.phase.name} epoch {position.phase_epoch} step '
+                          f'{self.step % timeline.steps_per_epoch}/{timeline.steps_per_epoch} '
+                          f'({_format_seconds(last_progress - epoch_start)})')
+
+
+def _finished_results(workdir, config):
+  """results.json of a finished run of `config` in `workdir`, or None."""
+  path = os.path.join(workdir, 'results.json')
+  if not os.path.exists(path):
+    return None
+  results = run_files.read_json(path)
+  if [p['epochs'] for p in results['phases']] == [p.epochs for p in phases_of(config) if p.epochs]:
+    return results
+  return None
 
 
 def train_and_evaluate(config, workdir):
@@ -237,143 +458,53 @@ def train_and_evaluate(config, workdir):
   validate.check_devices(config, parallel.num_devices)
   _check_workdir(workdir, config)
   is_primary = jax.process_index() == 0
-  results_path = os.path.join(workdir, 'results.json')
-  if os.path.exists(results_path):
-    results = reporting.read_json(results_path)
-    if [p['epochs'] for p in results['phases']] == [p.epochs for p in phases_of(config) if p.epochs]:
-      if is_primary:
-        print(f'{workdir}: this run has finished already (results.json); nothing to train.')
-      return results
+  results = _finished_results(workdir, config)
+  if results is not None:
+    if is_primary:
+      print(f'{workdir}: this run has finished already (results.json); nothing to train.')
+    return results
 
   dataset = data_lib.load(config.data)
   trainer = Trainer(config, dataset, parallel)
-  host_state = trainer.initial_state()
-  checkpoints = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'))
-  best = checkpoint_lib.Checkpointer(os.path.join(workdir, 'best'), max_to_keep=1)
-  progress = {'epochs_done': 0, 'step_in_epoch': 0, 'phases': [], 'best_val_accuracy': -1.0,
-              'seconds': 0.0}
-  zero_metrics = host_metrics = jax.device_get(steps.zero_metrics())
-  restored = checkpoints.restore_latest({'state': host_state, 'metrics': host_metrics})
-  reporter = reporting.Reporter(workdir, config.report.writer, is_primary)
-  if restored:
-    (tree, progress) = restored
-    host_state, host_metrics = tree['state'], tree['metrics']
-    reporter.say(f'resuming from checkpoint: {progress["epochs_done"]} epochs and '
-                 f'{progress["step_in_epoch"]} steps done')
-  reporter.keep_history(progress['epochs_done'])
+  run = _Run(config, workdir, trainer, parallel)
+  reporter = run.reporter
+  reporter.keep_history(run.timeline.epochs_done(run.step))
   reporter.write_json('config.json', config.to_dict())
-
-  parameters = count_parameters({'params': host_state.params, 'batch_stats': host_state.batch_stats})
-  if not restored:
-    reporter.say(f'{config.model}: {parameters:,} parameters; {len(dataset.train_labels):,} train / '
+  reporter.write_json('dataset.json', run_files.dataset_description(dataset))
+  parameters = count_parameters(steps.variables_of(run.host_state))
+  if run.resumed:
+    position = run.timeline.at(min(run.step, run.timeline.total_steps - 1))
+    reporter.say(f'resuming from checkpoint at step {run.step}: {run.timeline.epochs_done(run.step)} epochs '
+                 f'and {position.step_in_epoch if run.step < run.timeline.total_steps else 0} steps done')
+  else:
+    reporter.say(f'{config.model}: {parameters:,} parameters; {dataset.name} {dataset.image_shape}, '
+                 f'{dataset.num_classes} classes, {len(dataset.train_labels):,} train / '
                  f'{len(dataset.val_labels):,} val / {len(dataset.test_labels):,} test images; '
                  f'{parallel.num_devices} {jax.devices()[0].platform} device(s), '
                  f'{trainer.steps_per_epoch} steps an epoch')
-  state = parallel.replicate(host_state)
-  metrics = parallel.replicate(host_metrics)
-  total_epochs = sum(p.epochs for p in phases_of(config))
-  run_start = time.time() - progress['seconds']
-  epoch_seconds = []
-
-  best_variables = None  # the best epoch's variables, until the next checkpoint writes them
-
-  def save(epochs_done, step_in_epoch):
-    nonlocal best_variables
-    if best_variables:
-      best.save(best_variables[1]['epoch'], *best_variables)
-      best_variables = None
-    progress.update(epochs_done=epochs_done, step_in_epoch=step_in_epoch,
-                    seconds=time.time() - run_start)
-    checkpoints.save(int(jax.device_get(parallel.to_host(state.step))),
-                     {'state': parallel.to_host(state), 'metrics': parallel.to_host(metrics)}, progress)
-
   with _SignalFlag() as signals:
-    global_epoch = 0
-    for phase in phases_of(config):
-      for epoch in range(1, phase.epochs + 1):
-        global_epoch += 1
-        if global_epoch <= progress['epochs_done']:
-          continue
-        epoch_start = last_progress = time.time()
-        perm = trainer.shuffle(phase, epoch)
-        step = progress['step_in_epoch']
-        while step < trainer.steps_per_epoch:
-          num_steps = min(trainer.steps_per_call, trainer.steps_per_epoch - step)
-          state, metrics = trainer.train_steps(state, metrics, perm, phase, epoch, step, num_steps)
-          step += num_steps
-          every = config.checkpoint_every_steps
-          if signals.received or (every and step % every == 0 and step < trainer.steps_per_epoch):
-            save(global_epoch - 1, step)
-            if signals.received:
-              reporter.say(f'{signals.received}: checkpoint written at {phase.name} epoch {epoch} step '
-                           f'{step}; run the same command again to resume')
-              raise Interrupted(signals.received)
-          if config.report.progress_seconds and time.time() - last_progress > config.report.progress_seconds:
-            jax.block_until_ready(metrics)
-            last_progress = time.time()
-            reporter.say(f'  {phase.name} epoch {epoch} step {step}/{trainer.steps_per_epoch} '
-                         f'({_format_seconds(last_progress - epoch_start)})')
-        host_metrics = parallel.to_host(metrics)
-        train_seconds = time.time() - epoch_start
-        if host_metrics['first_nonfinite_step'] >= 0:
-          raise UserError(
-              f'the training loss became NaN or infinite at {phase.name} epoch {epoch} step '
-              f'{int(host_metrics["first_nonfinite_step"])}: lower config.learning_rate? The last good '
-              f'checkpoint (after {progress["epochs_done"]} epochs) is kept in {workdir}/checkpoints')
-        val_loss, val_accuracy = trainer.evaluate(state, 'val', phase, epoch,
-                                                  augment=phase.augment and config.augment_validation)
-        seconds = time.time() - epoch_start
-        record = {
-            'phase': phase.name, 'epoch': global_epoch, 'phase_epoch': epoch, 'augmented': phase.augment,
-            'train_loss': float(host_metrics['loss_sum'] / host_metrics['steps']),
-            'train_accuracy': float(host_metrics['correct'] / (host_metrics['steps'] * config.batch_size)),
-            'val_loss': val_loss, 'val_accuracy': val_accuracy, 'seconds': seconds,
-            'images_per_second': trainer.steps_per_epoch * config.batch_size / train_seconds}
-        reporter.epoch_done(record)
-        epoch_seconds.append(seconds)
-        left = (total_epochs - global_epoch) * float(np.median(epoch_seconds))
-        reporter.say(f'{phase.name} epoch {epoch}/{phase.epochs}: train loss {record["train_loss"]:.4f} '
-                     f'acc {record["train_accuracy"]:.4f} | val loss {val_loss:.4f} acc {val_accuracy:.4f} | '
-                     f'{seconds:.1f} s, {record["images_per_second"]:,.0f} img/s, {_format_seconds(left)} left')
-        metrics = parallel.replicate(zero_metrics)
-        if val_accuracy > progress['best_val_accuracy']:
-          progress['best_val_accuracy'] = val_accuracy
-          best_variables = ({'params': parallel.to_host(state.params),
-                             'batch_stats': parallel.to_host(state.batch_stats)},
-                            {'epoch': global_epoch, 'val_accuracy': val_accuracy})
-        if epoch == phase.epochs:
-          test_loss, test_accuracy = trainer.evaluate(state, 'test')
-          progress['phases'].append({'name': phase.name, 'epochs': phase.epochs, 'augmented': phase.augment,
-                                     'test_loss': test_loss, 'test_accuracy': test_accuracy})
-          reporter.say(f'{phase.name} done: test loss {test_loss:.4f}, test accuracy {test_accuracy:.4f}')
-        every = config.checkpoint_every_epochs
-        if epoch == phase.epochs or (every and global_epoch % every == 0) or signals.received:
-          save(global_epoch, 0)
-        if signals.received:
-          reporter.say(f'{signals.received}: checkpoint written after {phase.name} epoch {epoch}; run the '
-                       'same command again to resume')
-          raise Interrupted(signals.received)
+    run.loop(signals)
 
-  if is_primary:
-    save_test_predictions(trainer, parallel.to_host(state), dataset.test_labels,
-                          os.path.join(workdir, 'test_predictions.npz'))
   results = {
       'model': config.model, 'parameters': parameters,
-      'trainable_parameters': count_parameters(host_state.params),
-      'phases': progress['phases'],
-      'best_val_accuracy': progress['best_val_accuracy'],
-      'seconds': time.time() - run_start, 'devices': parallel.num_devices,
+      'trainable_parameters': count_parameters(run.host_state.params),
+      'data': run_files.dataset_description(dataset),
+      'phases': run.progress['phases'],
+      'best_val_accuracy': run.progress['best_val_accuracy'],
+      'seconds': time.time() - run.start_time, 'devices': parallel.num_devices,
       'device_kind': jax.devices()[0].device_kind, 'backend': jax.default_backend(),
       'parallel': config.parallel, 'jax_version': jax.__version__}
   if trainer.transfer:
     results['vgg19'] = trainer.transfer
     results['parameters'] = parameters + trainer.transfer['frozen_parameters']
+  if is_primary:
+    probabilities, features = test_predictions(trainer, parallel.to_host(run.state))
+    results.update(per_class_results(probabilities, dataset.test_labels, dataset.class_names))
+    save_test_predictions(os.path.join(workdir, 'test_predictions.npz'), probabilities, dataset.test_labels,
+                          features[:config.report.embedding_examples])
   reporter.write_json('results.json', results)
-  reporter.close()
-  checkpoints.close()
-  best.close()
+  run.close()
   if is_primary and config.report.plots:
-    from fashion_jax import report  # pylint: disable=g-import-not-at-top  # matplotlib only when drawing
-    report.draw_all(workdir)
-    results = reporting.read_json(results_path)
+    from fashion_jax import pictures  # pylint: disable=g-import-not-at-top  # matplotlib only when drawing
+    pictures.draw_all(workdir)
   return results

@@ -2,9 +2,11 @@
 
 import math
 
-from fashion_jax import augment, parallel, reporting
+from fashion_jax import augment, optim, parallel, run_files
 from fashion_jax.errors import UserError
-from fashion_jax.models import DTYPES, MODELS, fast_conv
+from fashion_jax.models import DTYPES, create_model, fast_conv
+
+DATA_SOURCES = ('files', 'idx', 'tfds', 'folder')  # 'idx' is the old name of 'files'
 
 
 def _require(ok, setting, value, expected):
@@ -36,18 +38,26 @@ def _choice(value, setting, choices):
 
 def validate(config):
   """Raises UserError naming the first bad setting of `config`."""
-  _choice(config.model, 'model', MODELS)
+  _require(isinstance(config.model, str), 'model', config.model, 'a model name')
   _int(config, 'seed', 0)
   _int(config, 'batch_size', 1)
   _int(config, 'eval_batch_size', 1)
   epochs = _int(config, 'num_epochs', 0) + _int(config, 'augment_epochs', 0)
   _require(epochs > 0, 'num_epochs', config.num_epochs, 'num_epochs + augment_epochs > 0')
   _require(_number(config, 'learning_rate') > 0, 'learning_rate', config.learning_rate, 'a number > 0')
-  for beta in ('adam_b1', 'adam_b2'):
-    _require(0 <= _number(config, beta) < 1, beta, config[beta], 'a number in [0, 1)')
-  _require(_number(config, 'adam_eps') > 0, 'adam_eps', config.adam_eps, 'a number > 0')
-  augment.Ranges.from_config(config.augment)
-  _choice(config.data.source, 'data.source', ('idx', 'tfds'))
+  optim.validate(config)
+  _require(0 <= _number(config, 'label_smoothing') < 1, 'label_smoothing', config.label_smoothing,
+           'a number in [0, 1)')
+  _require(0 <= _number(config, 'ema_decay') < 1, 'ema_decay', config.ema_decay, 'a number in [0, 1)')
+  _require(isinstance(config.tta_flip, bool), 'tta_flip', config.tta_flip, 'True or False')
+  augment.Augmentation.from_config(config.augment)
+  _require(isinstance(config.data.name, str) and config.data.name, 'data.name', config.data.name,
+           'a data set name')
+  _choice(config.data.source, 'data.source', DATA_SOURCES)
+  _int(config, 'data.image_size', 1)
+  _choice(config.data.channels, 'data.channels', (1, 3))
+  _require(0 < _number(config, 'data.test_fraction') < 1, 'data.test_fraction', config.data.test_fraction,
+           'a fraction strictly between 0 and 1')
   _require(0 < _number(config, 'data.val_fraction') < 1, 'data.val_fraction', config.data.val_fraction,
            'a fraction strictly between 0 and 1')
   _int(config, 'data.split_seed', 0)
@@ -56,12 +66,13 @@ def validate(config):
   _choice(config.parallel, 'parallel', parallel.MODES)
   _choice(config.conv_impl, 'conv_impl', ('auto',) + fast_conv.IMPLS)
   _choice(config.dtype, 'dtype', DTYPES)
+  create_model(config)  # the model's name and config.model_kwargs
   _int(config, 'steps_per_call', 0)
   _int(config, 'checkpoint_every_steps', 0)
   _int(config, 'checkpoint_every_epochs', 0)
   _require(1 <= config.report.embedding_examples <= 10000, 'report.embedding_examples',
            config.report.embedding_examples, 'an integer in 1..10000')
-  _choice(config.report.writer, 'report.writer', reporting.WRITERS)
+  _choice(config.report.writer, 'report.writer', run_files.WRITERS)
   # Five 2x2 poolings: 32 is the smallest input that leaves a feature map.
   _int(config, 'vgg.input_size', 32)
   _int(config, 'vgg.feature_batch_size', 1)

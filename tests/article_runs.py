@@ -40,7 +40,7 @@ def article_config(name):
 def run_article_config(name, workdir):
   """{'history': [per-epoch metrics], 'phases': [per-phase test metrics]} of the short run."""
   from fashion_jax import train  # pylint: disable=g-import-not-at-top
-  from fashion_jax.reporting import read_history  # pylint: disable=g-import-not-at-top
+  from fashion_jax.run_files import read_history  # pylint: disable=g-import-not-at-top
   results = train.train_and_evaluate(article_config(name), workdir)
   history = [{k: h[k] for k in KEYS} for h in read_history(workdir)]
   phases = [{k: p[k] for k in ('name', 'epochs', 'test_loss', 'test_accuracy')} for p in results['phases']]

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO, small_config
-from fashion_jax import reporting, train
+from fashion_jax import run_files, train
 
 SMALL_FLAGS = ['--config.parallel=single', '--config.batch_size=64', '--config.num_epochs=1',
                '--config.augment_epochs=0', '--config.data.train_limit=256', '--config.data.eval_limit=200',
@@ -77,7 +77,7 @@ def test_clu_writer_with_tensorflow(tmp_path, real_data_dir):
   train.train_and_evaluate(config, str(tmp_path))
   acc = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={'tensors': 0})
   acc.Reload()
-  history = reporting.read_history(str(tmp_path))
+  history = run_files.read_history(str(tmp_path))
   # clu writes scalars as TF2 tensor summaries.
   values = [float(tensor_util.make_ndarray(e.tensor_proto)) for e in acc.Tensors('val_accuracy')]
   assert values == pytest.approx([h['val_accuracy'] for h in history], rel=1e-6)

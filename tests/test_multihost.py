@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from conftest import REPO, small_config
-from fashion_jax import reporting, train
+from fashion_jax import run_files, train
 from test_cli import SMALL_FLAGS
 
 
@@ -40,8 +40,8 @@ def test_two_processes_match_one_process_with_eight_devices(tmp_path, real_data_
   config = small_config('cnn1', num_epochs=1, augment_epochs=1, parallel='auto',
                         **{'data.train_limit': 512, 'data.eval_limit': 400})
   train.train_and_evaluate(config, str(tmp_path / 'one_process'))
-  two = reporting.read_history(str(workdir))
-  one = reporting.read_history(str(tmp_path / 'one_process'))
+  two = run_files.read_history(str(workdir))
+  one = run_files.read_history(str(tmp_path / 'one_process'))
   assert len(two) == len(one) == 2
   for a, b in zip(one, two):
     for key in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from fashion_jax import reporting, train
+from fashion_jax import run_files, train
 
 NO_AUGMENTATION = {'augment.rotation_range': 0.0, 'augment.width_shift_range': 0.0,
                    'augment.height_shift_range': 0.0, 'augment.shear_range': 0.0, 'augment.zoom_range': 0.0}
@@ -13,7 +13,7 @@ NO_AUGMENTATION = {'augment.rotation_range': 0.0, 'augment.width_shift_range': 0
 def _history(tmp_path, name, **overrides):
   config = small_config('cnn1', num_epochs=1, augment_epochs=1, **overrides)
   train.train_and_evaluate(config, str(tmp_path / name))
-  return reporting.read_history(str(tmp_path / name))
+  return run_files.read_history(str(tmp_path / name))
 
 
 @pytest.fixture(scope='module')

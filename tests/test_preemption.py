@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, small_config
-from fashion_jax import checkpoint, steps, train
+from fashion_jax import checkpoint, optim, steps, train
 from fashion_jax.models import create_model
 
 FLAGS = ['--config=configs/cnn1.py', '--config.parallel=single', '--config.batch_size=64',
@@ -26,8 +26,8 @@ def _config():
 
 def _params(workdir):
   config = _config()
-  state = jax.device_get(steps.init_state(create_model(config), steps.create_optimizer(config),
-                                          jax.random.key(0)))
+  state = jax.device_get(steps.init_state(create_model(config), optim.create(config, 8)[0],
+                                          jax.random.key(0), (28, 28, 1)))
   target = {'state': state, 'metrics': jax.device_get(steps.zero_metrics())}
   tree, _ = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints')).restore_latest(target)
   return tree['state'].params

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from fashion_jax import checkpoint, reporting, steps, train
+from fashion_jax import checkpoint, optim, run_files, steps, train
 from fashion_jax.errors import UserError
 from fashion_jax.models import create_model
 
 
 def _final_params(workdir):
   """The parameters of the newest checkpoint in `workdir`."""
-  config = small_config(reporting.read_json(os.path.join(workdir, 'config.json'))['model'])
-  state = jax.device_get(steps.init_state(create_model(config), steps.create_optimizer(config),
-                                          jax.random.key(0)))
+  config = small_config(run_files.read_json(os.path.join(workdir, 'config.json'))['model'])
+  state = jax.device_get(steps.init_state(create_model(config), optim.create(config, 8)[0],
+                                          jax.random.key(0), (28, 28, 1)))
   target = {'state': state, 'metrics': jax.device_get(steps.zero_metrics())}
   tree, _ = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints')).restore_latest(target)
   return tree['state'].params
@@ -27,13 +27,14 @@ def test_two_phase_run_writes_the_documented_files(tmp_path, real_data_dir):
   config = small_config('cnn1', num_epochs=2, augment_epochs=1)
   results = train.train_and_evaluate(config, str(tmp_path))
   assert sorted(f for f in os.listdir(tmp_path) if not f.startswith('events')) == [
-      'best', 'checkpoints', 'config.json', 'history.jsonl', 'results.json', 'test_predictions.npz']
+      'best', 'checkpoints', 'config.json', 'dataset.json', 'history.jsonl', 'results.json',
+      'test_predictions.npz']
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))
   assert results['model'] == 'cnn1' and results['parameters'] == 693_962
   assert [(p['name'], p['epochs']) for p in results['phases']] == [('phase1', 2), ('phase2', 1)]
   for p in results['phases']:
     assert 0 < p['test_loss'] < 10 and 0 <= p['test_accuracy'] <= 1
-  history = reporting.read_history(str(tmp_path))
+  history = run_files.read_history(str(tmp_path))
   assert [(h['phase'], h['epoch'], h['augmented']) for h in history] == [
       ('phase1', 1, False), ('phase1', 2, False), ('phase2', 3, True)]
   for key in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy', 'seconds', 'images_per_second'):
@@ -51,7 +52,7 @@ def test_tensorboard_events_read_back(tmp_path, real_data_dir):
   acc = event_accumulator.EventAccumulator(str(tmp_path))
   acc.Reload()
   assert 'val_accuracy' in acc.Tags()['scalars']
-  history = reporting.read_history(str(tmp_path))
+  history = run_files.read_history(str(tmp_path))
   np.testing.assert_allclose([e.value for e in acc.Scalars('val_accuracy')],
                              [h['val_accuracy'] for h in history], rtol=1e-6)
 
@@ -86,8 +87,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, real_data_di
 
   assert resumed['phases'] == reference['phases']
   strip = lambda h: {k: v for k, v in h.items() if k not in ('seconds', 'images_per_second')}
-  assert ([strip(h) for h in reporting.read_history(str(tmp_path / 'resumed'))] ==
-          [strip(h) for h in reporting.read_history(str(tmp_path / 'reference'))])
+  assert ([strip(h) for h in run_files.read_history(str(tmp_path / 'resumed'))] ==
+          [strip(h) for h in run_files.read_history(str(tmp_path / 'reference'))])
   a = _final_params(str(tmp_path / 'reference'))
   b = _final_params(str(tmp_path / 'resumed'))
   jax.tree.map(np.testing.assert_array_equal, a, b)
@@ -102,7 +103,7 @@ def test_parallel_modes_give_the_same_numbers(tmp_path, real_data_dir):
     # test_models.py: its BatchNorm-before-max-pool makes exact ties whose routing depends on rounding.)
     config = small_config('cnn1', num_epochs=1, augment_epochs=1, parallel=mode)
     train.train_and_evaluate(config, str(tmp_path / mode))
-    histories[mode] = reporting.read_history(str(tmp_path / mode))
+    histories[mode] = run_files.read_history(str(tmp_path / mode))
   for mode in ('auto', 'pmap'):
     assert len(histories[mode]) == 2
     for a, b in zip(histories['single'], histories[mode]):
@@ -130,7 +131,7 @@ def test_batch_not_divisible_by_devices_is_refused_before_compiling(tmp_path):
 
 
 @pytest.mark.parametrize('overrides, message', [
-    ({'model': 'cnn2'}, r"config.model='cnn2': expected one of"),
+    ({'model': 'cnn2'}, r"config.model='cnn2': unknown model, expected one of"),
     ({'batch_size': 0}, r'config.batch_size=0: expected an integer >= 1'),
     ({'num_epochs': -1}, r'config.num_epochs=-1: expected an integer >= 0'),
     ({'num_epochs': 0, 'augment_epochs': 0}, r'num_epochs \+ augment_epochs > 0'),
@@ -143,8 +144,19 @@ def test_batch_not_divisible_by_devices_is_refused_before_compiling(tmp_path):
     ({'data.dir': '/nonexistent'}, r"config.data.dir='/nonexistent' lacks the Fashion-MNIST IDX files"),
     ({'batch_size': 1024}, r'config.batch_size=1024 is larger than the 512 training images'),
     ({'eval_batch_size': 0}, r'config.eval_batch_size=0: expected an integer >= 1'),
-    ({'adam_b1': 1.0}, r'config.adam_b1=1.0: expected a number in \[0, 1\)'),
-    ({'adam_eps': 0.0}, r'config.adam_eps=0.0: expected a number > 0'),
+    ({'optimizer.b1': 1.0}, r'config.optimizer.b1=1.0'),
+    ({'optimizer.eps': 0.0}, r'config.optimizer.eps=0.0'),
+    ({'optimizer.name': 'rmsprop'}, r"config.optimizer.name='rmsprop'"),
+    ({'schedule.name': 'exponential'}, r"config.schedule.name='exponential'"),
+    ({'label_smoothing': 1.0}, r'config.label_smoothing=1.0: expected a number in \[0, 1\)'),
+    ({'ema_decay': -0.1}, r'config.ema_decay=-0.1'),
+    ({'augment.crop_padding': -1}, r'config.augment.crop_padding=-1'),
+    ({'augment.erasing_probability': 2.0}, r'config.augment.erasing_probability=2.0'),
+    ({'data.name': 'imagenet'}, r"config.data.name='imagenet'"),
+    ({'data.source': 'folder', 'data.dir': '/nonexistent'}, r"config.data.dir='/nonexistent'"),
+    ({'data.channels': 2}, r'config.data.channels=2'),
+    ({'model': 'my_models.py:Net'}, r"config.model='my_models.py:Net'"),
+    ({'model_kwargs.depth': 16}, r'config.model_kwargs.depth'),
     ({'seed': -1}, r'config.seed=-1: expected an integer >= 0'),
     ({'data.train_limit': -5}, r'config.data.train_limit=-5'),
     ({'data.val_fraction': 0.0}, r'config.data.val_fraction=0.0'),
@@ -182,7 +194,7 @@ def test_nonfinite_loss_stops_the_run_naming_where(tmp_path, real_data_dir):
   with pytest.raises(UserError, match=r'NaN or infinite at phase1 epoch 1 step \d+'):
     train.train_and_evaluate(small_config('cnn1', learning_rate=1e30, num_epochs=2), str(tmp_path))
   assert not (tmp_path / 'results.json').exists()
-  assert not reporting.read_history(str(tmp_path))
+  assert not run_files.read_history(str(tmp_path))
 
 
 def test_bfloat16_compute_reaches_float32_accuracy(tmp_path, real_data_dir):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from fashion_jax import reporting, train, transfer
+from fashion_jax import run_files, train, transfer
 from fashion_jax.errors import UserError
 from fashion_jax.models import vgg, vgg_weights
 
@@ -176,7 +176,7 @@ def test_transfer_run_trains_the_head_with_the_base_frozen(tmp_path, real_data_d
   assert results['vgg19']['weights'] == 'random (untrained)'
   assert results['vgg19']['frozen_parameters'] == 20_024_384  # Keras' VGG19(include_top=False)
   assert results['trainable_parameters'] == 512 * 512 + 512 + 512 * 10 + 10  # 1x1x512 features at 32x32
-  history = reporting.read_history(str(tmp_path))
+  history = run_files.read_history(str(tmp_path))
   assert len(history) == 2 and history[1]['train_loss'] < history[0]['train_loss']
   # The base is not in the trained state: the checkpoint holds the head only, and the same random base
   # (same seed) gives the same features again.
@@ -199,13 +199,13 @@ def test_feature_extraction_in_batches_equals_one_pass_and_sends_the_weights_onc
   config.vgg.input_size = 32
   config.vgg.feature_batch_size = 3  # 7 images: two whole batches and a padded one, pipelined
   base, preprocessing, _ = transfer.resolve_weights(config.vgg, config.seed)
-  images = np.random.default_rng(0).integers(0, 256, (7, 28, 28), dtype=np.uint8)
+  images = np.random.default_rng(0).integers(0, 256, (7, 28, 28, 1), dtype=np.uint8)
   extract = transfer.feature_extractor(config, base, preprocessing)
   # Any implicit copy of a host array (e.g. the base's weights passed again with each batch) raises.
   with jax.transfer_guard_host_to_device('disallow'):
     features = extract(images)
   module = vgg.VGG19Transfer(input_size=32, preprocessing=preprocessing)
-  expected = module.apply({'params': {'base': base}}, images[..., None] / np.float32(255), method='features')
+  expected = module.apply({'params': {'base': base}}, images / np.float32(255), method='features')
   assert features.shape == (7, 1, 1, 512) and features.dtype == np.float32
   assert vgg.features_shape(32) == (1, 1, 512) and vgg.features_shape(150) == (4, 4, 512)
   np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-5)

@@ -1,13 +1,16 @@
-"""What a run writes for people and for later analysis: config.json, history.jsonl, results.json,
-TensorBoard scalars and progress lines.
+"""A run's files for people and for later analysis: config.json, history.jsonl, results.json, TensorBoard
+scalars, and its progress lines.
 
-TensorBoard events are written by the `tensorboard` package's own EventFileWriter, which needs no
-TensorFlow (accelerator images often lack it). `config.report.writer='clu'` uses clu's writers instead,
-which import TensorFlow; 'none' leaves only the JSON files and stdout.
+TensorBoard events are written as TFRecords of `Event` protos with the `tensorboard` package's own
+record writer and protos, never importing TensorFlow: its EventFileWriter opens files through
+`tf.io.gfile`, which imports TensorFlow wherever it is installed (seconds of start-up and oneDNN
+banners in every run). `config.report.writer='clu'` uses clu's writers instead, which need TensorFlow;
+'none' leaves only the JSON files and stdout.
 """
 
 import json
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -44,6 +47,21 @@ def read_run_config(workdir):
   return read_json(path)
 
 
+def dataset_description(dataset):
+  """What a run's dataset.json says: the data set's name, image shape and class names (predict reads it)."""
+  return {'name': dataset.name, 'image_shape': list(dataset.image_shape),
+          'class_names': list(dataset.class_names)}
+
+
+def read_dataset_description(workdir):
+  """The run's dataset.json; Fashion-MNIST's for runs written before that file existed."""
+  path = os.path.join(workdir, 'dataset.json')
+  if os.path.exists(path):
+    return read_json(path)
+  from fashion_jax import data  # pylint: disable=g-import-not-at-top
+  return {'name': 'fashion_mnist', 'image_shape': [28, 28, 1], 'class_names': list(data.CLASS_NAMES)}
+
+
 def read_history(workdir):
   """The per-epoch records of history.jsonl, in order (an empty list before the first epoch)."""
   path = os.path.join(workdir, 'history.jsonl')
@@ -54,20 +72,27 @@ def read_history(workdir):
 
 
 class _TensorBoardScalars:
-  """Scalars into TensorBoard event files through the `tensorboard` package alone."""
+  """Scalars into a TensorBoard event file through the `tensorboard` package alone (no TensorFlow)."""
 
   def __init__(self, logdir):
     # pylint: disable=g-import-not-at-top
     from tensorboard.compat.proto import event_pb2, summary_pb2
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+    from tensorboard.summary.writer.record_writer import RecordWriter
     self._event_pb2, self._summary_pb2 = event_pb2, summary_pb2
-    self._writer = EventFileWriter(logdir)
+    # The name TensorBoard looks for, as its own writer makes it.
+    path = os.path.join(logdir, f'events.out.tfevents.{time.time():.6f}.{socket.gethostname()}.{os.getpid()}')
+    self._file = open(path, 'wb')  # pylint: disable=consider-using-with
+    self._writer = RecordWriter(self._file)
+    self._write(self._event_pb2.Event(wall_time=time.time(), file_version='brain.Event:2'))
+
+  def _write(self, event):
+    self._writer.write(event.SerializeToString())
+    self._writer.flush()
 
   def write_scalars(self, step, scalars):
     values = [self._summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
-    self._writer.add_event(self._event_pb2.Event(
-        wall_time=time.time(), step=int(step), summary=self._summary_pb2.Summary(value=values)))
-    self._writer.flush()
+    self._write(self._event_pb2.Event(wall_time=time.time(), step=int(step),
+                                      summary=self._summary_pb2.Summary(value=values)))
 
   def close(self):
     self._writer.close()

@@ -1,4 +1,4 @@
-"""Pictures and embeddings: files, formats, PCA against numpy, the projection axis, bad expressions."""
+"""Pictures, embeddings and predict: files, formats, PCA against numpy, the projection axis, bad expressions."""
 
 import json
 import os
@@ -106,7 +106,7 @@ def test_pca_matches_numpy_svd():
 def test_projection_axis_is_the_normalised_centroid_difference():
   x = np.array([[0., 0.], [2., 0.], [10., 4.], [12., 4.], [5., 5.]])
   labels = np.array([0, 6, 7, 5, 1])  # T-shirt/top, Shirt | Sneaker, Sandal | Trouser
-  axis = embeddings.projection_axis(x, labels, 'Shirt|T-shirt/top', 'Sneaker|Sandal')
+  axis = embeddings.projection_axis(x, labels, 'Shirt|T-shirt/top', 'Sneaker|Sandal', CLASS_NAMES)
   # Centroids (1, 0) and (11, 4): the difference (10, 4), normalised.
   np.testing.assert_allclose(axis, np.array([10., 4.]) / np.hypot(10, 4))
 
@@ -114,17 +114,17 @@ def test_projection_axis_is_the_normalised_centroid_difference():
 @pytest.mark.parametrize('pattern, message', [('Hat|Scarf', 'matches no class'), ('(', 'is invalid')])
 def test_projection_rejects_expressions_that_match_nothing(pattern, message):
   with pytest.raises(UserError, match=message):
-    embeddings.projection_axis(np.zeros((3, 2)), np.array([0, 1, 8]), pattern, 'Bag')
+    embeddings.projection_axis(np.zeros((3, 2)), np.array([0, 1, 8]), pattern, 'Bag', CLASS_NAMES)
 
 
-def test_report_command_redraws_from_files(finished_run):
+def test_redraw_command_redraws_from_files(finished_run):
   workdir, _ = finished_run
   os.remove(workdir / 'curves.png')
-  result = subprocess.run([sys.executable, '-m', 'fashion_jax.report', f'--workdir={workdir}',
+  result = subprocess.run([sys.executable, '-m', 'fashion_jax.redraw', f'--workdir={workdir}',
                            '--noembeddings'], capture_output=True, text=True, check=False, timeout=300)
   assert result.returncode == 0, result.stderr[-2000:]
   assert (workdir / 'curves.png').exists()
-  bad = subprocess.run([sys.executable, '-m', 'fashion_jax.report', f'--workdir={workdir}/nothing'],
+  bad = subprocess.run([sys.executable, '-m', 'fashion_jax.redraw', f'--workdir={workdir}/nothing'],
                        capture_output=True, text=True, check=False, timeout=300)
   assert bad.returncode == 2 and 'no config.json there' in bad.stderr
 
@@ -132,11 +132,11 @@ def test_report_command_redraws_from_files(finished_run):
 def test_predict_treats_dataset_pngs_exactly_as_the_evaluation(finished_run, tmp_path, real_data_dir):
   from fashion_jax import data, predict  # pylint: disable=g-import-not-at-top
   workdir, _ = finished_run
-  test_images = data.read_idx_dir(real_data_dir)['test_images'][:12]
+  test_images = data.read_idx_dir(real_data_dir)['test_images'][:12][..., None]
   paths = []
   for i, image in enumerate(test_images):
     paths.append(tmp_path / f'test{i}.png')
-    Image.fromarray(image).save(paths[-1])
+    Image.fromarray(image[..., 0]).save(paths[-1])
   converted = np.stack([predict.to_dataset_form(p) for p in paths])
   np.testing.assert_array_equal(converted, test_images)  # the PNG round trip changes nothing
   classifier = predict.Classifier(str(workdir))
@@ -151,7 +151,8 @@ def test_predict_converts_any_photo_to_a_light_object_on_dark(tmp_path):
   photo[20:180, 65:90] = (20, 30, 90)
   Image.fromarray(photo).save(tmp_path / 'trousers.jpg')
   image = predict.to_dataset_form(tmp_path / 'trousers.jpg')
-  assert image.shape == (28, 28) and image.dtype == np.uint8
+  assert image.shape == (28, 28, 1) and image.dtype == np.uint8
+  image = image[..., 0]
   assert image[:, :3].mean() < 30 and image[12:16, 10:12].mean() > 150  # dark padding, light legs
 
 

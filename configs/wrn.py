@@ -1,0 +1,43 @@
+"""A Wide-ResNet WRN-16-4 (Zagoruyko & Komodakis) with a modern recipe, beyond the article.
+
+  python -m fashion_jax.main --config=configs/wrn.py --workdir=runs/wrn
+
+SGD with Nesterov momentum and weight decay, a linear warm-up into a cosine decay over both phases,
+label smoothing, an EMA of the weights, and flip test-time augmentation; phase 1 is one plain epoch,
+phase 2 trains with flips, random crops and random erasing (no affine warp). A GPU run; on the CPU,
+`--config.num_epochs=1 --config.augment_epochs=0 --config.data.train_limit=1024` is a smoke run.
+The recipe's accuracy has not been measured yet (it needs a GPU): see the README.
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.model = 'wrn'
+  config.model_kwargs.depth = 16
+  config.model_kwargs.widen_factor = 4
+  config.model_kwargs.dropout_rate = 0.0
+  config.batch_size = 256
+  config.num_epochs = 1
+  config.augment_epochs = 39
+  config.learning_rate = 0.2
+  config.optimizer.name = 'sgd'
+  config.optimizer.momentum = 0.9
+  config.optimizer.nesterov = True
+  config.optimizer.weight_decay = 5e-4
+  config.schedule.name = 'cosine'
+  config.schedule.warmup_epochs = 2.0
+  config.label_smoothing = 0.1
+  config.ema_decay = 0.999
+  config.tta_flip = True
+  # Phase 2's augmentation: flips, 2-pixel random crops and random erasing instead of the article's warp.
+  config.augment.rotation_range = 0.0
+  config.augment.width_shift_range = 0.0
+  config.augment.height_shift_range = 0.0
+  config.augment.shear_range = 0.0
+  config.augment.zoom_range = 0.0
+  config.augment.flip = True
+  config.augment.crop_padding = 2
+  config.augment.erasing_probability = 0.5
+  return config

@@ -1,0 +1,98 @@
+"""The core opened: a model from a file outside the package, and a user's own folder of RGB photos, each
+trained end to end (pictures and predict included) with no change to fashion_jax/."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import small_config
+from fashion_jax import predict, train
+
+TINY_MODEL = textwrap.dedent('''
+    """A user's model, outside the package: what fashion_jax/models/__init__.py asks of one."""
+    import jax.numpy as jnp
+    from flax import linen as nn
+
+
+    class TinyNet(nn.Module):
+      num_classes: int = 10
+      conv_impl: str = 'xla'
+      dtype: jnp.dtype = jnp.float32
+      hidden: int = 16
+
+      @nn.compact
+      def __call__(self, x, train=False, return_features=False):
+        x = nn.relu(nn.Conv(8, (3, 3), strides=2)(x))
+        features = nn.relu(nn.Dense(self.hidden)(x.reshape(x.shape[0], -1)))
+        logits = nn.Dense(self.num_classes)(features)
+        return (logits, features) if return_features else logits
+''')
+
+
+def test_a_model_from_a_file_outside_the_package_trains_end_to_end(tmp_path, real_data_dir):
+  (tmp_path / 'my_models').mkdir()
+  (tmp_path / 'my_models' / 'tiny.py').write_text(TINY_MODEL)
+  config = small_config(f'{tmp_path}/my_models/tiny.py:TinyNet', num_epochs=2)
+  config.model_kwargs.hidden = 24
+  results = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  # conv 3*3*1*8 + 8; 'SAME' with stride 2 leaves 14x14x8 -> dense 1568*24 + 24 (hidden=24 from
+  # model_kwargs); dense 24*10 + 10.
+  assert results['parameters'] == 80 + 1568 * 24 + 24 + 250
+  assert results['phases'][0]['test_accuracy'] > 0.4  # 2 epochs on 512 images: far above chance
+
+
+def _write_folder_dataset(root, per_class=40, size=40, seed=0):
+  """Three classes of RGB photos that differ in colour and shape, with noise; PNG and JPEG mixed."""
+  rng = np.random.default_rng(seed)
+  for k, name in enumerate(('circles', 'squares', 'stripes')):
+    (root / name).mkdir(parents=True)
+    for i in range(per_class):
+      image = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+      yy, xx = np.mgrid[:size, :size]
+      if k == 0:
+        mask = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 3) ** 2
+      elif k == 1:
+        mask = (abs(yy - size / 2) < size / 4) & (abs(xx - size / 2) < size / 4)
+      else:
+        mask = (xx // 4) % 2 == 0
+      image[mask, k] = 200 + rng.integers(0, 55)
+      Image.fromarray(image).save(root / name / f'{i}.{"png" if i % 2 else "jpg"}')
+  return root
+
+
+def test_a_folder_of_rgb_photos_trains_draws_and_predicts(tmp_path):
+  folder = _write_folder_dataset(tmp_path / 'photos')
+  config = small_config('cnn3', num_epochs=6, batch_size=16, eval_batch_size=8, learning_rate=3e-3,
+                        **{'data.source': 'folder', 'data.dir': str(folder), 'data.image_size': 32,
+                           'data.channels': 3, 'data.train_limit': 0, 'data.eval_limit': 0})
+  config.report.plots = True
+  config.report.embedding_examples = 24
+  workdir = tmp_path / 'run'
+  results = train.train_and_evaluate(config, str(workdir))
+  assert results['data'] == {'name': 'photos', 'image_shape': [32, 32, 3],
+                             'class_names': ['circles', 'squares', 'stripes']}
+  assert np.array(results['confusion_matrix']).shape == (3, 3)
+  assert set(results['per_class_accuracy']) == {'circles', 'squares', 'stripes'}
+  assert results['phases'][0]['test_accuracy'] > 0.6  # colours and shapes: easy to tell apart
+  for picture in ('curves.png', 'confusion_matrix.png', 'mistakes.png', 'augment_examples.png', 'pca.png',
+                  'tsne.png', 'projection.png', 'sprite.png'):
+    assert (workdir / picture).exists(), picture
+  assert np.asarray(Image.open(workdir / 'sprite.png')).shape == (5 * 32, 5 * 32, 3)  # 24 tiles: 5 a side
+  assert 'single_image_dim: 32' in (workdir / 'projector_config.pbtxt').read_text()
+
+  # predict, as a user calls it: a new photo of each class, of another size.
+  new = _write_folder_dataset(tmp_path / 'new', per_class=2, size=64, seed=1)
+  paths = [str(new / name / '0.jpg') for name in ('circles', 'squares', 'stripes')]
+  out = subprocess.run([sys.executable, '-m', 'fashion_jax.predict', f'--workdir={workdir}', '--json', *paths],
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  predictions = json.loads(out.stdout)['predictions']
+  assert [p['top'][0]['class'] for p in predictions] == ['circles', 'squares', 'stripes']
+  image = predict.to_dataset_form(paths[0], (32, 32, 3), light_on_dark=False)
+  assert image.shape == (32, 32, 3) and image.dtype == np.uint8

@@ -1,0 +1,96 @@
+"""The trainer's one loop over the global step: checkpoints inside epochs, divergence, the files it
+writes once, the learning rate it records, and EMA / flip-TTA results."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import REPO, small_config
+from fashion_jax import checkpoint, optim, pictures, run_files, train
+from fashion_jax.errors import UserError
+
+
+def _stripped_history(workdir):
+  return [{k: v for k, v in h.items() if k not in ('seconds', 'images_per_second')}
+          for h in run_files.read_history(str(workdir))]
+
+
+def _checkpoints(workdir):
+  """(step, params) of every checkpoint kept in `workdir`."""
+  checkpointer = checkpoint.Checkpointer(os.path.join(workdir, 'checkpoints'))
+  kept = [(step, checkpointer.restore_raw(step)[0]['state']['params']) for step in checkpointer.steps()]
+  checkpointer.close()
+  return kept
+
+
+def test_step_checkpoints_without_epoch_checkpoints_train_every_step(tmp_path, real_data_dir):
+  # 8 steps an epoch, a checkpoint every 3 steps and none at epoch ends: the second and third epochs
+  # must still train all their 8 steps (an earlier loop restarted them at the last saved step).
+  plain = small_config('cnn1', num_epochs=2, augment_epochs=1)
+  stepped = small_config('cnn1', num_epochs=2, augment_epochs=1, checkpoint_every_steps=3,
+                         checkpoint_every_epochs=0)
+  train.train_and_evaluate(plain, str(tmp_path / 'plain'))
+  train.train_and_evaluate(stepped, str(tmp_path / 'stepped'))
+  assert _stripped_history(tmp_path / 'plain') == _stripped_history(tmp_path / 'stepped')
+  steps_saved = [step for step, _ in _checkpoints(str(tmp_path / 'stepped'))]
+  assert steps_saved[-1] == 24  # 3 epochs of 8 steps; the phase ends are saved too
+
+
+def test_a_diverged_run_keeps_no_nonfinite_checkpoint(tmp_path, real_data_dir):
+  config = small_config('cnn1', learning_rate=1e30, num_epochs=2, checkpoint_every_steps=1)
+  with pytest.raises(UserError, match=r'NaN or infinite at phase1 epoch 1 step \d+'):
+    train.train_and_evaluate(config, str(tmp_path))
+  kept = _checkpoints(str(tmp_path))
+  assert kept, 'the steps before the divergence should have been saved'
+  for step, params in kept:
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(params)), f'checkpoint {step} is not finite'
+  assert not (tmp_path / 'results.json').exists()
+
+
+def test_results_are_written_once_complete_and_pictures_only_read_them(tmp_path, real_data_dir):
+  config = small_config('cnn1', num_epochs=1)
+  results = train.train_and_evaluate(config, str(tmp_path))
+  assert np.array(results['confusion_matrix']).sum() == 400  # without drawing anything
+  assert results['data']['class_names'][0] == 'T-shirt/top'
+  before = (tmp_path / 'results.json').read_bytes()
+  pictures.draw_all(str(tmp_path), embeddings=False)
+  assert (tmp_path / 'results.json').read_bytes() == before
+  assert (tmp_path / 'confusion_matrix.png').exists()
+  counts = np.array(results['confusion_matrix'])
+  assert np.trace(counts) / counts.sum() == pytest.approx(results['phases'][0]['test_accuracy'], abs=1e-6)
+
+
+def test_history_records_the_schedule_and_ema_and_tta_are_reported(tmp_path, real_data_dir):
+  config = small_config('cnn1', num_epochs=2, learning_rate=0.01, ema_decay=0.9, tta_flip=True,
+                        label_smoothing=0.1, **{'schedule.name': 'cosine', 'optimizer.name': 'sgd'})
+  results = train.train_and_evaluate(config, str(tmp_path))
+  history = run_files.read_history(str(tmp_path))
+  _, schedule = optim.create(config, 8)
+  assert [h['learning_rate'] for h in history] == pytest.approx([float(schedule(7)), float(schedule(15))])
+  assert history[0]['learning_rate'] > history[1]['learning_rate']  # cosine decays
+  assert all(0 <= h['ema_val_accuracy'] <= 1 for h in history)
+  phase = results['phases'][0]
+  for key in ('test_accuracy', 'ema_test_accuracy', 'tta_flip_test_accuracy'):
+    assert 0 <= phase[key] <= 1, key
+  # The EMA and the flips are other evaluations: identical numbers would mean they were not applied.
+  assert phase['ema_test_loss'] != phase['test_loss']
+  assert phase['tta_flip_test_loss'] != phase['test_loss']
+
+
+def test_a_run_does_not_import_tensorflow(tmp_path, real_data_dir):
+  program = f'''
+import sys
+sys.path[:0] = [{REPO!r}, {os.path.join(REPO, 'tests')!r}]
+from conftest import small_config
+from fashion_jax import train
+train.train_and_evaluate(small_config('cnn1'), {str(tmp_path)!r})
+print('tensorflow' in sys.modules)
+'''
+  out = subprocess.run([sys.executable, '-c', program], capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip().splitlines()[-1] == 'False'
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))
