@@ -1,6 +1,6 @@
 """The article's models in Keras (TensorFlow backend), for timing baselines. Optional: needs tensorflow.
 
-Layer for layer as ../shared/ARTICLE_SPEC.md (the author's notebooks), compiled with Adam and categorical
+Layer for layer as docs/article.md (the author's notebooks), compiled with Adam and categorical
 cross-entropy as the article did (sparse labels here, the same loss). 'vgg19' is the transfer model's
 head, trained on the frozen base's features; `time_vgg_features` times the base itself.
 """

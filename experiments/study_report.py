@@ -3,7 +3,7 @@
   python experiments/study_report.py --root=experiments/results/study-h200 --out=experiments/results
 
 Reads each `<root>/<model>-seed<k>/` (results.json, history.jsonl, test_predictions.npz) and puts the
-article's numbers (../shared/ARTICLE_SPEC.md) beside ours: mean +/- standard deviation over seeds.
+article's numbers (docs/article.md) beside ours: mean +/- standard deviation over seeds.
 """
 
 import collections
@@ -24,7 +24,7 @@ from fashion_jax.data import CLASS_NAMES
 _ROOT = flags.DEFINE_string('root', 'experiments/results/study-h200', 'The study\'s runs.')
 _OUT = flags.DEFINE_string('out', 'experiments/results', 'Where README.md and the figures go.')
 
-# ARTICLE_SPEC.md: test loss / accuracy after phase 1 and phase 2, and parameters.
+# docs/article.md: test loss / accuracy after phase 1 and phase 2, and parameters.
 ARTICLE = {
     'cnn1': {'phase1': (0.2485, 0.9104), 'phase2': (0.2210, 0.9229), 'parameters': 693_962},
     'cnn3': {'phase1': (0.2497, 0.9079), 'phase2': (0.2291, 0.9117), 'parameters': 241_546},
@@ -32,7 +32,9 @@ ARTICLE = {
     # VGG19: one phase (the head's 50 epochs); the article reported it after that phase.
     'vgg19': {'phase1': (0.6238, 0.7664), 'parameters': None},
 }
-# PERF_NOTES.md: the article's Keras models, whole protocol, one seed, on this project's 2-core CPU.
+# The article's Keras models (experiments/keras_baseline.py), whole protocol, one seed, on this project's
+# 2-core CPU: typed in from a run whose files were not committed (replacing them with committed runs is
+# the Trust issue's work).
 KERAS_HERE = {'cnn1': (0.9035, 0.9148), 'cnn3': (0.8970, 0.9103), 'cnn4': (0.9172, 0.9335)}
 
 
@@ -154,8 +156,8 @@ def write_report(runs, out, root):
 NOTES = """\
 - **After phase 1**, CNN-4 is above the article (+0.009), CNN-1 slightly below (-0.004, about one seed's
   standard deviation) and CNN-3 below by 0.011. Our three CNN-3 seeds agree closely with each other and
-  with the article's own Keras model trained the same way on this project's CPU (0.8970, PERF_NOTES.md),
-  so the article's 0.9079 looks like a favourable seed rather than something our port misses: the same
+  with the article's own Keras model trained the same way on this project's CPU (0.8970, from a run
+  whose files are not committed), so the article's 0.9079 looks like a favourable seed rather than something our port misses: the same
   architecture, initialisers (Glorot uniform, zero biases), optimizer settings and split are used; the
   remaining protocol differences are listed below and are small.
 - **After phase 2**, all three are below the article: CNN-1 by about 0.009, CNN-3 by 0.004, CNN-4 by

@@ -30,7 +30,7 @@ def data_config(**kw):
 def test_real_data_verifies_and_has_the_spec_statistics(real_data_dir):
   arrays = data.read_idx_dir(real_data_dir)
   assert arrays['train_images'].shape == (60000, 28, 28) and arrays['test_labels'].shape == (10000,)
-  # ARTICLE_SPEC.md: train mean 0.28604, std 0.35302; test mean 0.28685, std 0.35244 (after / 255).
+  # docs/article.md: train mean 0.28604, std 0.35302; test mean 0.28685, std 0.35244 (after / 255).
   train = arrays['train_images'] / 255.0
   test = arrays['test_images'] / 255.0
   np.testing.assert_allclose([train.mean(), train.std(), test.mean(), test.std()],

@@ -96,3 +96,30 @@ def test_a_folder_of_rgb_photos_trains_draws_and_predicts(tmp_path):
   assert [p['top'][0]['class'] for p in predictions] == ['circles', 'squares', 'stripes']
   image = predict.to_dataset_form(paths[0], (32, 32, 3), light_on_dark=False)
   assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+
+
+@pytest.mark.parametrize('name, small_model', [
+    ('resnet', {'stage_sizes': (1, 1, 1, 1), 'widths': (8, 16, 16, 32)}),
+    ('wrn', {'depth': 10, 'widen_factor': 1}),
+])
+def test_the_resnet_and_wrn_recipes_run(tmp_path, real_data_dir, name, small_model):
+  # The configs as they are (SGD with Nesterov, warm-up and cosine, label smoothing, EMA, flip TTA,
+  # flips, crops and erasing in phase 2), on a narrower model and 128 images to stay fast on 2 cores.
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f'configs.{name}').get_config()
+  config.parallel = 'single'
+  config.num_epochs, config.augment_epochs = 1, 2
+  config.batch_size, config.eval_batch_size = 32, 100
+  config.data.train_limit, config.data.eval_limit = 128, 200
+  config.report.plots = False
+  config.report.progress_seconds = 0.0
+  for key, value in small_model.items():
+    config.model_kwargs[key] = value
+  results = train.train_and_evaluate(config, str(tmp_path))
+  history = [json.loads(line) for line in open(tmp_path / 'history.jsonl')]
+  assert [h['phase'] for h in history] == ['phase1', 'phase2', 'phase2']
+  assert all(np.isfinite(h['train_loss']) for h in history)
+  rates = [h['learning_rate'] for h in history]
+  assert rates[0] < rates[1] and rates[2] < rates[1]  # warm-up over the first two epochs, then the decay
+  for key in ('test_accuracy', 'ema_test_accuracy', 'tta_flip_test_accuracy'):
+    assert 0 <= results['phases'][-1][key] <= 1

@@ -94,3 +94,36 @@ print('tensorflow' in sys.modules)
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.strip().splitlines()[-1] == 'False'
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(tmp_path))
+
+
+class _Crash(Exception):
+  pass
+
+
+def test_resume_is_exact_with_the_new_recipe_settings(tmp_path, real_data_dir, monkeypatch):
+  # Flip, crop and erasing draws, the EMA, SGD's momentum and a warm-up + cosine schedule all have to
+  # continue exactly from a mid-epoch checkpoint of phase 2.
+  config = small_config('cnn1', num_epochs=1, augment_epochs=1, checkpoint_every_steps=3, ema_decay=0.9,
+                        learning_rate=0.05, label_smoothing=0.1,
+                        **{'optimizer.name': 'sgd', 'optimizer.nesterov': True, 'schedule.name': 'cosine',
+                           'schedule.warmup_epochs': 0.5, 'augment.flip': True, 'augment.crop_padding': 2,
+                           'augment.erasing_probability': 0.5})
+  reference = train.train_and_evaluate(config, str(tmp_path / 'reference'))
+  original = train.Trainer.train_steps
+  calls = {'n': 0}
+
+  def crashing(self, *args, **kwargs):
+    calls['n'] += 1
+    if calls['n'] > 13:  # step 14 of 16: after the checkpoint at step 12, in phase 2
+      raise _Crash()
+    return original(self, *args, **kwargs)
+  monkeypatch.setattr(train.Trainer, 'train_steps', crashing)
+  with pytest.raises(_Crash):
+    train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  monkeypatch.setattr(train.Trainer, 'train_steps', original)
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  assert resumed['phases'] == reference['phases']
+  assert _stripped_history(tmp_path / 'resumed') == _stripped_history(tmp_path / 'reference')
+  a, b = _checkpoints(str(tmp_path / 'reference'))[-1], _checkpoints(str(tmp_path / 'resumed'))[-1]
+  assert a[0] == b[0] == 16
+  jax.tree.map(np.testing.assert_array_equal, a[1], b[1])

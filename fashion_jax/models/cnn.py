@@ -1,4 +1,4 @@
-"""The article's CNN-1, CNN-3 and CNN-4 (../shared/ARTICLE_SPEC.md), layer for layer.
+"""The article's CNN-1, CNN-3 and CNN-4 (docs/article.md), layer for layer.
 
 All take float images in [0, 1] of shape (N, H, W, C) (the article's: 28x28x1) and return float32 logits
 (N, num_classes); with `return_features=True` they also return the penultimate layer (the input of the
