@@ -41,7 +41,7 @@ def get_config():
       final_fraction=0.0,  # cosine and onecycle: the last step's rate, as a fraction of the peak
       onecycle_peak_fraction=0.25,  # onecycle: where the rate peaks, as a fraction of the schedule
   ))
-  config.label_smoothing = 0.0  # the training loss only; reported losses stay plain cross-entropy
+  config.label_smoothing = 0.0  # the loss trained on; history's train_loss stays plain cross-entropy
   config.ema_decay = 0.0  # > 0: also keep and evaluate an exponential moving average of the weights
   config.tta_flip = False  # also evaluate the test set averaging each image's and its mirror's softmax
 

@@ -57,6 +57,10 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def save(self, step, tree, metadata):
+    """Writes `tree` and `metadata` as `step`, replacing a step of that number (a resumed run that
+    reaches it again, after the newer step it was resumed from proved unreadable or was never finished)."""
+    if step in self._manager.all_steps():
+      self._manager.delete(step)
     # State dicts (nested dicts of arrays) restore the same on every orbax version, whatever
     # dataclasses or named tuples (optax states) the tree was made of.
     host_tree = jax.tree.map(np.asarray, serialization.to_state_dict(tree))

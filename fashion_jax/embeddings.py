@@ -1,8 +1,8 @@
 """Embedding views of the test set: TensorBoard Projector files and static PCA, t-SNE and custom views.
 
 Two embeddings of the first N test images (N = config.report.embedding_examples, 2,500 as the article):
-'pixels', the raw images the article showed (784-d for Fashion-MNIST), and 'features', the trained model's penultimate
-layer. Files in the workdir (so `tensorboard --logdir=<workdir>` shows them in the Projector tab):
+'pixels', the raw images the article showed (784-d for Fashion-MNIST), and 'features', the trained
+model's penultimate layer. Files in the workdir (so `tensorboard --logdir=<workdir>` shows them in the Projector tab):
 projector_config.pbtxt, pixels.tsv, features.tsv, metadata.tsv (header Index<TAB>Label), sprite.png.
 Pictures: pca.png, tsne.png, projection.png.
 """
@@ -85,7 +85,8 @@ def write_projector(workdir, images, labels, features, class_names):
     entries.append(
         'embeddings {\n'
         f'  tensor_name: "{name}"\n  tensor_path: "{name}.tsv"\n  metadata_path: "metadata.tsv"\n'
-        f'  sprite {{\n    image_path: "sprite.png"\n    single_image_dim: {w}\n    single_image_dim: {h}\n  }}\n'
+        f'  sprite {{\n    image_path: "sprite.png"\n'
+        f'    single_image_dim: {w}\n    single_image_dim: {h}\n  }}\n'
         '}\n')
   with open(os.path.join(workdir, 'projector_config.pbtxt'), 'w') as f:
     f.writelines(entries)
@@ -111,15 +112,18 @@ def draw_pca(sources, labels, class_names, path):
                                  gridspec_kw={'width_ratios': [1.3, 1]})
   for row, (name, x) in enumerate(sources.items()):
     projected, _, ratio = (np.asarray(a) for a in pca(jnp.asarray(x, jnp.float32)))
-    _scatter(axes[row, 0], projected[:, :2], labels, class_names, f'{name}: the first two principal components')
+    _scatter(axes[row, 0], projected[:, :2], labels, class_names,
+             f'{name}: the first two principal components')
     axes[row, 0].set_xlabel(f'PC1 ({ratio[0]:.1%} of the variance)')
     axes[row, 0].set_ylabel(f'PC2 ({ratio[1]:.1%})')
-    axes[row, 1].bar(range(1, 11), ratio[:10], color='#4c72b0')
-    axes[row, 1].plot(range(1, 11), np.cumsum(ratio[:10]), marker='o', color='#dd8452', label='cumulative')
-    axes[row, 1].set_xticks(range(1, 11))
+    top = min(10, len(ratio))  # a narrow penultimate layer (a user's model) may have fewer
+    axes[row, 1].bar(range(1, top + 1), ratio[:top], color='#4c72b0')
+    axes[row, 1].plot(range(1, top + 1), np.cumsum(ratio[:top]), marker='o', color='#dd8452',
+                      label='cumulative')
+    axes[row, 1].set_xticks(range(1, top + 1))
     axes[row, 1].set_xlabel('principal component')
     axes[row, 1].set_ylabel('fraction of the variance explained')
-    axes[row, 1].set_title(f'{name}: the top 10 components', fontsize=10)
+    axes[row, 1].set_title(f'{name}: the top {top} components', fontsize=10)
     axes[row, 1].legend(fontsize=9)
   _legend(fig, axes[:, :1])
   fig.subplots_adjust(right=0.85)

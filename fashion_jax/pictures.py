@@ -67,7 +67,8 @@ def draw_all(workdir, embeddings=True, negative=None, positive=None):
       labels, probabilities.argmax(1), len(class_names))
   plots.confusion_matrix(counts, class_names, os.path.join(workdir, 'confusion_matrix.png'),
                          title=f'{config["model"]}: confusion matrix on the test set')
-  plots.mistakes(dataset.test_images, labels, probabilities, class_names, os.path.join(workdir, 'mistakes.png'))
+  plots.mistakes(dataset.test_images, labels, probabilities, class_names,
+                 os.path.join(workdir, 'mistakes.png'))
   if embeddings:
     from fashion_jax import embeddings as embeddings_lib  # pylint: disable=g-import-not-at-top
     negative, positive = _default_projection(class_names, negative, positive)

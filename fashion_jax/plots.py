@@ -1,6 +1,7 @@
-"""Pictures of a run, drawn from its files (history.jsonl, results.json, test_predictions.npz).
+"""The drawing functions behind pictures.py (curves, confusion matrix, mistakes, image grids).
 
-Every function takes plain numbers and writes one PNG; nothing here needs a model or a device.
+Every function takes plain numbers and writes one PNG; nothing here reads a run's files, or needs a
+model or a device.
 """
 
 import matplotlib
@@ -68,12 +69,14 @@ def confusion_matrix(counts, class_names, path, title='Confusion matrix (test se
 
 
 def show_image(ax, image, vmax=None):
-  """Draws one (H, W, C) image: grey ones dark on light (as the article's figures), colour ones as they are."""
+  """Draws one (H, W, C) image: grey ones dark on light (as the article's figures), colour ones as is."""
   image = np.asarray(image)
   if image.ndim == 3 and image.shape[-1] == 1:
     image = image[..., 0]
   if image.ndim == 2:
-    ax.imshow(image, cmap='gray_r', vmin=0, vmax=vmax if vmax is not None else (255 if image.dtype == np.uint8 else 1))
+    if vmax is None:
+      vmax = 255 if image.dtype == np.uint8 else 1
+    ax.imshow(image, cmap='gray_r', vmin=0, vmax=vmax)
   else:
     ax.imshow(image if image.dtype == np.uint8 else np.clip(image, 0, 1))
 

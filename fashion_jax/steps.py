@@ -116,6 +116,8 @@ def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_b
         return training_loss(logits, y, label_smoothing), (logits, updates)
 
       (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+      if label_smoothing:  # the recorded loss stays plain cross-entropy, comparable with validation's
+        loss = training_loss(logits, y, 0.0)
       grads, loss = batch_axis.mean(grads), batch_axis.mean(loss)
       accuracy = batch_axis.mean(jnp.mean(jnp.argmax(logits, -1) == y))
       param_updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -124,7 +126,11 @@ def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_b
                             batch_stats=updates.get('batch_stats', state.batch_stats))
       if ema_decay:
         state = state.replace(ema=optax.incremental_update(variables_of(state), state.ema, 1.0 - ema_decay))
-      diverged = (metrics['first_nonfinite_step'] < 0) & ~jnp.isfinite(loss)
+      # The parameters too: an update can overflow while the loss that led to it was finite, and a
+      # checkpoint must never keep non-finite parameters.
+      finite = jnp.isfinite(loss) & jax.tree.reduce(
+          jnp.logical_and, jax.tree.map(lambda p: jnp.isfinite(p).all(), state.params))
+      diverged = (metrics['first_nonfinite_step'] < 0) & ~finite
       metrics = {'loss_sum': metrics['loss_sum'] + loss,
                  'correct': metrics['correct'] + accuracy * batch_size,
                  'steps': metrics['steps'] + 1,

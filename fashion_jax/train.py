@@ -4,8 +4,8 @@
 images), then phase 2 (`augment_epochs`, augmented), continuing the same parameters and optimizer state.
 The loop runs over the global optimizer step (`state.step`); the phase, the epoch and the step within
 it are derived from it (`Timeline`), so a checkpoint needs nothing beside the state to say where the
-run is. The whole data set lives on the device as uint8; the host launches work and reads metrics once
-an epoch.
+run is. The whole data set lives on the device as uint8; the host launches work, and reads metrics at
+the end of each epoch and before each checkpoint.
 
 Randomness derives from `config.seed` only: the initial parameters from stream 0, each epoch's shuffle
 from stream 1, each step's dropout and augmentation from stream 2, validation augmentation from
@@ -103,6 +103,43 @@ def _pad_to(images, labels, multiple):
           np.concatenate([labels, np.full(pad, -1, labels.dtype)]))
 
 
+# The settings of config.json files written before the optimizer, schedule, model options and new
+# augmentations existed: (old key, new place). Missing newer settings take their defaults, which
+# reproduce what those runs did.
+_MOVED_SETTINGS = {'adam_b1': ('optimizer', 'b1'), 'adam_b2': ('optimizer', 'b2'),
+                   'adam_eps': ('optimizer', 'eps')}
+_OLD_FASHION_MNIST_URL = 'http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/'
+
+
+def _with_defaults(settings, defaults):
+  """`settings` (nested dicts) with every key of `defaults` that it lacks added, recursively."""
+  merged = dict(settings)
+  for key, value in defaults.items():
+    if key not in merged:
+      merged[key] = value
+    elif isinstance(value, dict) and isinstance(merged[key], dict):
+      merged[key] = _with_defaults(merged[key], value)
+  return merged
+
+
+def _upgraded(previous):
+  """A config.json written by an earlier version, in today's terms (so an unchanged run still matches)."""
+  previous = json.loads(json.dumps(previous))
+  for old_key, (group, key) in _MOVED_SETTINGS.items():
+    if old_key in previous:
+      previous.setdefault(group, {})[key] = previous.pop(old_key)
+  data = previous.get('data', {})
+  if data.get('source') == 'idx':
+    data['source'] = 'files'
+  if data.get('url') == _OLD_FASHION_MNIST_URL:
+    data['url'] = ''
+  try:  # today's defaults for the settings it lacks (configs/ sits beside the package)
+    from configs import default  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return previous
+  return _with_defaults(previous, json.loads(json.dumps(default.get_config().to_dict())))
+
+
 def _check_workdir(workdir, config):
   """Creates `workdir`, or checks that the run already in it is this config's."""
   try:
@@ -116,17 +153,23 @@ def _check_workdir(workdir, config):
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return
-  previous = run_files.read_json(path)
+  previous = _upgraded(run_files.read_json(path))
   if previous.get('model') != config.model:
     raise UserError(f'--workdir={workdir} holds a run of model {previous.get("model")!r}, not '
                     f'{config.model!r}: use another workdir')
   current = json.loads(json.dumps(config.to_dict()))  # as config.json holds it: tuples become lists
+  # The run's length may change on resume (train longer), unless the schedule depends on it.
+  lengths = ('num_epochs', 'augment_epochs') if _schedule_ignores_length(config) else ()
   changed = sorted(k for k in set(previous) | set(current)
-                   if k not in RESUMABLE_CHANGES + ('num_epochs', 'augment_epochs')
-                   and previous.get(k) != current.get(k))
+                   if k not in RESUMABLE_CHANGES + lengths and previous.get(k) != current.get(k))
   if changed:
     raise UserError(f'--workdir={workdir} holds a run with other settings ({", ".join(changed)}): '
                     'use another workdir to change them')
+
+
+def _schedule_ignores_length(config):
+  """Whether the learning rate of every step stays the same when the run's epochs change."""
+  return config.schedule.name in ('constant', 'step') and config.schedule.over == 'run'
 
 
 class Trainer:
@@ -172,6 +215,9 @@ class Trainer:
     if config.augment_epochs:
       raise UserError(f'config.augment_epochs={config.augment_epochs}: the VGG19 transfer model trains its '
                       'head on features computed once, which cannot be augmented; set it to 0')
+    if config.tta_flip:
+      raise UserError('config.tta_flip=True: the VGG19 head sees features computed once, not images that '
+                      'could be mirrored; set it to False')
     base_params, preprocessing, description = transfer.resolve_weights(config.vgg, config.seed)
     extract = transfer.feature_extractor(config, base_params, preprocessing)
     start = time.time()
@@ -205,8 +251,8 @@ class Trainer:
 
   def train_steps(self, state, metrics, perm, position, num_steps):
     key = _epoch_key(self.config.seed, STREAM_STEP, position.phase, position.phase_epoch)
-    return self._train_fn(num_steps)(state, metrics, *self.train_data, perm,
-                                     jnp.int32(position.step_in_epoch), key, jnp.bool_(position.phase.augment))
+    return self._train_fn(num_steps)(state, metrics, *self.train_data, perm, jnp.int32(position.step_in_epoch),
+                                     key, jnp.bool_(position.phase.augment))
 
   def evaluate(self, state, split, phase=None, epoch=0, augment=False, ema=False, tta_flip=False):
     """Mean loss and accuracy over a split ('val' or 'test'), of the EMA weights with ema=True."""
@@ -233,12 +279,13 @@ class Trainer:
       results.update(tta_flip_test_loss=loss, tta_flip_test_accuracy=accuracy)
     return results
 
-  def steps_in_next_call(self, position):
-    """Steps to run in one call from `position`: never past the epoch's end or a step checkpoint."""
+  def steps_in_next_call(self, step, position):
+    """Steps to run in one call from global `step`: never past the epoch's end or a step checkpoint
+    (every `config.checkpoint_every_steps` global steps)."""
     num = min(self.steps_per_call, self.steps_per_epoch - position.step_in_epoch)
     every = self.config.checkpoint_every_steps
     if every:
-      num = min(num, every - position.step_in_epoch % every)
+      num = min(num, every - step % every)
     return num
 
 
@@ -268,7 +315,7 @@ def _format_seconds(seconds):
   return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else f'{seconds // 60}m{seconds % 60:02d}s'
 
 
-def test_predictions(trainer, host_state):
+def predict_test_set(trainer, host_state):
   """Test-set softmax probabilities and the penultimate features of all test images (float32)."""
   apply = jax.jit(lambda v, x: trainer.model.apply(v, trainer.prepare(x), train=False, return_features=True))
   variables = steps.variables_of(host_state)
@@ -296,6 +343,19 @@ def per_class_results(probabilities, labels, class_names):
                                  for i, name in enumerate(class_names)}}
 
 
+def _check_checkpoint_position(meta, step, steps_per_epoch, workdir):
+  """Refuses a checkpoint whose step means another place in the run than when it was written: epochs
+  of another length (the data changed), or an earlier version's count that disagrees with its step."""
+  if meta.get('steps_per_epoch', steps_per_epoch) != steps_per_epoch:
+    raise UserError(f'{workdir}/checkpoints: written with {meta["steps_per_epoch"]} steps an epoch, this run '
+                    f'has {steps_per_epoch} (did the data set or config.data.train_limit change?): use another '
+                    'workdir')
+  if 'epochs_done' in meta and meta['epochs_done'] * steps_per_epoch + meta['step_in_epoch'] != step:
+    raise UserError(f'{workdir}/checkpoints: its step {step} disagrees with its {meta["epochs_done"]} epochs '
+                    f'and {meta["step_in_epoch"]} steps (a defect of earlier versions with step checkpoints): '
+                    'use another workdir')
+
+
 class _Run:
   """One run's loop state: the device state, the epoch's metrics, the files, and how to save them."""
 
@@ -310,12 +370,14 @@ class _Run:
     host_state, host_metrics = trainer.initial_state(), self.zero_metrics
     # What the checkpoints carry beside the state: the test results of finished phases, the best
     # validation accuracy so far, and the seconds spent. Where the run is comes from state.step.
-    self.progress = {'phases': [], 'best_val_accuracy': -1.0, 'seconds': 0.0}
+    self.progress = {'phases': [], 'best_val_accuracy': -1.0, 'seconds': 0.0,
+                     'steps_per_epoch': trainer.steps_per_epoch}
     restored = self.checkpoints.restore_latest({'state': host_state, 'metrics': host_metrics})
     self.resumed = restored is not None
     if restored:
       tree, meta = restored
       host_state, host_metrics = tree['state'], tree['metrics']
+      _check_checkpoint_position(meta, int(host_state.step), trainer.steps_per_epoch, workdir)
       self.progress.update({k: meta[k] for k in self.progress if k in meta})
     self.host_state = host_state
     self.step = int(host_state.step)
@@ -341,16 +403,17 @@ class _Run:
       kept = (f'the last good checkpoint (after {self.timeline.epochs_done(self.last_saved)} epochs, step '
               f'{self.last_saved}) is kept in {self.workdir}/checkpoints' if self.last_saved is not None
               else 'no checkpoint was written')
-      raise UserError(f'the training loss became NaN or infinite at {position.phase.name} epoch '
-                      f'{position.phase_epoch} step {int(host_metrics["first_nonfinite_step"])}: lower '
-                      f'config.learning_rate? {kept}')
+      step = int(host_metrics['first_nonfinite_step'])
+      raise UserError(f'the training loss or parameters became NaN or infinite at {position.phase.name} '
+                      f'epoch {position.phase_epoch} step {step}: a lower config.learning_rate, in a new '
+                      f'workdir? {kept}')
     return host_metrics
 
   def end_epoch(self, position, host_metrics, epoch_start, train_seconds, steps_timed):
     """Validates, records the epoch, tracks the best weights and tests at the end of a phase."""
     config, trainer, phase = self.config, self.trainer, position.phase
-    val_loss, val_accuracy = trainer.evaluate(self.state, 'val', phase, position.phase_epoch,
-                                              augment=phase.augment and config.augment_validation)
+    augment = phase.augment and config.augment_validation
+    val_loss, val_accuracy = trainer.evaluate(self.state, 'val', phase, position.phase_epoch, augment)
     record = {
         'phase': phase.name, 'epoch': position.epoch, 'phase_epoch': position.phase_epoch,
         'augmented': phase.augment,
@@ -360,7 +423,8 @@ class _Run:
         # The rate of the epoch's last step.
         'learning_rate': float(trainer.learning_rate(self.step - 1))}
     if config.ema_decay:
-      record['ema_val_loss'], record['ema_val_accuracy'] = trainer.evaluate(self.state, 'val', ema=True)
+      record['ema_val_loss'], record['ema_val_accuracy'] = trainer.evaluate(
+          self.state, 'val', phase, position.phase_epoch, augment, ema=True)
     record['seconds'] = time.time() - epoch_start
     record['images_per_second'] = steps_timed * config.batch_size / max(train_seconds, 1e-9)
     self.reporter.epoch_done(record)
@@ -401,13 +465,13 @@ class _Run:
         perm = trainer.shuffle(position.phase, position.phase_epoch)
         epoch_start = last_progress = time.time()
         steps_timed = 0
-      num_steps = trainer.steps_in_next_call(position)
+      num_steps = trainer.steps_in_next_call(self.step, position)
       self.state, self.metrics = trainer.train_steps(self.state, self.metrics, perm, position, num_steps)
       self.step += num_steps
       steps_timed += num_steps
       at_epoch_end = self.step % timeline.steps_per_epoch == 0
       phase_ended = at_epoch_end and position.phase_epoch == position.phase.epochs
-      saving = self.checkpoint_due(at_epoch_end, phase_ended) or signals.received
+      saving = self.checkpoint_due(at_epoch_end, phase_ended)
       if at_epoch_end:
         host_metrics = self.check_finite(position)
         train_seconds = time.time() - epoch_start
@@ -421,13 +485,14 @@ class _Run:
             f'{record["images_per_second"]:,.0f} img/s, {_format_seconds(left)} left')
         if phase_ended:
           self.end_phase(position.phase)
-      elif saving:
+      elif saving or signals.received:
         self.check_finite(position)
-      if saving:
+      # A signal may arrive during the epoch's evaluation too: checked after it, so it is never lost.
+      if saving or signals.received:
         self.save()
       if signals.received:
-        where = (f'after {position.phase.name} epoch {position.phase_epoch}' if at_epoch_end else
-                 f'at {position.phase.name} epoch {position.phase_epoch} step {self.step % timeline.steps_per_epoch}')
+        where = f'{position.phase.name} epoch {position.phase_epoch}'
+        where = f'after {where}' if at_epoch_end else f'at {where} step {self.step % timeline.steps_per_epoch}'
         self.reporter.say(f'{signals.received}: checkpoint written {where}; run the same command again to '
                           'resume')
         raise Interrupted(signals.received)
@@ -498,7 +563,7 @@ def train_and_evaluate(config, workdir):
     results['vgg19'] = trainer.transfer
     results['parameters'] = parameters + trainer.transfer['frozen_parameters']
   if is_primary:
-    probabilities, features = test_predictions(trainer, parallel.to_host(run.state))
+    probabilities, features = predict_test_set(trainer, parallel.to_host(run.state))
     results.update(per_class_results(probabilities, dataset.test_labels, dataset.class_names))
     save_test_predictions(os.path.join(workdir, 'test_predictions.npz'), probabilities, dataset.test_labels,
                           features[:config.report.embedding_examples])

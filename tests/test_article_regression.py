@@ -15,10 +15,13 @@ import pytest
 
 from article_runs import ARTICLE_RUNS, KEYS, run_article_config
 
-# Float rounding differs between processors and between runs of XLA:CPU's threaded reductions; at
-# these near-chance accuracies it can flip the prediction of an image or two of the 400 (seen for CNN-4,
-# whose BatchNorm makes exact ties). A real change moves the losses by far more than LOSS_RTOL.
-LOSS_RTOL = 5e-4
+# Float rounding differs between processors and with how XLA:CPU splits its work; at these near-chance
+# accuracies it can flip the prediction of an image or two of the 400. CNN-4's BatchNorm ties amplify
+# rounding most: one device instead of the tests' 8 forced ones moved its phase-2 losses by 0.09% and
+# 0.16%, hence its wider loss tolerance. A real change (an initialiser, a mask, a hyperparameter)
+# moves the losses by far more.
+LOSS_RTOL = {'cnn4': 5e-3}
+DEFAULT_LOSS_RTOL = 5e-4
 ACCURACY_ATOL = 2 / 400 + 1e-6
 BASELINE = json.load(open(os.path.join(os.path.dirname(__file__), 'data', 'article_baseline.json')))
 
@@ -30,10 +33,12 @@ def test_article_config_gives_the_recorded_numbers(tmp_path, real_data_dir, name
   assert len(got['history']) == len(expected['history'])
   for epoch, (g, e) in enumerate(zip(got['history'], expected['history'])):
     for key in KEYS:
-      tolerance = {'atol': ACCURACY_ATOL} if key.endswith('accuracy') else {'rtol': LOSS_RTOL}
+      loss_rtol = LOSS_RTOL.get(name, DEFAULT_LOSS_RTOL)
+      tolerance = {'atol': ACCURACY_ATOL} if key.endswith('accuracy') else {'rtol': loss_rtol}
       np.testing.assert_allclose(g[key], e[key], **tolerance, err_msg=f'{name} epoch {epoch + 1} {key}')
   assert [p['name'] for p in got['phases']] == [p['name'] for p in expected['phases']]
   for g, e in zip(got['phases'], expected['phases']):
-    np.testing.assert_allclose(g['test_loss'], e['test_loss'], rtol=LOSS_RTOL, err_msg=f'{name} {g["name"]}')
+    np.testing.assert_allclose(g['test_loss'], e['test_loss'], rtol=LOSS_RTOL.get(name, DEFAULT_LOSS_RTOL),
+                               err_msg=f'{name} {g["name"]}')
     np.testing.assert_allclose(g['test_accuracy'], e['test_accuracy'], atol=ACCURACY_ATOL,
                                err_msg=f'{name} {g["name"]}')

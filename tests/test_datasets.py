@@ -358,7 +358,7 @@ def test_folder_with_train_and_test_rgb_resized(tmp_path):
   assert ds.class_names == ('cat', 'dog') and ds.name == 'pets' and ds.num_classes == 2
   assert ds.train_images.shape == (8, 8, 8, 3) and ds.val_images.shape == (2, 8, 8, 3)
   assert ds.test_images.shape == (4, 8, 8, 3) and ds.test_images.dtype == np.uint8
-  assert ds.test_labels.tolist() == [0, 0, 1, 1]
+  assert ds.test_labels.tolist() == [0, 1, 0, 1]  # both classes, in split_seed's order, not class by class
   # Solid colours stay (nearly) themselves through JPEG and LANCZOS; each image is its class's colour.
   for images, labels in ((ds.train_images, ds.train_labels), (ds.test_images, ds.test_labels)):
     for image, label in zip(images, labels):
@@ -377,13 +377,17 @@ def test_folder_grey_images_and_transparency(tmp_path):
     shutil.copytree(root / 'train' / name, root / 'test' / name)
   ds = data.load(config(source='folder', dir=str(root), image_size=6, channels=1))
   assert ds.class_names == ('clear', 'grey', 'red') and ds.test_images.shape == (3, 6, 6, 1)
-  assert ds.test_labels.tolist() == [0, 1, 2]
-  assert (ds.test_images[0] == 255).all()  # transparent -> white
-  np.testing.assert_array_equal(ds.test_images[1, :, :, 0], grey)
-  assert (ds.test_images[2] == 76).all()  # ITU-R 601 luma of pure red: 0.299 * 255
+  # The test split comes shuffled (by split_seed); put it back in class order to check each image.
+  order = np.argsort(ds.test_labels)
+  assert ds.test_labels[order].tolist() == [0, 1, 2]
+  test_images = ds.test_images[order]
+  assert (test_images[0] == 255).all()  # transparent -> white
+  np.testing.assert_array_equal(test_images[1, :, :, 0], grey)
+  assert (test_images[2] == 76).all()  # ITU-R 601 luma of pure red: 0.299 * 255
   rgb = data.load(config(source='folder', dir=str(root), image_size=3, channels=3))
-  assert rgb.test_images.shape == (3, 3, 3, 3) and tuple(rgb.test_images[2, 1, 1]) == (255, 0, 0)
-  assert (rgb.test_images[0] == 255).all()
+  rgb_images = rgb.test_images[np.argsort(rgb.test_labels)]
+  assert rgb_images.shape == (3, 3, 3, 3) and tuple(rgb_images[2, 1, 1]) == (255, 0, 0)
+  assert (rgb_images[0] == 255).all()
 
 
 def test_folder_without_test_holds_out_a_stratified_deterministic_fraction(tmp_path):

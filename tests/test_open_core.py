@@ -89,8 +89,8 @@ def test_a_folder_of_rgb_photos_trains_draws_and_predicts(tmp_path):
   # predict, as a user calls it: a new photo of each class, of another size.
   new = _write_folder_dataset(tmp_path / 'new', per_class=2, size=64, seed=1)
   paths = [str(new / name / '0.jpg') for name in ('circles', 'squares', 'stripes')]
-  out = subprocess.run([sys.executable, '-m', 'fashion_jax.predict', f'--workdir={workdir}', '--json', *paths],
-                       capture_output=True, text=True, timeout=300)
+  out = subprocess.run([sys.executable, '-m', 'fashion_jax.predict', f'--workdir={workdir}', '--json',
+                        *paths], capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   predictions = json.loads(out.stdout)['predictions']
   assert [p['top'][0]['class'] for p in predictions] == ['circles', 'squares', 'stripes']

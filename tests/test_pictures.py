@@ -1,4 +1,4 @@
-"""Pictures, embeddings and predict: files, formats, PCA against numpy, the projection axis, bad expressions."""
+"""Pictures, embeddings and predict: files, formats, PCA against numpy, the projection axis, bad input."""
 
 import json
 import os

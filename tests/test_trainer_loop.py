@@ -1,6 +1,7 @@
 """The trainer's one loop over the global step: checkpoints inside epochs, divergence, the files it
 writes once, the learning rate it records, and EMA / flip-TTA results."""
 
+import json
 import os
 import subprocess
 import sys
@@ -27,17 +28,19 @@ def _checkpoints(workdir):
   return kept
 
 
-def test_step_checkpoints_without_epoch_checkpoints_train_every_step(tmp_path, real_data_dir):
+@pytest.mark.parametrize('steps_per_call', [1, 8])
+def test_step_checkpoints_without_epoch_checkpoints_train_every_step(tmp_path, real_data_dir, steps_per_call):
   # 8 steps an epoch, a checkpoint every 3 steps and none at epoch ends: the second and third epochs
-  # must still train all their 8 steps (an earlier loop restarted them at the last saved step).
+  # must still train all their 8 steps (an earlier loop restarted them at the last saved step), and
+  # calls of several steps must stop at the checkpoints' global steps.
   plain = small_config('cnn1', num_epochs=2, augment_epochs=1)
   stepped = small_config('cnn1', num_epochs=2, augment_epochs=1, checkpoint_every_steps=3,
-                         checkpoint_every_epochs=0)
+                         checkpoint_every_epochs=0, steps_per_call=steps_per_call)
   train.train_and_evaluate(plain, str(tmp_path / 'plain'))
   train.train_and_evaluate(stepped, str(tmp_path / 'stepped'))
   assert _stripped_history(tmp_path / 'plain') == _stripped_history(tmp_path / 'stepped')
-  steps_saved = [step for step, _ in _checkpoints(str(tmp_path / 'stepped'))]
-  assert steps_saved[-1] == 24  # 3 epochs of 8 steps; the phase ends are saved too
+  # The newest two of 3, 6, ..., 21 and the end of phase 2 (24); 8 and 16 end no phase.
+  assert [step for step, _ in _checkpoints(str(tmp_path / 'stepped'))] == [21, 24]
 
 
 def test_a_diverged_run_keeps_no_nonfinite_checkpoint(tmp_path, real_data_dir):
@@ -127,3 +130,25 @@ def test_resume_is_exact_with_the_new_recipe_settings(tmp_path, real_data_dir, m
   a, b = _checkpoints(str(tmp_path / 'reference'))[-1], _checkpoints(str(tmp_path / 'resumed'))[-1]
   assert a[0] == b[0] == 16
   jax.tree.map(np.testing.assert_array_equal, a[1], b[1])
+
+
+def test_a_workdir_of_the_previous_version_is_recognised(tmp_path, real_data_dir):
+  # config.json as the version before the opened core wrote it: Adam's settings at the top level, the
+  # old data source name and URL, none of the newer settings. The same run must be recognised as
+  # finished, not refused as a run with other settings.
+  config = small_config('cnn1')
+  results = train.train_and_evaluate(config, str(tmp_path))
+  old = json.loads((tmp_path / 'config.json').read_text())
+  optimizer = old.pop('optimizer')
+  old.update(adam_b1=optimizer['b1'], adam_b2=optimizer['b2'], adam_eps=optimizer['eps'])
+  for key in ('schedule', 'model_kwargs', 'label_smoothing', 'ema_decay', 'tta_flip'):
+    del old[key]
+  for key in ('flip', 'crop_padding', 'erasing_probability', 'erasing_scale', 'erasing_ratio'):
+    del old['augment'][key]
+  for key in ('name', 'image_size', 'channels', 'test_fraction'):
+    del old['data'][key]
+  old['data'].update(source='idx', url='http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/')
+  (tmp_path / 'config.json').write_text(json.dumps(old))
+  assert train.train_and_evaluate(config, str(tmp_path)) == results
+  with pytest.raises(UserError, match=r'other settings \(optimizer\)'):
+    train.train_and_evaluate(small_config('cnn1', **{'optimizer.b1': 0.8}), str(tmp_path))

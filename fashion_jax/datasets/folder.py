@@ -128,6 +128,10 @@ def load(data_config):
   if not split['test'][0]:
     raise UserError(f'config.data.test_fraction={data_config.test_fraction!r} holds out no image of '
                     f'{directory!r}: each class needs at least two images')
+  # The test split in a fixed random order, not class by class: the embedding views show its first
+  # images and config.data.eval_limit keeps a prefix, and both should cover every class.
+  order = np.random.RandomState(data_config.split_seed).permutation(len(split['test'][0]))
+  split['test'] = ([split['test'][0][i] for i in order], [split['test'][1][i] for i in order])
   arrays = {}
   for name, (files, labels) in split.items():
     arrays[f'{name}_images'], arrays[f'{name}_labels'] = _read(files, labels, channels, size)

@@ -1,8 +1,9 @@
 """3x3 'valid' convolution, NHWC, computed in one of several ways with identical results.
 
 XLA:CPU is slow at convolution gradients (profiled on the project's 2-core CPU, they took most of
-CNN-3's step before this module existed), while it runs large matrix products near the machine's peak. A 3x3 convolution is a matrix
-product of its input's 3x3 patches with the kernel (im2col), and so are both of its gradients:
+CNN-3's step before this module existed), while it runs large matrix products near the machine's
+peak. A 3x3 convolution is a matrix product of its input's 3x3 patches with the kernel (im2col), and so
+are both of its gradients:
 
   y  = patches(x) @ K                        K  = kernel.reshape(9 * C, F)
   dK = patches(x)^T @ dy
