@@ -56,10 +56,28 @@ _VGG_STAND_IN = flags.DEFINE_bool('vgg_stand_in_features', False,
 _OUT = flags.DEFINE_string('out', None, 'Output path without extension.', required=True)
 
 
+# The instruction-set extensions that decide how fast XLA:CPU's kernels and oneDNN's can run.
+CPU_FLAGS = ('avx', 'avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_bf16', 'amx_tile')
+
+
+def cpu_description():
+  """(model name, the CPU_FLAGS it has) from /proc/cpuinfo; ('', []) where there is none."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      info = f.read()
+  except OSError:
+    return '', []
+  model = next((line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name')), '')
+  flags_line = next((line.split(':', 1)[1].split() for line in info.splitlines() if line.startswith('flags')), [])
+  return model, [flag for flag in CPU_FLAGS if flag in flags_line]
+
+
 def machine():
   device = jax.devices()[0]
+  cpu_model, cpu_flags = cpu_description()
   return {'backend': jax.default_backend(), 'device_kind': device.device_kind, 'devices': jax.device_count(),
           'cpu_count': os.cpu_count(), 'processor': platform.processor() or platform.machine(),
+          'cpu_model': cpu_model, 'cpu_flags': cpu_flags,
           'jax': jax.__version__, 'command': ' '.join(['python'] + sys.argv)}
 
 
@@ -148,8 +166,9 @@ def time_protocol(model):
 
 
 def markdown(records, info):
+  cpu = f' ({info["cpu_model"]}; {", ".join(info.get("cpu_flags", []))})' if info.get('cpu_model') else ''
   lines = [f'Machine: {info["device_kind"]} ({info["backend"]}, {info["devices"]} device(s)), '
-           f'{info["cpu_count"]} CPU cores, JAX {info["jax"]}.', '',
+           f'{info["cpu_count"]} CPU cores{cpu}, JAX {info["jax"]}.', '',
            '| model | dtype | compile s | img/s plain | img/s augmented | augmented/plain time | '
            's/epoch augmented | Keras img/s plain | ours aug / Keras plain |',
            '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']

@@ -410,7 +410,7 @@ class _Run:
     return host_metrics
 
   def end_epoch(self, position, host_metrics, epoch_start, train_seconds, steps_timed):
-    """Validates, records the epoch, tracks the best weights and tests at the end of a phase."""
+    """Validates, records the epoch in history.jsonl and TensorBoard, and tracks the best weights."""
     config, trainer, phase = self.config, self.trainer, position.phase
     augment = phase.augment and config.augment_validation
     val_loss, val_accuracy = trainer.evaluate(self.state, 'val', phase, position.phase_epoch, augment)

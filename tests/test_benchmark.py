@@ -35,3 +35,18 @@ def test_markdown_rows_ratios_and_feature_lines():
   assert features[1].endswith('8.0 images/s.')  # Keras ran in float32 only: no ratio for bfloat16
   assert any('features of zeros' in line for line in lines)
   assert lines[-1] == 'Command: `python experiments/benchmark.py --keras`'
+
+
+def test_the_table_names_the_processor_and_its_flags(tmp_path, monkeypatch):
+  cpuinfo = tmp_path / 'cpuinfo'
+  cpuinfo.write_text('processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse avx avx2 fma avx512f '
+                     'avx512_bf16\n\nprocessor\t: 1\nmodel name\t: AMD EPYC 9R14\n')
+  real_open = open
+  monkeypatch.setattr('builtins.open', lambda path, *a, **k: real_open(
+      cpuinfo if path == '/proc/cpuinfo' else path, *a, **k))
+  model, flags = benchmark.cpu_description()
+  assert model == 'AMD EPYC 9R14' and flags == ['avx', 'avx2', 'fma', 'avx512f', 'avx512_bf16']
+  info = dict(INFO, cpu_model=model, cpu_flags=flags, command='python experiments/benchmark.py')
+  assert benchmark.markdown([], info).splitlines()[0] == (
+      'Machine: cpu (cpu, 1 device(s)), 2 CPU cores (AMD EPYC 9R14; avx, avx2, fma, avx512f, avx512_bf16), '
+      'JAX 0.0.')
