@@ -157,9 +157,10 @@ NOTES = """\
 - **After phase 1**, CNN-4 is above the article (+0.009), CNN-1 slightly below (-0.004, about one seed's
   standard deviation) and CNN-3 below by 0.011. Our three CNN-3 seeds agree closely with each other and
   with the article's own Keras model trained the same way on this project's CPU (0.8970, from a run
-  whose files are not committed), so the article's 0.9079 looks like a favourable seed rather than something our port misses: the same
-  architecture, initialisers (Glorot uniform, zero biases), optimizer settings and split are used; the
-  remaining protocol differences are listed below and are small.
+  whose files are not committed), so the article's 0.9079 looks like a favourable seed rather than
+  something our port misses: the same architecture, initialisers (Glorot uniform, zero biases),
+  optimizer settings and split are used; the remaining protocol differences are listed below and are
+  small.
 - **After phase 2**, all three are below the article: CNN-1 by about 0.009, CNN-3 by 0.004, CNN-4 by
   0.007. Against the Keras models trained on our CPU (one seed each), CNN-1 and CNN-3 are within our
   seed spread (0.9148 and 0.9103), CNN-4 is 0.006 lower (0.9335), more than our seed spread. Known
