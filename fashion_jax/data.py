@@ -82,9 +82,9 @@ def split_indices(n, val_fraction, seed):
   from RandomState(seed) and takes its first ceil(n * test_size) entries as the held-out part.
   """
   n_val = int(np.ceil(val_fraction * n))
-  n_train = int(np.floor((1 - val_fraction) * n))
   permutation = np.random.RandomState(seed).permutation(n)
-  return permutation[:n_val], permutation[n_val:n_val + n_train]
+  # train_test_split keeps the other n - n_val (not floor((1 - f) * n), which rounding can make one less).
+  return permutation[:n_val], permutation[n_val:]
 
 
 def load(data_config):

@@ -18,6 +18,10 @@ def download_verified(url, target, verify, timeout=60):
     with os.fdopen(fd, 'wb') as out, urllib.request.urlopen(url, timeout=timeout) as response:
       shutil.copyfileobj(response, out)
     verify(tmp)
+    # mkstemp makes the file readable by its owner only; a shared cache should be readable as usual.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, target)
   finally:
     if os.path.exists(tmp):

@@ -19,7 +19,6 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image, UnidentifiedImageError
 
-from fashion_jax import data
 from fashion_jax.errors import UserError
 
 # Data sets of light objects (or strokes) on black: photos of them are inverted and padded to a square.

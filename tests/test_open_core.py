@@ -2,7 +2,6 @@
 trained end to end (pictures and predict included) with no change to fashion_jax/."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap

@@ -7,6 +7,7 @@
 - `common`: what they share (checksums, the user cache, verified downloads, reading possibly gzipped files).
 
 Each source's `load(data_config)` returns `(arrays, class_names)`: arrays is a dict with uint8
-'train_images' and 'test_images' (N, H, W, C) and integer 'train_labels' and 'test_labels' (N,). Nothing
+'train_images' and 'test_images' ((N, H, W, C), or (N, H, W) for grey images: data.load adds the channel
+axis) and integer 'train_labels' and 'test_labels' (N,). Nothing
 here imports JAX.
 """

@@ -3,6 +3,7 @@
 import dataclasses
 import gzip
 import hashlib
+import http.client
 import os
 
 from fashion_jax import downloads
@@ -77,8 +78,9 @@ def fetch(sources, target, verify, timeout=60):
   """Downloads the first of `sources` (URLs of the same file) that answers to `target`, verified.
 
   `verify(temporary_path, source)` raises UserError to refuse the file; nothing then appears at `target`
-  (downloads.download_verified). Only network errors move on to the next source: a file that arrives
-  but fails verification is refused outright, since another mirror of a wrong checksum would be no better.
+  (downloads.download_verified). Any failure moves on to the next source, a refused file too (a source
+  may answer with an error page): the checksum makes every mirror safe to try. If all fail, one
+  UserError lists each source's failure.
   """
   os.makedirs(os.path.dirname(target) or '.', exist_ok=True)
   failures = []
@@ -86,7 +88,11 @@ def fetch(sources, target, verify, timeout=60):
     try:
       downloads.download_verified(source, target, lambda tmp, s=source: verify(tmp, s), timeout)
       return
-    except OSError as e:  # urllib's URLError included
+    except UserError as e:
+      failures.append(str(e))
+    # urllib's URLError is an OSError; a broken HTTP response an HTTPException; a URL without a scheme
+    # a ValueError.
+    except (OSError, http.client.HTTPException, ValueError) as e:
       failures.append(f'{source}: download failed ({e})')
   raise UserError('; '.join(failures))
 

@@ -55,6 +55,11 @@ def read_image(path, channels, size):
         # Transparent parts become white, as in predict.py: a cut-out's backdrop.
         rgba = image.convert('RGBA')
         image = Image.alpha_composite(Image.new('RGBA', rgba.size, (255, 255, 255, 255)), rgba)
+      if image.mode.startswith('I'):
+        # 16- and 32-bit integer images: convert() would clip them to 255, not scale them.
+        wide = np.asarray(image, np.float64)
+        scale = 255.0 / 65535.0 if wide.max(initial=0) > 255 else 1.0
+        image = Image.fromarray(np.clip(np.round(wide * scale), 0, 255).astype(np.uint8), 'L')
       image = image.convert('L' if channels == 1 else 'RGB')
       if image.size != (size, size):
         image = image.resize((size, size), Image.LANCZOS)

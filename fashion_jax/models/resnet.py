@@ -17,10 +17,10 @@ of 3-channel images, this one 1,024 more (the final BatchNorm's scale and bias o
 
 Conventions shared with wrn.py, as the reference implementations have them (torchvision's ResNet, the WRN
 authors' code): convolutions have no bias (a BatchNorm follows each), their kernels are He-normal over
-fan_out (normal with variance 2 / (3 * 3 * out channels)); BatchNorm takes PyTorch's momentum and epsilon;
+fan_out (normal with variance 2 / (k * k * out channels) for k x k kernels); BatchNorm takes PyTorch's momentum and epsilon;
 the classifier has PyTorch's nn.Linear initialisation with a zero bias. Every 3x3 stride-1 convolution is
 a `layers.Conv3x3` (whose `impl` may be the fast CPU kernel, fast_conv.py); strided and 1x1 ones are
-XLA's, with PyTorch's symmetric padding of 1 (flax's 'SAME' would pad a stride-2 convolution of an even
+XLA's, the strided 3x3 ones with PyTorch's symmetric padding of 1 (flax's 'SAME' would pad a stride-2 convolution of an even
 size on one side only, off the 1x1 shortcut's grid).
 """
 

@@ -7,8 +7,7 @@
     -> conv3x3, plus the input, or a 1x1 convolution of the pre-activated input where the shape changes
   head: BN-ReLU -> global average pooling -> Dense(num_classes)
 
-`depth` counts the convolutions on the longest path and the classifier (6n + 2 convolutions and the stem,
-plus the Dense), so it is 6n + 4: 10, 16, 22, 28, 40 ... WRN-16-4 has 2,748,890 parameters, WRN-28-10
+`depth` follows the paper's naming, depth = 6n + 4 for n blocks per group: 10, 16, 22, 28, 40 ... WRN-16-4 has 2,748,890 parameters, WRN-28-10
 36,479,194 (the paper's 36.5M), for 10 classes of 3-channel images. The blocks and conventions
 (initialisation, BatchNorm settings, which convolutions use the fast kernel) are resnet.py's.
 """
