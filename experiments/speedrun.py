@@ -1,0 +1,116 @@
+"""Time to a target test accuracy: one config, several seeds, measured as the trainer runs it.
+
+  python experiments/speedrun.py --config=configs/speedrun_cpu.py --seeds=5 --target=0.92 \
+      --out=experiments/results/speedrun-cpu
+
+Each seed is a full run of the config (train.train_and_evaluate) in `<root>/seed<k>`. Its time is the run's
+own `seconds` in results.json: from the data on the device to the final test accuracy (the last phase's
+test evaluation included; loading the data and drawing pictures excluded). The first seed compiles
+every step function; it fills JAX's persistent compilation cache (in `<root>/.jax_cache`), so later
+seeds load the compiled programs. The table gives both: the first seed's time with compilation, and
+each seed's time with the cache warm (the first seed is run a second time for that).
+
+The accuracy is the one the config designates: with `config.tta_flip` the flip-averaged test accuracy,
+else the plain one (never the better of several, which would pick on the test set). A seed reaches
+the target when that accuracy is >= --target.
+"""
+
+import json
+import os
+import shutil
+import statistics
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import benchmark
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'The speedrun\'s config file.')
+_SEEDS = flags.DEFINE_integer('seeds', 5, 'Seeds 0 .. seeds - 1.')
+_TARGET = flags.DEFINE_float('target', 0.92, 'Target test accuracy.')
+_ROOT = flags.DEFINE_string('root', '/tmp/speedrun', 'Workdirs of the runs (replaced).')
+_RENDER_ONLY = flags.DEFINE_bool('render_only', False, 'Only rewrite <out>.md from an existing <out>.jsonl.')
+_OUT = benchmark._OUT  # pylint: disable=protected-access  (--out, defined there: .jsonl and .md)
+
+
+def final_accuracy(config, results):
+  phase = results['phases'][-1]
+  return phase['tta_flip_test_accuracy'] if config.tta_flip else phase['test_accuracy']
+
+
+def run(config, seed, workdir):
+  from fashion_jax import train
+  config = config.copy_and_resolve_references()
+  config.seed = seed
+  shutil.rmtree(workdir, ignore_errors=True)
+  results = train.train_and_evaluate(config, workdir)
+  return {'seed': seed, 'seconds': results['seconds'], 'accuracy': final_accuracy(config, results),
+          'test_accuracy': results['phases'][-1]['test_accuracy'],
+          'epochs': sum(p['epochs'] for p in results['phases'])}
+
+
+def markdown(info, records, target, config_name):
+  cached = [r for r in records if r['cache'] == 'warm']
+  first = next(r for r in records if r['cache'] == 'cold')
+  accuracies = [r['accuracy'] for r in cached]
+  seconds = [r['seconds'] for r in cached]
+  reached = sum(a >= target for a in accuracies)
+  std = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
+  lines = [
+      f'Speedrun of `{config_name}` to {target:.2f} test accuracy. Machine: {info["device_kind"]} '
+      f'({info["backend"]}, {info["devices"]} device(s)), {info["cpu_count"]} CPU cores'
+      + (f' ({info["cpu_model"]}; {", ".join(info["cpu_flags"])})' if info.get('cpu_model') else '')
+      + f', JAX {info["jax"]}.', '',
+      f'- accuracy over {len(cached)} seeds: mean {statistics.mean(accuracies):.4f} +/- {std(accuracies):.4f}, '
+      f'min {min(accuracies):.4f}, max {max(accuracies):.4f}; {reached} of {len(cached)} reach {target:.2f}',
+      f'- seconds (compiled programs loaded from the cache): mean {statistics.mean(seconds):.1f} +/- '
+      f'{std(seconds):.1f}, min {min(seconds):.1f}, max {max(seconds):.1f}',
+      f'- the first run, compiling everything: {first["seconds"]:.1f} s', '',
+      '| seed | compilation | seconds | accuracy | plain test accuracy | epochs |',
+      '| --- | --- | --- | --- | --- | --- |']
+  lines += [f'| {r["seed"]} | {"compiled" if r["cache"] == "cold" else "cached"} | {r["seconds"]:.1f} | '
+            f'{r["accuracy"]:.4f} | {r["test_accuracy"]:.4f} | {r["epochs"]} |' for r in records]
+  lines += ['', f'Command: `{info["command"]}`']
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  if _RENDER_ONLY.value:
+    with open(_OUT.value + '.jsonl') as f:
+      info, *records = [json.loads(line) for line in f]
+    write_markdown(info, records)
+    return
+  import jax
+  jax.config.update('jax_compilation_cache_dir', os.path.join(_ROOT.value, '.jax_cache'))
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  shutil.rmtree(os.path.join(_ROOT.value, '.jax_cache'), ignore_errors=True)
+  info = benchmark.machine()
+  config = _CONFIG.value
+  records = [dict(run(config, 0, os.path.join(_ROOT.value, 'seed0-cold')), cache='cold')]
+  print(json.dumps(records[-1]), flush=True)
+  for seed in range(_SEEDS.value):
+    records.append(dict(run(config, seed, os.path.join(_ROOT.value, f'seed{seed}')), cache='warm'))
+    print(json.dumps(records[-1]), flush=True)
+  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+  with open(_OUT.value + '.jsonl', 'w') as f:
+    header = dict(info, config=config.to_dict(), target=_TARGET.value,
+                  config_file=config_flags.get_config_filename(flags.FLAGS['config']))
+    f.writelines(json.dumps(r) + '\n' for r in [header] + records)
+  write_markdown(dict(info, config_file=config_flags.get_config_filename(flags.FLAGS['config']),
+                      target=_TARGET.value), records)
+
+
+def write_markdown(info, records):
+  with open(_OUT.value + '.md', 'w') as f:
+    f.write(markdown(info, records, info.get('target', _TARGET.value), info.get('config_file', '?')))
+  print(open(_OUT.value + '.md').read())
+
+
+if __name__ == '__main__':
+  app.run(main)
