@@ -65,7 +65,8 @@ def markdown(info, records, target, config_name):
       f'({info["backend"]}, {info["devices"]} device(s)), {info["cpu_count"]} CPU cores'
       + (f' ({info["cpu_model"]}; {", ".join(info["cpu_flags"])})' if info.get('cpu_model') else '')
       + f', JAX {info["jax"]}.', '',
-      f'- accuracy over {len(cached)} seeds: mean {statistics.mean(accuracies):.4f} +/- {std(accuracies):.4f}, '
+      f'- accuracy over {len(cached)} seeds: mean {statistics.mean(accuracies):.4f} +/- '
+      f'{std(accuracies):.4f}, '
       f'min {min(accuracies):.4f}, max {max(accuracies):.4f}; {reached} of {len(cached)} reach {target:.2f}',
       f'- seconds (compiled programs loaded from the cache): mean {statistics.mean(seconds):.1f} +/- '
       f'{std(seconds):.1f}, min {min(seconds):.1f}, max {max(seconds):.1f}',

@@ -54,14 +54,17 @@ def test_the_table_names_the_processor_and_its_flags(tmp_path, monkeypatch):
 
 def test_speedrun_table_counts_the_seeds_that_reach_the_target():
   from experiments import speedrun  # pylint: disable=g-import-not-at-top
-  records = [{'seed': 0, 'cache': 'cold', 'seconds': 50.0, 'accuracy': 0.921, 'test_accuracy': 0.921, 'epochs': 6},
-             {'seed': 0, 'cache': 'warm', 'seconds': 40.0, 'accuracy': 0.921, 'test_accuracy': 0.921, 'epochs': 6},
-             {'seed': 1, 'cache': 'warm', 'seconds': 44.0, 'accuracy': 0.915, 'test_accuracy': 0.914, 'epochs': 6}]
+  run = lambda seed, cache, seconds, accuracy, plain: {
+      'seed': seed, 'cache': cache, 'seconds': seconds, 'accuracy': accuracy, 'test_accuracy': plain,
+      'epochs': 6}
+  records = [run(0, 'cold', 50.0, 0.921, 0.921), run(0, 'warm', 40.0, 0.921, 0.921),
+             run(1, 'warm', 44.0, 0.915, 0.914)]
   lines = speedrun.markdown(dict(INFO, command='python experiments/speedrun.py'), records, 0.92,
                             'configs/speedrun_cpu.py').splitlines()
   assert lines[0].startswith('Speedrun of `configs/speedrun_cpu.py` to 0.92 test accuracy.')
   assert lines[2] == ('- accuracy over 2 seeds: mean 0.9180 +/- 0.0042, min 0.9150, max 0.9210; '
                       '1 of 2 reach 0.92')
-  assert lines[3] == '- seconds (compiled programs loaded from the cache): mean 42.0 +/- 2.8, min 40.0, max 44.0'
+  assert lines[3] == ('- seconds (compiled programs loaded from the cache): mean 42.0 +/- 2.8, min 40.0, '
+                      'max 44.0')
   assert lines[4] == '- the first run, compiling everything: 50.0 s'
   assert '| 1 | cached | 44.0 | 0.9150 | 0.9140 | 6 |' in lines
