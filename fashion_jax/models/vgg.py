@@ -40,7 +40,7 @@ def features_shape(input_size):
 
 
 def preprocess(images, input_size, mode):
-  """(N, H, W, 1) grey or (N, H, W, 3) RGB in [0, 1] -> (N, size, size, 3) as the weights of `mode` expect."""
+  """(N, H, W, 1) grey or (N, H, W, 3) RGB in [0, 1] -> (N, size, size, 3) as `mode`'s weights expect."""
   n, _, _, c = images.shape
   # Bicubic, as PIL's default resize filter that the article's notebook used.
   x = jax.image.resize(images.astype(jnp.float32), (n, input_size, input_size, c), 'bicubic')
