@@ -89,6 +89,10 @@ def split_indices(n, val_fraction, seed):
 
 def load(data_config):
   """Loads, verifies and splits the data as `config.data` says."""
+  if data_config.dir.startswith('~'):
+    # '--config.data.dir=~/photos' reaches us unexpanded (the shell expands ~ only at a word's start).
+    data_config = data_config.copy_and_resolve_references()
+    data_config.dir = os.path.expanduser(data_config.dir)
   arrays, class_names = _read(data_config)
   name = common.dataset_name(data_config)
   if data_config.source == 'folder':  # a user's data set is known by its folder

@@ -475,3 +475,13 @@ def test_tfds_without_tensorflow_says_what_to_install(monkeypatch):
   monkeypatch.setitem(sys.modules, 'tensorflow_datasets', None)  # import fails
   with pytest.raises(UserError, match='needs tensorflow and tensorflow-datasets installed'):
     data.load(config(source='tfds', name='mnist'))
+
+
+def test_folder_given_with_a_tilde_is_found_in_the_home_folder(tmp_path, monkeypatch):
+  monkeypatch.setenv('HOME', str(tmp_path))
+  for name, color in (('cat', (250, 10, 10)), ('dog', (10, 10, 250))):
+    for i in range(3):
+      _save(str(tmp_path / 'photos' / name / f'{i}.png'), color, size=(8, 8))
+  ds = data.load(config(source='folder', dir='~/photos', image_size=8, channels=3, test_fraction=0.3))
+  assert ds.class_names == ('cat', 'dog') and ds.name == 'photos'
+  assert len(ds.test_labels) == 2 and len(ds.train_labels) + len(ds.val_labels) == 4  # one of 3 per class
