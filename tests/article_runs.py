@@ -28,12 +28,7 @@ def article_config(name):
   config.data.eval_limit = 400
   config.report.plots = False
   config.report.progress_seconds = 0.0
-  for key, value in ARTICLE_RUNS[name].items():
-    node = config
-    *parents, leaf = key.split('.')
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+  config.update_from_flattened_dict(ARTICLE_RUNS[name])
   return config
 
 

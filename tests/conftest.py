@@ -74,12 +74,7 @@ def small_config(model='cnn1', **overrides):
   config.data.eval_limit = 400
   config.report.plots = False
   config.report.progress_seconds = 0.0
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('.')
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+  config.update_from_flattened_dict(overrides)  # keys like 'data.train_limit'
   return config
 
 

@@ -21,12 +21,7 @@ def make_config(num_epochs=2, augment_epochs=2, **overrides):
   config = default.get_config()
   config.num_epochs = num_epochs
   config.augment_epochs = augment_epochs
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split('__')
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
+  config.update_from_flattened_dict({key.replace('__', '.'): value for key, value in overrides.items()})
   return config
 
 
