@@ -17,27 +17,13 @@ import sys
 
 import numpy as np
 from absl import app, flags, logging
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from fashion_jax.datasets import folder
 from fashion_jax.errors import UserError
 
 # Data sets of light objects (or strokes) on black: photos of them are inverted and padded to a square.
 LIGHT_ON_DARK = ('fashion_mnist', 'mnist', 'kmnist')
-
-
-def _read(path, mode):
-  """The image file at `path` in PIL mode `mode` ('L' or 'RGB'), transparency composited onto white."""
-  try:
-    with Image.open(path) as image:
-      image.load()
-      if image.mode in ('RGBA', 'LA') or (image.mode == 'P' and 'transparency' in image.info):
-        # Transparent parts are background: put them on white, as a photo's backdrop would be.
-        rgba = image.convert('RGBA')
-        white = Image.new('RGBA', rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-      return image.convert(mode)
-  except (OSError, UnidentifiedImageError, ValueError) as e:
-    raise UserError(f'{path}: cannot read it as an image ({type(e).__name__}: {e})') from None
 
 
 def to_dataset_form(path, image_shape=(28, 28, 1), light_on_dark=True):
@@ -45,9 +31,8 @@ def to_dataset_form(path, image_shape=(28, 28, 1), light_on_dark=True):
   height, width, channels = image_shape
   if not light_on_dark:
     # Exactly as the folder source reads a user's images (the data sets' images are square).
-    from fashion_jax.datasets import folder  # pylint: disable=g-import-not-at-top
     return folder.read_image(path, channels, height)
-  gray = np.asarray(_read(path, 'L'), np.float32)
+  gray = np.asarray(folder.open_image(path, 'L'), np.float32)
   border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
   if border.mean() > 127:  # a light background: invert, so the object is light on dark
     gray = 255.0 - gray

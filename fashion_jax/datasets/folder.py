@@ -46,13 +46,14 @@ def image_files(class_dir):
   return files
 
 
-def read_image(path, channels, size):
-  """An image file -> uint8 (size, size, channels): alpha on white, 'L' or 'RGB', LANCZOS-resized."""
+def open_image(path, mode):
+  """The image file at `path` as a PIL image in `mode` ('L' or 'RGB'), fully loaded: transparent parts
+  on white, 16- and 32-bit images scaled to 8 bits. Also what predict.py reads a user's photos with."""
   try:
     with Image.open(path) as image:
       image.load()
       if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
-        # Transparent parts become white, as in predict.py: a cut-out's backdrop.
+        # Transparent parts become white: a cut-out's backdrop.
         rgba = image.convert('RGBA')
         image = Image.alpha_composite(Image.new('RGBA', rgba.size, (255, 255, 255, 255)), rgba)
       if image.mode.startswith('I'):
@@ -60,12 +61,17 @@ def read_image(path, channels, size):
         wide = np.asarray(image, np.float64)
         scale = 255.0 / 65535.0 if wide.max(initial=0) > 255 else 1.0
         image = Image.fromarray(np.clip(np.round(wide * scale), 0, 255).astype(np.uint8), 'L')
-      image = image.convert('L' if channels == 1 else 'RGB')
-      if image.size != (size, size):
-        image = image.resize((size, size), Image.LANCZOS)
-      array = np.asarray(image, np.uint8)
+      return image.convert(mode)
   except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
     raise UserError(f'{path}: cannot read it as an image ({type(e).__name__}: {e})') from None
+
+
+def read_image(path, channels, size):
+  """An image file -> uint8 (size, size, channels): alpha on white, 'L' or 'RGB', LANCZOS-resized."""
+  image = open_image(path, 'L' if channels == 1 else 'RGB')
+  if image.size != (size, size):
+    image = image.resize((size, size), Image.LANCZOS)
+  array = np.asarray(image, np.uint8)
   return array[..., None] if channels == 1 else array
 
 
