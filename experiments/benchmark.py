@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax
 import numpy as np
 
+from experiments.cpu_info import cpu_description
 from fashion_jax import data, parallel, steps, train, transfer
 from fashion_jax.models import vgg
 
@@ -54,22 +55,6 @@ _VGG_BATCH = flags.DEFINE_integer('vgg_feature_batch', 500, 'Batch size of the t
 _VGG_STAND_IN = flags.DEFINE_bool('vgg_stand_in_features', False,
                                   'Train the timed VGG19 head on features of zeros (see above).')
 _OUT = flags.DEFINE_string('out', None, 'Output path without extension.', required=True)
-
-
-# The instruction-set extensions that decide how fast XLA:CPU's kernels and oneDNN's can run.
-CPU_FLAGS = ('avx', 'avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_bf16', 'amx_tile')
-
-
-def cpu_description():
-  """(model name, the CPU_FLAGS it has) from /proc/cpuinfo; ('', []) where there is none."""
-  try:
-    with open('/proc/cpuinfo') as f:
-      info = f.read()
-  except OSError:
-    return '', []
-  model = next((line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name')), '')
-  flags_line = next((line.split(':', 1)[1].split() for line in info.splitlines() if line.startswith('flags')), [])
-  return model, [flag for flag in CPU_FLAGS if flag in flags_line]
 
 
 def machine():

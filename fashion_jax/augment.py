@@ -70,16 +70,23 @@ def _uniform(key, n, half_width):
   return jax.random.uniform(key, (n,), jnp.float32, -half_width, half_width)
 
 
-def random_matrices(key, n, height, width, ranges):
-  """(n, 2, 3) float32 matrices mapping output (row, col, 1) to the input (row, col) sampled."""
+def random_parameters(key, n, height, width, ranges):
+  """n draws of Keras' transform parameters, as ImageDataGenerator.get_random_transform names them.
+
+  theta and shear in degrees; tx shifts rows and ty columns, in pixels; zx and zy drawn independently.
+  """
   k_rot, k_tx, k_ty, k_shear, k_zoom = jax.random.split(key, 5)
   zoom = 1.0 + jax.random.uniform(k_zoom, (n, 2), jnp.float32, -ranges.zoom_range, ranges.zoom_range)
-  return affine_matrices(
-      theta=_uniform(k_rot, n, ranges.rotation_range),
-      tx=_uniform(k_tx, n, ranges.height_shift_range) * height,  # Keras: tx shifts rows (height)
-      ty=_uniform(k_ty, n, ranges.width_shift_range) * width,
-      shear=_uniform(k_shear, n, ranges.shear_range),
-      zx=zoom[:, 0], zy=zoom[:, 1], height=height, width=width)
+  return {'theta': _uniform(k_rot, n, ranges.rotation_range),
+          'tx': _uniform(k_tx, n, ranges.height_shift_range) * height,  # Keras: tx shifts rows (height)
+          'ty': _uniform(k_ty, n, ranges.width_shift_range) * width,
+          'shear': _uniform(k_shear, n, ranges.shear_range),
+          'zx': zoom[:, 0], 'zy': zoom[:, 1]}
+
+
+def random_matrices(key, n, height, width, ranges):
+  """(n, 2, 3) float32 matrices mapping output (row, col, 1) to the input (row, col) sampled."""
+  return affine_matrices(**random_parameters(key, n, height, width, ranges), height=height, width=width)
 
 
 def affine_matrices(theta, tx, ty, shear, zx, zy, height, width):

@@ -1,6 +1,6 @@
 """The benchmark's report: every measurement lands in the table with its ratio to Keras."""
 
-from experiments import benchmark
+from experiments import benchmark, cpu_info
 
 INFO = {'device_kind': 'cpu', 'backend': 'cpu', 'devices': 1, 'cpu_count': 2, 'jax': '0.0'}
 
@@ -44,7 +44,7 @@ def test_the_table_names_the_processor_and_its_flags(tmp_path, monkeypatch):
   real_open = open
   monkeypatch.setattr('builtins.open', lambda path, *a, **k: real_open(
       cpuinfo if path == '/proc/cpuinfo' else path, *a, **k))
-  model, flags = benchmark.cpu_description()
+  model, flags = cpu_info.cpu_description()
   assert model == 'AMD EPYC 9R14' and flags == ['avx', 'avx2', 'fma', 'avx512f', 'avx512_bf16']
   info = dict(INFO, cpu_model=model, cpu_flags=flags, command='python experiments/benchmark.py')
   assert benchmark.markdown([], info).splitlines()[0] == (
