@@ -44,6 +44,12 @@ def get_config():
   config.label_smoothing = 0.0  # the loss trained on; history's train_loss stays plain cross-entropy
   config.ema_decay = 0.0  # > 0: also keep and evaluate an exponential moving average of the weights
   config.tta_flip = False  # also evaluate the test set averaging each image's and its mirror's softmax
+  # Also test after each phase with every BatchNorm's statistics recomputed over the training images
+  # (dropout off; fashion_jax/precise_bn.py), reported beside the plain numbers as precise_bn_test_*.
+  config.precise_batch_norm = False
+  # float32 matmuls and convolutions: 'default' (the backend's choice: TF32 on recent NVIDIA GPUs) or
+  # 'highest' (full float32 everywhere; the same as 'default' on CPUs).
+  config.precision = 'default'
 
   # The article's ImageDataGenerator: degrees, fractions of the size, degrees, zoom in [1-z, 1+z].
   # They apply in the augmented phase (phase 2), in this order: the affine warp, flip, crop, erasing.

@@ -29,7 +29,7 @@ from fashion_jax import checkpoint as checkpoint_lib
 from fashion_jax import data as data_lib
 from fashion_jax import optim
 from fashion_jax import parallel as parallel_lib
-from fashion_jax import run_files, steps, transfer, validate
+from fashion_jax import precise_bn, run_files, steps, transfer, validate
 from fashion_jax.errors import UserError
 from fashion_jax.models import create_model
 
@@ -209,6 +209,13 @@ class Trainer:
                                         num_replicated=3)
                   for tta in ((False, True) if config.tta_flip else (False,))}
     self.trace_counts = {}  # function name -> times traced (= compiled), for tests
+    # Precise BatchNorm passes over the stored training images (host memory, already held by `dataset`).
+    self.precise_bn_images = dataset.train_images if config.precise_batch_norm else None
+    if config.precise_batch_norm:
+      shapes = jax.eval_shape(lambda: self.model.init(jax.random.key(0), jnp.zeros((1,) + self.input_shape),
+                                                      train=False))
+      if not precise_bn.has_batch_norm(shapes):
+        raise UserError(f'config.precise_batch_norm=True: model {config.model!r} has no BatchNorm layers')
 
   def _vgg_features(self, config, images):
     """The frozen VGG19 base's features of the train, validation and test images (transfer.py)."""
@@ -254,12 +261,15 @@ class Trainer:
     return self._train_fn(num_steps)(state, metrics, *self.train_data, perm, jnp.int32(position.step_in_epoch),
                                      key, jnp.bool_(position.phase.augment))
 
-  def evaluate(self, state, split, phase=None, epoch=0, augment=False, ema=False, tta_flip=False):
-    """Mean loss and accuracy over a split ('val' or 'test'), of the EMA weights with ema=True."""
+  def evaluate(self, state, split, phase=None, epoch=0, augment=False, ema=False, tta_flip=False,
+               variables=None):
+    """Mean loss and accuracy over a split ('val' or 'test'), of the EMA weights with ema=True, or of
+    `variables` (placed like the state) when given."""
     images, labels = self.eval_data[split]
     key = _epoch_key(self.config.seed, STREAM_EVAL, phase or phases_of(self.config)[0], epoch)
     num_batches = labels.shape[-1] // self.config.eval_batch_size
-    variables = steps.variables_of(state, ema)
+    if variables is None:
+      variables = steps.variables_of(state, ema)
     totals = None
     for b in range(num_batches):
       sums = self._eval[tta_flip](variables, images, labels, jnp.int32(b), key, jnp.bool_(augment))
@@ -277,6 +287,12 @@ class Trainer:
     if self.config.tta_flip:
       loss, accuracy = self.evaluate(state, 'test', tta_flip=True)
       results.update(tta_flip_test_loss=loss, tta_flip_test_accuracy=accuracy)
+    if self.config.precise_batch_norm:
+      host_variables = self.parallel.to_host(steps.variables_of(state))
+      recomputed = precise_bn.recompute(self.model, host_variables, self.precise_bn_images,
+                                        self.config.batch_size, self.prepare)
+      loss, accuracy = self.evaluate(state, 'test', variables=self.parallel.replicate(recomputed))
+      results.update(precise_bn_test_loss=loss, precise_bn_test_accuracy=accuracy)
     return results
 
   def steps_in_next_call(self, step, position):
@@ -516,9 +532,26 @@ def _finished_results(workdir, config):
   return None
 
 
+PRECISIONS = {'default': None, 'highest': 'highest'}  # config.precision -> jax_default_matmul_precision
+
+
+def precision_scope(config):
+  """The float32 matmul/convolution precision of config.precision, for the code traced within.
+
+  'default' lets the backend choose (TF32 on recent NVIDIA GPUs, bf16 passes on TPUs); 'highest' asks for
+  full float32 everywhere (no change on CPUs, which compute float32 in full).
+  """
+  return jax.default_matmul_precision(PRECISIONS[config.precision])
+
+
 def train_and_evaluate(config, workdir):
   """Runs (or resumes, or just reports) the protocol in `workdir`; returns the results dict."""
   validate.validate(config)
+  with precision_scope(config):
+    return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config, workdir):
   parallel = parallel_lib.create(config.parallel)
   validate.check_devices(config, parallel.num_devices)
   _check_workdir(workdir, config)

@@ -50,6 +50,10 @@ def validate(config):
            'a number in [0, 1)')
   _require(0 <= _number(config, 'ema_decay') < 1, 'ema_decay', config.ema_decay, 'a number in [0, 1)')
   _require(isinstance(config.tta_flip, bool), 'tta_flip', config.tta_flip, 'True or False')
+  _require(isinstance(config.precise_batch_norm, bool), 'precise_batch_norm', config.precise_batch_norm,
+           'True or False')
+  _require(config.precision in ('default', 'highest'), 'precision', config.precision,
+           "'default' or 'highest'")
   augment.Augmentation.from_config(config.augment)
   _require(isinstance(config.data.name, str) and config.data.name, 'data.name', config.data.name,
            'a data set name')
