@@ -194,3 +194,16 @@ def test_parameter_draws_match_get_random_transform():
   keras_zoom = np.array([[draw['zx'], draw['zy']] for draw in keras_draws])
   assert abs(np.corrcoef(keras_zoom.T)[0, 1]) < 0.03
   assert abs(np.corrcoef(ours['zx'], ours['zy'])[0, 1]) < 0.03
+
+
+def test_the_keras_studys_batched_flow_gives_flows_batches(real_images):
+  from experiments import keras_study  # pylint: disable=g-import-not-at-top
+  images, labels = real_images
+  generator = keras_preprocessing_image.ImageDataGenerator(**keras_study.AUGMENTATION)
+  flow = generator.flow(images, labels, batch_size=24, seed=5)
+  batched = keras_study.BatchedFlow(generator, images, labels, batch_size=24, seed=5)
+  for _ in range(4):  # across a pass's end (64 images: 24, 24, 16, then a new permutation)
+    (x, y), (bx, by) = next(flow), next(batched)
+    np.testing.assert_array_equal(by, y)
+    np.testing.assert_allclose(bx, x, atol=1e-5)
+  assert np.abs(bx - images[:len(bx)]).max() > 0.5
