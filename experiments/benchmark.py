@@ -17,7 +17,8 @@ takes hours on a laptop CPU (a few seconds on a GPU).
 
 `--protocol=MODEL` times the full 60-epoch protocol, validation and test included, twice: the second
 run loads its programs from the compilation cache ("after compilation").
-Writes <out>.jsonl (one JSON line a measurement) and <out>.md (a table).
+Writes <out>.jsonl (one JSON line a measurement) and <out>.md (a table). `--render` writes <out>.md
+again from <out>.jsonl without measuring (the table is never edited by hand).
 """
 
 import contextlib
@@ -55,6 +56,7 @@ _VGG_BATCH = flags.DEFINE_integer('vgg_feature_batch', 500, 'Batch size of the t
 _VGG_STAND_IN = flags.DEFINE_bool('vgg_stand_in_features', False,
                                   'Train the timed VGG19 head on features of zeros (see above).')
 _OUT = flags.DEFINE_string('out', None, 'Output path without extension.', required=True)
+_RENDER = flags.DEFINE_bool('render', False, 'Only write <out>.md again from <out>.jsonl.')
 
 
 def machine():
@@ -153,7 +155,10 @@ def time_protocol(model):
 def markdown(records, info):
   cpu = f' ({info["cpu_model"]}; {", ".join(info.get("cpu_flags", []))})' if info.get('cpu_model') else ''
   lines = [f'Machine: {info["device_kind"]} ({info["backend"]}, {info["devices"]} device(s)), '
-           f'{info["cpu_count"]} CPU cores{cpu}, JAX {info["jax"]}.', '',
+           f'{info["cpu_count"]} CPU cores{cpu}, JAX {info["jax"]}.', '']
+  # Notes added to a run's header afterwards (what it did not record itself), each saying so.
+  lines += [f'Note: {note}' for note in info.get('notes', [])] + ([''] if info.get('notes') else [])
+  lines += [
            '| model | dtype | compile s | img/s plain | img/s augmented | augmented/plain time | '
            's/epoch augmented | Keras img/s plain | ours aug / Keras plain |',
            '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
@@ -162,6 +167,10 @@ def markdown(records, info):
   for r in records:
     if 'plain_images_per_second' not in r:
       continue
+    if r['model'] == 'vgg19':
+      # The head has no augmented phase (an early version timed its plain step a second time as one).
+      r = {k: v for k, v in r.items() if k not in ('augmented_images_per_second', 'augment_time_ratio',
+                                                   'epoch_seconds_augmented')}
     k = keras.get(r['model'])
     # Ours at our slowest (augmented, where the model has that phase) over Keras' plain model.fit.
     ours = r.get('augmented_images_per_second', r['plain_images_per_second'])
@@ -170,7 +179,8 @@ def markdown(records, info):
                  f'{r["plain_images_per_second"]:,.0f} | {number(r, "augmented_images_per_second", ",.0f")} | '
                  f'{number(r, "augment_time_ratio", ".2f")} | {number(r, "epoch_seconds_augmented", ".2f")} | '
                  f'{keras_cells} |')
-  if any('plain_images_per_second' in r and 'augmented_images_per_second' not in r for r in records):
+  if any('plain_images_per_second' in r and ('augmented_images_per_second' not in r or r['model'] == 'vgg19')
+         for r in records):
     lines += ['', 'A model without an augmented phase (the VGG19 head) is compared plain to plain.']
   if any(r.get('stand_in_features') for r in records):
     lines += ['', 'The VGG19 head (ours and Keras\') trained on features of zeros (`--vgg_stand_in_features`).']
@@ -200,8 +210,19 @@ def markdown(records, info):
   return '\n'.join(lines) + '\n'
 
 
+def render(out):
+  """<out>.md from <out>.jsonl (its first line the machine, then one line a measurement)."""
+  with open(out + '.jsonl') as f:
+    info, *records = [json.loads(line) for line in f if line.strip()]
+  with open(out + '.md', 'w') as f:
+    f.write(markdown(records, info))
+
+
 def main(argv):
   del argv
+  if _RENDER.value:
+    render(_OUT.value)
+    return
   logging.set_verbosity(logging.WARNING)
   info = machine()
   print(json.dumps(info), flush=True)

@@ -1,5 +1,7 @@
 """The benchmark's report: every measurement lands in the table with its ratio to Keras."""
 
+import json
+
 from experiments import benchmark, cpu_info
 
 INFO = {'device_kind': 'cpu', 'backend': 'cpu', 'devices': 1, 'cpu_count': 2, 'jax': '0.0'}
@@ -68,3 +70,19 @@ def test_speedrun_table_counts_the_seeds_that_reach_the_target():
                       'max 44.0')
   assert lines[4] == '- the first run, compiling everything: 50.0 s'
   assert '| 1 | cached | 44.0 | 0.9150 | 0.9140 | 6 |' in lines
+
+
+def test_render_rewrites_the_table_from_the_json_lines_with_notes(tmp_path):
+  out = str(tmp_path / 'bench')
+  info = dict(INFO, notes=['the command was added afterwards.'], command='python x.py')
+  # An early run timed the VGG19 head's plain step twice, once as "augmented": the head has no such phase.
+  head = {'model': 'vgg19', 'dtype': 'float32', 'compile_seconds': 2.0, 'plain_images_per_second': 4500.0,
+          'augmented_images_per_second': 4400.0, 'augment_time_ratio': 1.02, 'epoch_seconds_augmented': 0.1}
+  with open(out + '.jsonl', 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in (info, head))
+  benchmark.render(out)
+  lines = open(out + '.md').read().splitlines()
+  assert 'Note: the command was added afterwards.' in lines
+  row = next(line for line in lines if line.startswith('| vgg19'))
+  assert row == '| vgg19 | float32 | 2.0 | 4,500 | - | - | - | - | - |'
+  assert lines[-1] == 'Command: `python x.py`'
