@@ -14,9 +14,11 @@ the 128 images left over from a pass. Validation is on plain images unless `--au
 
 Each workdir gets results.json, history.jsonl and test_predictions.npz like a fashion_jax run, plus the
 framework, its versions, the CPU and the command. A workdir that already has results.json is skipped, so
-an interrupted study resumes at the next run. Needs tensorflow, keras and keras-preprocessing.
+an interrupted study resumes at the next run. Needs keras and keras-preprocessing, and a Keras backend:
+TensorFlow by default, or JAX with KERAS_BACKEND=jax (experiments/gpu_keras.sh runs it so on a GPU).
 """
 
+import importlib
 import json
 import os
 import platform
@@ -171,12 +173,25 @@ def _history_rows(fit_history, clock, phase, first_epoch, augmented, images_per_
   return rows
 
 
+def _backend_version():
+  import keras  # pylint: disable=g-import-not-at-top
+  return importlib.import_module(keras.backend.backend()).__version__
+
+
+def _device():
+  """What Keras computed on: the JAX backend's first device, else 'cpu' (our TensorFlow is the CPU build)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  if keras.backend.backend() == 'jax':
+    import jax  # pylint: disable=g-import-not-at-top
+    return jax.devices()[0].device_kind
+  return 'cpu'
+
+
 def run(model_name, seed, workdir, data, epochs, augment_epochs, augment_validation, train_limit=0,
         batched_flow=True):
   """Trains one model the notebook's way and writes its run files into `workdir`."""
   import keras  # pylint: disable=g-import-not-at-top
   import keras_preprocessing  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from keras_preprocessing.image import ImageDataGenerator  # pylint: disable=g-import-not-at-top
   from sklearn.model_selection import train_test_split  # pylint: disable=g-import-not-at-top
 
@@ -232,10 +247,10 @@ def run(model_name, seed, workdir, data, epochs, augment_epochs, augment_validat
       'seconds': seconds, 'augment_validation': augment_validation,
       'phase2_batches': 'BatchedFlow' if batched_flow else 'ImageDataGenerator.flow',
       'train_images': len(x_train), 'steps_per_epoch_phase2': len(x_train) // BATCH_SIZE,
-      'versions': {'keras': keras.__version__, 'tensorflow': tf.__version__,
+      'versions': {'keras': keras.__version__, keras.backend.backend(): _backend_version(),
                    'keras_preprocessing': keras_preprocessing.__version__, 'numpy': np.__version__,
                    'python': platform.python_version()},
-      'backend': keras.backend.backend(), 'cpu_model': cpu_model, 'cpu_flags': cpu_flags,
+      'backend': keras.backend.backend(), 'device': _device(), 'cpu_model': cpu_model, 'cpu_flags': cpu_flags,
       'cpu_count': os.cpu_count(), 'command': ' '.join(['python'] + sys.argv),
   }
   os.makedirs(workdir, exist_ok=True)

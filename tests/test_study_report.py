@@ -1,0 +1,54 @@
+"""The study report is computed from the runs' files: ours, the Keras runs and the article's numbers."""
+
+import json
+import os
+
+import numpy as np
+
+from experiments import study_report
+
+
+def _write_run(root, model, seed, accuracies, val_accuracies, keras=False):
+  workdir = os.path.join(root, f'{model}-seed{seed}')
+  os.makedirs(workdir)
+  phases = [{'name': f'phase{k + 1}', 'epochs': 1, 'augmented': bool(k), 'test_loss': 0.3 - 0.01 * k,
+             'test_accuracy': a} for k, a in enumerate(accuracies)]
+  results = {'model': model, 'phases': phases, 'parameters': 1000, 'seconds': 10.0 + seed}
+  if keras:
+    results.update(framework='keras', seed=seed, augment_validation=False, backend='tensorflow',
+                   versions={'keras': '3.0', 'tensorflow': '2.0', 'keras_preprocessing': '1.1.2'},
+                   cpu_model='AMD EPYC', cpu_count=2, device='cpu', phase2_batches='BatchedFlow')
+  else:
+    results.update(device_kind='cpu', backend='cpu', devices=1, jax_version='0.0')
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      json.dump({'seed': seed, 'model': model}, f)
+  with open(os.path.join(workdir, 'results.json'), 'w') as f:
+    json.dump(results, f)
+  with open(os.path.join(workdir, 'history.jsonl'), 'w') as f:
+    for epoch, (phase, value) in enumerate(val_accuracies, 1):
+      f.write(json.dumps({'phase': phase, 'epoch': epoch, 'val_accuracy': value, 'val_loss': 1 - value}) + '\n')
+  labels = np.arange(10).repeat(3)
+  np.savez(os.path.join(workdir, 'test_predictions.npz'), probabilities=np.eye(10)[labels], labels=labels)
+
+
+def test_the_report_puts_keras_runs_and_the_article_beside_ours(tmp_path):
+  ours, keras, out = (str(tmp_path / name) for name in ('ours', 'keras', 'out'))
+  os.makedirs(out)
+  history = [('phase1', 0.80), ('phase2', 0.90), ('phase2', 0.92)]
+  for seed, accuracy in enumerate((0.910, 0.914, 0.912)):
+    _write_run(ours, 'cnn1', seed, (0.90, accuracy), history)
+  for seed, accuracy in enumerate((0.920, 0.925)):
+    _write_run(keras, 'cnn1', seed, (0.905, accuracy), history, keras=True)
+  study_report.write_report(study_report.load_runs(ours), out, ours,
+                            study_report.load_runs(keras, with_config=False), keras)
+  report = open(os.path.join(out, 'README.md')).read()
+  # Phase 2: ours 0.912 +/- 0.002 over 3 runs; Keras 0.9225 over 2; the article's 0.9229 between them.
+  assert ('| cnn1 | phase2 | 3 | 0.9120 +/- 0.0020 | 0.9100-0.9140 | 2 | 0.9225 +/- 0.0035 | '
+          '0.9200-0.9250 | 0.9229 | above 1 of 2 |') in report
+  assert '| cnn1 | phase1 | 3 | 0.9000 +/- 0.0000 | 0.9000-0.9000 | 2 | 0.9050 +/- 0.0000' in report
+  # The last-5-epoch validation mean of each phase (here all of phase 2's two epochs: 0.91).
+  assert '| cnn1 | phase2 | 0.9100 +/- 0.0000 | 0.9100-0.9100 | 0.9100 +/- 0.0000 | 0.9100-0.9100 |' in report
+  # The generated reading: ours minus Keras' mean, and whether the ranges overlap.
+  assert 'ours minus Keras\' -0.0105, and the two ranges do not overlap' in report
+  assert 'Keras 3.0 on tensorflow 2.0' in report and '(cnn1 seed 0, cnn1 seed 1)' in report
+  assert os.path.exists(os.path.join(out, 'test_accuracy_distributions.png'))
