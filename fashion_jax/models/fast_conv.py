@@ -16,9 +16,10 @@ Implementations (`impl`):
   convolution (a custom VJP); the default on the CPU, where it was measured fastest
   (experiments/results/benchmark-cpu.md). The patch products run over the batch in chunks whose patches
   fit in the CPU's caches (`CHUNK_BYTES`): the 9-fold patch tensor of a whole batch is tens to hundreds
-  of MB, and building it in main memory cost more than the product it feeds (XLA:CPU streams about
-  3 GB/s to and from this machine's memory, 20-30 GB/s within its caches). The input gradient stays a
-  whole-batch convolution: XLA:CPU runs it fast there, and 20x slower inside a loop.
+  of MB, and building it in main memory cost more than the product it feeds (profiles taken while this
+  was built, not committed, put XLA:CPU's traffic to this machine's memory an order of magnitude below
+  its traffic within the caches). The input gradient stays a whole-batch convolution: XLA:CPU ran it
+  much slower inside a loop over chunks (seen in the same profiles).
 
 A convolution that only runs forward (VGG19's frozen base) asks `forward_only_impl`: on the CPU, XLA's
 convolution where one image's patches alone overflow a chunk, the patch products otherwise.
@@ -108,7 +109,7 @@ def _map_chunks(fn, x, features):
 
 
 def _input_gradient(x, kernel, dy):
-  """dx of the convolution, as XLA's whole-batch convolution (20x slower inside a loop)."""
+  """dx of the convolution, as XLA's whole-batch convolution (much slower inside a loop over chunks)."""
   _, conv_vjp = jax.vjp(lambda x: _conv_xla(x, kernel), x)
   return conv_vjp(dy)[0]
 
