@@ -118,6 +118,8 @@ def _last_epochs_val_accuracy(run, phase, last=5):
 def _spread(values):
   if not values:
     return '-', '-'
+  if len(values) == 1:
+    return f'{values[0]:.4f} (one run)', f'{values[0]:.4f}'
   mean, std = mean_std(values)
   return f'{mean:.4f} +/- {std:.4f}', f'{min(values):.4f}-{max(values):.4f}'
 
@@ -265,6 +267,19 @@ def write_report(runs, out, root, keras_runs, keras_root):
     f.write('\n'.join(lines) + '\n')
 
 
+def summary_table(runs, keras_runs):
+  """The README's table: phase-2 test accuracy, ours and Keras' (mean +/- std over runs) and the article's."""
+  lines = ['| model | ours | Keras (the article\'s code) | the article |', '| --- | --- | --- | --- |']
+  for model, model_runs in sorted(runs.items()):
+    if model == 'vgg19':
+      continue
+    cell = lambda group: (_spread(_phase_values(group, 1, 'test_accuracy'))[0]
+                          + ('' if len(group) == 1 else f' ({len(group)} runs)') if group else 'not run yet')
+    lines.append(f'| {model} | {cell(model_runs)} | {cell(keras_runs.get(model, []))} | '
+                 f'{ARTICLE[model]["phase2"][1]:.4f} |')
+  return '\n'.join(lines)
+
+
 def reading(runs, keras_runs):
   """One generated sentence per model and phase: ours against Keras' runs and the article."""
   lines = []
@@ -315,6 +330,7 @@ def main(argv):
   keras_runs = load_runs(_KERAS_ROOT.value, with_config=False) if _KERAS_ROOT.value else {}
   write_report(runs, _OUT.value, _ROOT.value, keras_runs, _KERAS_ROOT.value if keras_runs else '')
   print(json.dumps({m: len(r) for m, r in runs.items()}))
+  print('The README\'s table:\n' + summary_table(runs, keras_runs))
 
 
 if __name__ == '__main__':
