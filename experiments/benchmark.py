@@ -15,6 +15,10 @@ The VGG19 row times the head's training on cached features; the base's features 
 the head's step time does not depend on their values, and computing real ones for all 70,000 images
 takes hours on a laptop CPU (a few seconds on a GPU).
 
+On the CPU each row also gives GFLOP/s: the model's training FLOPs per image (XLA's cost analysis of
+forward and backward with XLA's convolution, `training_mflop_per_image`) times images/s, for ours and
+for Keras' same layers, and their fraction of an upper bound of the CPUs' peak (`cpu_info.peak_gflops`).
+
 `--protocol=MODEL` times the full 60-epoch protocol, validation and test included, twice: the second
 run loads its programs from the compilation cache ("after compilation").
 Writes <out>.jsonl (one JSON line a measurement) and <out>.md (a table). `--render` writes <out>.md
@@ -37,9 +41,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from experiments.cpu_info import cpu_description
+from experiments.cpu_info import cpu_description, peak_gflops
 from fashion_jax import data, parallel, steps, train, transfer
 from fashion_jax.models import vgg
 
@@ -62,10 +67,31 @@ _RENDER = flags.DEFINE_bool('render', False, 'Only write <out>.md again from <ou
 def machine():
   device = jax.devices()[0]
   cpu_model, cpu_flags = cpu_description()
+  peak, peak_basis = peak_gflops()
   return {'backend': jax.default_backend(), 'device_kind': device.device_kind, 'devices': jax.device_count(),
           'cpu_count': os.cpu_count(), 'processor': platform.processor() or platform.machine(),
-          'cpu_model': cpu_model, 'cpu_flags': cpu_flags,
+          'cpu_model': cpu_model, 'cpu_flags': cpu_flags, 'cpu_peak_gflops': peak, 'cpu_peak_basis': peak_basis,
           'jax': jax.__version__, 'command': ' '.join(['python'] + sys.argv)}
+
+
+def training_mflop_per_image(flax_model, input_shape, batch=8):
+  """Million FLOPs of one training step per image (forward and backward), by XLA's cost analysis.
+
+  Counted on the model with XLA's convolution (`conv_impl='xla'`): the FLOPs of the layers themselves,
+  which Keras' model computes too, not of how our CPU kernels arrange them.
+  """
+  import optax  # pylint: disable=g-import-not-at-top
+  model = flax_model.clone(conv_impl='xla')
+  x = jnp.zeros((batch,) + tuple(input_shape), jnp.float32)
+  variables = model.init(jax.random.key(0), x[:1])
+
+  def loss(params):
+    logits, _ = model.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'],
+                            rngs={'dropout': jax.random.key(1)})
+    return optax.softmax_cross_entropy_with_integer_labels(logits, jnp.zeros(batch, jnp.int32)).mean()
+  cost = jax.jit(jax.grad(loss)).lower(variables['params']).cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return cost['flops'] / batch / 1e6
 
 
 def time_training(model, dtype, dataset, calls):
@@ -89,7 +115,8 @@ def time_training(model, dtype, dataset, calls):
   state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phases[0], 1, 1, 0), per_call)
   jax.block_until_ready(metrics)
   record = {'model': model, 'dtype': dtype, 'compile_seconds': time.perf_counter() - start,
-            'steps_per_call': per_call, 'batch_size': config.batch_size}
+            'steps_per_call': per_call, 'batch_size': config.batch_size,
+            'train_mflop_per_image': training_mflop_per_image(trainer.model, trainer.input_shape)}
   if model == 'vgg19':
     record['stand_in_features'] = _VGG_STAND_IN.value
   for phase in phases:
@@ -156,12 +183,17 @@ def markdown(records, info):
   cpu = f' ({info["cpu_model"]}; {", ".join(info.get("cpu_flags", []))})' if info.get('cpu_model') else ''
   lines = [f'Machine: {info["device_kind"]} ({info["backend"]}, {info["devices"]} device(s)), '
            f'{info["cpu_count"]} CPU cores{cpu}, JAX {info["jax"]}.', '']
+  peak = info.get('cpu_peak_gflops') if info['backend'] == 'cpu' else None
+  if peak:
+    lines += [f'CPU peak, an upper bound: {peak:,.0f} GFLOP/s float32 ({info["cpu_peak_basis"]}). GFLOP/s '
+              'below: training FLOPs per image (XLA\'s cost analysis of the model, forward and backward) '
+              'x images/s; the same FLOPs for Keras\' model, the same layers.', '']
   # Notes added to a run's header afterwards (what it did not record itself), each saying so.
   lines += [f'Note: {note}' for note in info.get('notes', [])] + ([''] if info.get('notes') else [])
   lines += [
            '| model | dtype | compile s | img/s plain | img/s augmented | augmented/plain time | '
-           's/epoch augmented | Keras img/s plain | ours aug / Keras plain |',
-           '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+           's/epoch augmented | Keras img/s plain | ours aug / Keras plain | GFLOP/s ours aug | GFLOP/s Keras |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
   keras = {r['model']: r for r in records if r.get('measure') == 'keras'}
   number = lambda r, key, form: format(r[key], form) if key in r else '-'
   for r in records:
@@ -175,10 +207,15 @@ def markdown(records, info):
     # Ours at our slowest (augmented, where the model has that phase) over Keras' plain model.fit.
     ours = r.get('augmented_images_per_second', r['plain_images_per_second'])
     keras_cells = f'{k["images_per_second"]:,.0f} | {ours / k["images_per_second"]:.2f}' if k else '- | -'
+    mflop = r.get('train_mflop_per_image')
+    gflops = lambda images_per_second: (
+        '-' if not mflop else f'{mflop * images_per_second / 1e3:,.1f}'
+        + (f' ({mflop * images_per_second / 1e3 / peak:.0%})' if peak else ''))
+    flop_cells = f'{gflops(ours)} | {gflops(k["images_per_second"]) if k else "-"}'
     lines.append(f'| {r["model"]} | {r["dtype"]} | {r["compile_seconds"]:.1f} | '
                  f'{r["plain_images_per_second"]:,.0f} | {number(r, "augmented_images_per_second", ",.0f")} | '
                  f'{number(r, "augment_time_ratio", ".2f")} | {number(r, "epoch_seconds_augmented", ".2f")} | '
-                 f'{keras_cells} |')
+                 f'{keras_cells} | {flop_cells} |')
   if any('plain_images_per_second' in r and ('augmented_images_per_second' not in r or r['model'] == 'vgg19')
          for r in records):
     lines += ['', 'A model without an augmented phase (the VGG19 head) is compared plain to plain.']

@@ -15,3 +15,32 @@ def cpu_description():
   model = next((line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name')), '')
   flags_line = next((line.split(':', 1)[1].split() for line in info.splitlines() if line.startswith('flags')), [])
   return model, [flag for flag in CPU_FLAGS if flag in flags_line]
+
+
+def peak_gflops(cpuinfo=None):
+  """(An upper bound of the CPUs' float32 GFLOP/s, how it was counted), or (None, why not).
+
+  logical CPUs x clock x 2 FMA units x float32 lanes x 2 (an FMA is two FLOPs). Lanes: 16 with
+  AVX-512 on Intel; 8 with AVX-512 on AMD (Zen 4 executes it as two 256-bit halves) and with AVX2 + FMA;
+  without FMA the bound is not computed. The clock is /proc/cpuinfo's 'cpu MHz' (what a VM reports;
+  boost clocks can exceed it), and on a VM a logical CPU may be a hyperthread sharing its core's FMA
+  units, so real peaks can be lower: read the fraction of it as "at most".
+  """
+  if cpuinfo is None:
+    try:
+      with open('/proc/cpuinfo') as f:
+        cpuinfo = f.read()
+    except OSError:
+      return None, 'no /proc/cpuinfo'
+  lines = cpuinfo.splitlines()
+  field = lambda name: [line.split(':', 1)[1].strip() for line in lines if line.split(':', 1)[0].strip() == name]
+  flags = set(field('flags')[0].split()) if field('flags') else set()
+  mhz = [float(v) for v in field('cpu MHz')]
+  cpus = len(field('processor'))
+  vendor = (field('vendor_id') or [''])[0]
+  if not (mhz and cpus and 'fma' in flags):
+    return None, 'no clock, CPU count or FMA in /proc/cpuinfo'
+  lanes = 16 if 'avx512f' in flags and vendor == 'GenuineIntel' else 8
+  clock = max(mhz) / 1000
+  gflops = cpus * clock * 2 * lanes * 2
+  return gflops, f'{cpus} logical CPUs x {clock:.2f} GHz x 2 FMA units x {lanes} float32 lanes x 2'

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from experiments import benchmark, cpu_info
 
 INFO = {'device_kind': 'cpu', 'backend': 'cpu', 'devices': 1, 'cpu_count': 2, 'jax': '0.0'}
@@ -27,9 +29,9 @@ def test_markdown_rows_ratios_and_feature_lines():
   lines = benchmark.markdown(records, dict(INFO, command='python experiments/benchmark.py --keras')).splitlines()
   rows = {tuple(cell.strip() for cell in line.split('|')[1:3]): line for line in lines if line.startswith('| ')}
   # Ours augmented over Keras plain; the VGG19 head has no augmented phase: plain over plain.
-  assert rows['cnn3', 'float32'].endswith('| 1,000 | 2.00 |')
-  assert rows['vgg19', 'float32'].endswith('| 4,500 | - | - | - | 1,500 | 3.00 |')
-  assert rows['cnn1', 'bfloat16'].endswith('| - | - |')  # no Keras measurement for it
+  assert rows['cnn3', 'float32'].endswith('| 1,000 | 2.00 | - | - |')  # no FLOP count recorded
+  assert rows['vgg19', 'float32'].endswith('| 4,500 | - | - | - | 1,500 | 3.00 | - | - |')
+  assert rows['cnn1', 'bfloat16'].endswith('| - | - | - | - |')  # no Keras measurement for it
   features = [line for line in lines if line.startswith('VGG19 feature extraction')]
   assert len(features) == 2
   assert features[0].endswith('5.0 images/s; Keras\' VGG19 base, the same images after the article\'s host '
@@ -84,5 +86,40 @@ def test_render_rewrites_the_table_from_the_json_lines_with_notes(tmp_path):
   lines = open(out + '.md').read().splitlines()
   assert 'Note: the command was added afterwards.' in lines
   row = next(line for line in lines if line.startswith('| vgg19'))
-  assert row == '| vgg19 | float32 | 2.0 | 4,500 | - | - | - | - | - |'
+  assert row == '| vgg19 | float32 | 2.0 | 4,500 | - | - | - | - | - | - | - |'
   assert lines[-1] == 'Command: `python x.py`'
+
+
+def test_gflops_columns_against_the_cpus_peak():
+  info = dict(INFO, cpu_peak_gflops=160.0, cpu_peak_basis='2 logical CPUs x 2.50 GHz x 2 FMA units x 8 float32 lanes x 2')
+  records = [{'model': 'cnn3', 'dtype': 'float32', 'compile_seconds': 7.0, 'plain_images_per_second': 2200.0,
+              'augmented_images_per_second': 2000.0, 'augment_time_ratio': 1.1, 'epoch_seconds_augmented': 24.0,
+              'train_mflop_per_image': 20.0},
+             {'model': 'cnn3', 'measure': 'keras', 'images_per_second': 1000.0}]
+  lines = benchmark.markdown(records, info).splitlines()
+  assert lines[2].startswith('CPU peak, an upper bound: 160 GFLOP/s float32 (2 logical CPUs x 2.50 GHz')
+  # 20 MFLOP an image: ours 2,000 images/s augmented = 40 GFLOP/s, a quarter of the peak; Keras' 20.
+  assert lines[-1].endswith('| 1,000 | 2.00 | 40.0 (25%) | 20.0 (12%) |')
+
+
+@pytest.mark.parametrize('vendor, flags, lanes', [
+    ('AuthenticAMD', 'fma avx avx2', 8),
+    ('AuthenticAMD', 'fma avx avx2 avx512f', 8),  # Zen 4: AVX-512 as two 256-bit halves
+    ('GenuineIntel', 'fma avx avx2 avx512f', 16),
+])
+def test_peak_counts_cpus_clock_and_vector_lanes(vendor, flags, lanes):
+  cpuinfo = ''.join(f'processor\t: {i}\nvendor_id\t: {vendor}\ncpu MHz\t\t: 2500.000\nflags\t\t: sse {flags}\n\n'
+                    for i in range(2))
+  peak, basis = cpu_info.peak_gflops(cpuinfo)
+  assert peak == pytest.approx(2 * 2.5 * 2 * lanes * 2)
+  assert basis == f'2 logical CPUs x 2.50 GHz x 2 FMA units x {lanes} float32 lanes x 2'
+  assert cpu_info.peak_gflops(cpuinfo.replace('fma ', ''))[0] is None
+
+
+def test_training_flops_of_cnn1_follow_its_layer_shapes():
+  from fashion_jax.models import cnn  # pylint: disable=g-import-not-at-top
+  # Forward multiply-adds: conv 26*26*9*32, dense 5408*128 and 128*10, two FLOPs each. Training adds
+  # the weight gradients (as many) and the input gradients (as many, but none for the first layer).
+  forward = 2 * (26 * 26 * 9 * 32 + 5408 * 128 + 128 * 10) / 1e6
+  mflop = benchmark.training_mflop_per_image(cnn.CNN1(conv_impl='im2col'), (28, 28, 1))
+  assert 3 * forward - 2 * 26 * 26 * 9 * 32 / 1e6 <= mflop <= 3.4 * forward
