@@ -35,16 +35,22 @@ from experiments import keras_baseline
 from experiments.cpu_info import cpu_description
 from fashion_jax import run_files
 
-_MODELS = flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models of keras_baseline.build.')
-_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds (keras.utils.set_random_seed and the generator).')
-_ROOT = flags.DEFINE_string('root', None, 'One <model>-seed<k>/ workdir per run goes here.', required=True)
-_DATA_DIR = flags.DEFINE_string('data_dir', '', 'Folder of the four Fashion-MNIST IDX files ("" finds them).')
-_EPOCHS = flags.DEFINE_integer('epochs', 10, 'Phase 1 epochs (the article: 10).')
-_AUGMENT_EPOCHS = flags.DEFINE_integer('augment_epochs', 50, 'Phase 2 epochs (the article: 50).')
-_TRAIN_LIMIT = flags.DEFINE_integer('train_limit', 0, 'Use only this many training images (smoke runs).')
-_AUGMENT_VALIDATION = flags.DEFINE_bool('augment_validation', False, 'Validate phase 2 on augmented images.')
-_BATCHED_FLOW = flags.DEFINE_bool('batched_flow', True, 'Warp a batch in one scipy call (BatchedFlow, the '
-                                  'same batches) instead of flow\'s image-by-image loop (slow).')
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command line's flags; defined only when the script runs, so tests can import it."""
+  flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models of keras_baseline.build.')
+  flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds (keras.utils.set_random_seed and the generator).')
+  flags.DEFINE_string('root', None, 'One <model>-seed<k>/ workdir per run goes here.', required=True)
+  flags.DEFINE_string('data_dir', '', 'Folder of the four Fashion-MNIST IDX files ("" finds them).')
+  flags.DEFINE_integer('epochs', 10, 'Phase 1 epochs (the article: 10).')
+  flags.DEFINE_integer('augment_epochs', 50, 'Phase 2 epochs (the article: 50).')
+  flags.DEFINE_integer('train_limit', 0, 'Use only this many training images (smoke runs).')
+  flags.DEFINE_bool('augment_validation', False, 'Validate phase 2 on augmented images.')
+  flags.DEFINE_bool('batched_flow', True, 'Warp a batch in one scipy call (BatchedFlow, the '
+                    'same batches) instead of flow\'s image-by-image loop (slow).')
+
 
 BATCH_SIZE = 256
 # The article's ImageDataGenerator settings (docs/article.md).
@@ -265,18 +271,19 @@ def run(model_name, seed, workdir, data, epochs, augment_epochs, augment_validat
 
 def main(argv):
   del argv
-  data = load_fashion_mnist(_DATA_DIR.value)
-  for seed in [int(s) for s in _SEEDS.value]:
-    for model_name in _MODELS.value:
-      workdir = os.path.join(_ROOT.value, f'{model_name}-seed{seed}')
+  data = load_fashion_mnist(FLAGS.data_dir)
+  for seed in [int(s) for s in FLAGS.seeds]:
+    for model_name in FLAGS.models:
+      workdir = os.path.join(FLAGS.root, f'{model_name}-seed{seed}')
       if os.path.exists(os.path.join(workdir, 'results.json')):
         print(f'{workdir}: done before, skipped', flush=True)
         continue
-      results = run(model_name, seed, workdir, data, _EPOCHS.value, _AUGMENT_EPOCHS.value,
-                    _AUGMENT_VALIDATION.value, _TRAIN_LIMIT.value, _BATCHED_FLOW.value)
+      results = run(model_name, seed, workdir, data, FLAGS.epochs, FLAGS.augment_epochs,
+                    FLAGS.augment_validation, FLAGS.train_limit, FLAGS.batched_flow)
       summary = ', '.join(f'{p["name"]} {p["test_accuracy"]:.4f}' for p in results['phases'])
       print(f'{workdir}: {summary} in {results["seconds"]:.0f} s', flush=True)
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

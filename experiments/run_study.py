@@ -18,6 +18,7 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments.config_overrides import apply_override
 from fashion_jax import train
 from fashion_jax.errors import UserError
 
@@ -26,19 +27,6 @@ _MODELS = flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models (configs
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'How many seeds: seed_offset .. seed_offset + seeds - 1.')
 _SEED_OFFSET = flags.DEFINE_integer('seed_offset', 0, 'The first seed.')
 _SET = flags.DEFINE_multi_string('set', [], 'Config overrides, key=value (e.g. report.plots=False).')
-
-
-def apply_override(config, assignment):
-  key, value = assignment.split('=', 1)
-  node = config
-  *parents, leaf = key.split('.')
-  for parent in parents:
-    node = node[parent]
-  current = node[leaf]
-  if isinstance(current, bool):
-    node[leaf] = value.lower() in ('1', 'true', 'yes')
-  else:
-    node[leaf] = type(current)(value)
 
 
 def study_config(model, seed, overrides=()):

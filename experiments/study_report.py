@@ -21,22 +21,19 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments.article_numbers import ARTICLE
 from fashion_jax import plots, run_files
 from fashion_jax.data import CLASS_NAMES
 
-_ROOT = flags.DEFINE_string('root', 'experiments/results/study-h200', 'The study\'s runs.')
-_OUT = flags.DEFINE_string('out', 'experiments/results', 'Where README.md and the figures go.')
-_KERAS_ROOT = flags.DEFINE_string('keras_root', 'experiments/results/keras-cpu',
-                                  'The Keras runs of experiments/keras_study.py ("" for none).')
+FLAGS = flags.FLAGS
 
-# docs/article.md: test loss / accuracy after phase 1 and phase 2, and parameters.
-ARTICLE = {
-    'cnn1': {'phase1': (0.2485, 0.9104), 'phase2': (0.2210, 0.9229), 'parameters': 693_962},
-    'cnn3': {'phase1': (0.2497, 0.9079), 'phase2': (0.2291, 0.9117), 'parameters': 241_546},
-    'cnn4': {'phase1': (0.2657, 0.9052), 'phase2': (0.1777, 0.9352), 'parameters': 1_221_546},
-    # VGG19: one phase (the head's 50 epochs); the article reported it after that phase.
-    'vgg19': {'phase1': (0.6238, 0.7664), 'parameters': None},
-}
+
+def define_flags():
+  """The command line's flags; defined only when the script runs, so tests can import it."""
+  flags.DEFINE_string('root', 'experiments/results/study-h200', 'The study\'s runs.')
+  flags.DEFINE_string('out', 'experiments/results', 'Where README.md and the figures go.')
+  flags.DEFINE_string('keras_root', 'experiments/results/keras-cpu',
+                      'The Keras runs of experiments/keras_study.py ("" for none).')
 
 
 def load_runs(root, with_config=True):
@@ -323,15 +320,16 @@ NOTES = """\
 
 def main(argv):
   del argv
-  runs = load_runs(_ROOT.value)
+  runs = load_runs(FLAGS.root)
   if not runs:
-    print(f'error: no runs under {_ROOT.value}', file=sys.stderr)
+    print(f'error: no runs under {FLAGS.root}', file=sys.stderr)
     sys.exit(2)
-  keras_runs = load_runs(_KERAS_ROOT.value, with_config=False) if _KERAS_ROOT.value else {}
-  write_report(runs, _OUT.value, _ROOT.value, keras_runs, _KERAS_ROOT.value if keras_runs else '')
+  keras_runs = load_runs(FLAGS.keras_root, with_config=False) if FLAGS.keras_root else {}
+  write_report(runs, FLAGS.out, FLAGS.root, keras_runs, FLAGS.keras_root if keras_runs else '')
   print(json.dumps({m: len(r) for m, r in runs.items()}))
   print('The README\'s table:\n' + summary_table(runs, keras_runs))
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -1,0 +1,16 @@
+"""CNN-1 (the article's layers) with the recipe of configs/plus.py: AdamW, warm-up and cosine decay,
+label smoothing, flips and random erasing in phase 2, an EMA of the weights; the article's 60 epochs.
+
+  python -m fashion_jax.main --config=configs/cnn1_plus.py --workdir=runs/cnn1-plus
+  python experiments/ablate.py --config=configs/cnn1_plus.py --seeds=3 --out=experiments/results/ablation-cnn1-plus
+"""
+
+from configs import plus
+
+
+def get_config():
+  return plus.get_config('cnn1')
+
+
+def ablations():
+  return plus.ablations()

@@ -1,0 +1,158 @@
+"""What each choice of a recipe is worth: the recipe, and the recipe without each choice, over seeds.
+
+  python experiments/ablate.py --config=configs/cnn3_plus.py --seeds=3 \
+      --out=experiments/results/ablation-cnn3-plus
+
+The config file defines `get_config()` and `ablations()`: a name for each choice and the overrides that
+take it away. Every (variant, seed) trains in `<root>/<variant>/seed<k>` (a rerun skips finished runs
+and resumes interrupted ones), seed by seed, so a study cut short still covers every variant. `--set`
+applies overrides to every variant (e.g. a smoke run's `--set=data.train_limit=2048`).
+
+Writes <out>.jsonl (the command and machine, then one line a run: variant, seed, every phase's test
+numbers, seconds) and <out>.md: per variant, the last phase's test accuracy and its EMA's (where the
+recipe keeps one) as mean +/- std over seeds, the difference from the full recipe, and the article's
+number for the model. `--render_only` rewrites <out>.md from <out>.jsonl.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import statistics
+import sys
+
+from absl import app, flags, logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments.article_numbers import ARTICLE
+from experiments.config_overrides import apply_override
+from experiments.cpu_info import cpu_description
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command line's flags; defined only when the script runs, so tests can import it."""
+  flags.DEFINE_string('config', None, 'A config file with get_config() and ablations().', required=True)
+  flags.DEFINE_integer('seeds', 3, 'Seeds 0 .. seeds - 1.')
+  flags.DEFINE_string('root', '/tmp/ablate', 'Workdirs of the runs.')
+  flags.DEFINE_list('only', [], 'Run just these variants ("full" is the recipe), e.g. for a first look.')
+  flags.DEFINE_multi_string('set', [], 'Overrides for every variant, key=value.')
+  flags.DEFINE_string('out', None, 'Output path without extension (.jsonl and .md).', required=True)
+  flags.DEFINE_bool('render_only', False, 'Only rewrite <out>.md from <out>.jsonl.')
+
+FULL = 'full'
+
+
+def load_config_module(path):
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def variants(module):
+  """[(name, overrides)]: the full recipe first, then one per ablation."""
+  return [(FULL, {})] + list(module.ablations().items())
+
+
+def variant_config(module, overrides, seed, extra=()):
+  config = module.get_config()
+  config.update_from_flattened_dict(overrides)
+  for assignment in extra:
+    apply_override(config, assignment)
+  config.seed = seed
+  return config
+
+
+def slug(name):
+  return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')
+
+
+def summarize(records):
+  """Variant -> {'plain': [...], 'ema': [...], 'seconds': [...]} over its seeds (last phase)."""
+  table = {}
+  for r in records:
+    last = r['phases'][-1]
+    entry = table.setdefault(r['variant'], {'plain': [], 'ema': [], 'seconds': [], 'overrides': r['overrides']})
+    entry['plain'].append(last['test_accuracy'])
+    if 'ema_test_accuracy' in last:
+      entry['ema'].append(last['ema_test_accuracy'])
+    entry['seconds'].append(r['seconds'])
+  return table
+
+
+def _mean_std(values):
+  if not values:
+    return '-'
+  if len(values) == 1:
+    return f'{values[0]:.4f}'
+  return f'{statistics.mean(values):.4f} +/- {statistics.stdev(values):.4f}'
+
+
+def markdown(header, records):
+  table = summarize(records)
+  model = header['model']
+  article = ARTICLE.get(model, {}).get('phase2', (None, None))[1]
+  lines = [f'# Ablation of `{header["config"]}` ({model})', '',
+           f'Machine: {header["device_kind"]} ({header["backend"]}), {header["cpu_count"]} CPU cores'
+           + (f' ({header["cpu_model"]})' if header.get('cpu_model') else '') + f', JAX {header["jax"]}.',
+           'Each row: the recipe, or the recipe without one choice (its overrides), over seeds; the last '
+           'phase\'s test accuracy, plain and of the EMA of the weights'
+           + (f'; the article\'s {model} reached {article:.4f}.' if article else '.'), '',
+           '| variant | overrides | seeds | test accuracy | EMA test accuracy | EMA minus full recipe\'s EMA | '
+           'seconds a run |', '| --- | --- | --- | --- | --- | --- | --- |']
+  full = table.get(FULL, {})
+  full_ema = statistics.mean(full['ema']) if full.get('ema') else None
+  for name, entry in table.items():
+    difference = (f'{statistics.mean(entry["ema"]) - full_ema:+.4f}' if full_ema is not None and entry['ema']
+                  and name != FULL else '-')
+    overrides = ', '.join(f'{k}={v}' for k, v in entry['overrides'].items()) or '(the recipe)'
+    lines.append(f'| {name} | {overrides} | {len(entry["plain"])} | {_mean_std(entry["plain"])} | '
+                 f'{_mean_std(entry["ema"])} | {difference} | {statistics.mean(entry["seconds"]):.0f} |')
+  lines += ['', f'Command: `{header["command"]}`']
+  return '\n'.join(lines) + '\n'
+
+
+def _write(out, header, records):
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out + '.jsonl', 'w') as f:
+    f.writelines(json.dumps(line) + '\n' for line in [header] + records)
+  with open(out + '.md', 'w') as f:
+    f.write(markdown(header, records))
+
+
+def main(argv):
+  del argv
+  if FLAGS.render_only:
+    with open(FLAGS.out + '.jsonl') as f:
+      header, *records = [json.loads(line) for line in f if line.strip()]
+    with open(FLAGS.out + '.md', 'w') as f:
+      f.write(markdown(header, records))
+    return
+  logging.set_verbosity(logging.WARNING)
+  import jax  # pylint: disable=g-import-not-at-top
+  from fashion_jax import train  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.root, '.jax_cache'))
+  module = load_config_module(FLAGS.config)
+  cpu_model, _ = cpu_description()
+  header = {'config': FLAGS.config, 'model': module.get_config().model, 'command': ' '.join(['python'] + sys.argv),
+            'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind,
+            'cpu_count': os.cpu_count(), 'cpu_model': cpu_model, 'jax': jax.__version__}
+  chosen = [(name, overrides) for name, overrides in variants(module) if not FLAGS.only or name in FLAGS.only]
+  records = []
+  for seed in range(FLAGS.seeds):
+    for name, overrides in chosen:
+      workdir = os.path.join(FLAGS.root, slug(name), f'seed{seed}')
+      results = train.train_and_evaluate(variant_config(module, overrides, seed, FLAGS.set), workdir)
+      records.append({'variant': name, 'overrides': overrides, 'seed': seed, 'phases': results['phases'],
+                      'seconds': results['seconds']})
+      print(f'{name}, seed {seed}: {results["phases"][-1]}', flush=True)
+      _write(FLAGS.out, header, records)
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

@@ -1,0 +1,52 @@
+"""experiments/ablate.py: the recipe and its ablations trained and tabled; the _plus configs are valid."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from experiments import ablate
+from fashion_jax import validate
+
+
+@pytest.mark.parametrize('model', ['cnn1', 'cnn3', 'cnn4'])
+def test_plus_configs_keep_the_article_model_and_epochs_and_their_ablations_are_valid(model):
+  module = ablate.load_config_module(os.path.join(REPO, 'configs', f'{model}_plus.py'))
+  for name, overrides in ablate.variants(module):
+    config = ablate.variant_config(module, overrides, seed=0)
+    validate.validate(config)
+    assert (config.model, config.num_epochs, config.augment_epochs) == (model, 10, 50), name
+
+
+def test_the_table_compares_each_variant_with_the_full_recipe():
+  header = {'config': 'configs/cnn1_plus.py', 'model': 'cnn1', 'command': 'python ablate.py', 'backend': 'cpu',
+            'device_kind': 'cpu', 'cpu_count': 2, 'cpu_model': 'AMD EPYC', 'jax': '0.0'}
+  phase = lambda plain, ema: [{'name': 'phase2', 'test_accuracy': plain, 'ema_test_accuracy': ema}]
+  records = [{'variant': 'full', 'overrides': {}, 'seed': 0, 'phases': phase(0.92, 0.93), 'seconds': 10.0},
+             {'variant': 'full', 'overrides': {}, 'seed': 1, 'phases': phase(0.92, 0.94), 'seconds': 12.0},
+             {'variant': 'no flip', 'overrides': {'augment.flip': False}, 'seed': 0, 'phases': phase(0.91, 0.92),
+              'seconds': 9.0}]
+  lines = ablate.markdown(header, records).splitlines()
+  assert '| full | (the recipe) | 2 | 0.9200 +/- 0.0000 | 0.9350 +/- 0.0071 | - | 11 |' in lines
+  assert '| no flip | augment.flip=False | 1 | 0.9100 | 0.9200 | -0.0150 | 9 |' in lines
+  assert "the article's cnn1 reached 0.9229." in lines[3]
+
+
+def test_a_smoke_ablation_trains_each_chosen_variant(tmp_path):
+  out = str(tmp_path / 'ablation')
+  command = [sys.executable, 'experiments/ablate.py', '--config=configs/cnn1_plus.py', '--seeds=1',
+             '--only=full,no flip', f'--root={tmp_path / "runs"}', f'--out={out}', '--set=parallel=single',
+             '--set=num_epochs=1', '--set=augment_epochs=1', '--set=batch_size=64', '--set=data.train_limit=256',
+             '--set=data.eval_limit=200', '--set=eval_batch_size=200', '--set=report.plots=False']
+  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  with open(out + '.jsonl') as f:
+    header, *records = [json.loads(line) for line in f]
+  assert header['model'] == 'cnn1' and [r['variant'] for r in records] == ['full', 'no flip']
+  assert all(0 <= r['phases'][-1]['ema_test_accuracy'] <= 1 for r in records)
+  assert records[0]['phases'][-1]['test_accuracy'] != records[1]['phases'][-1]['test_accuracy']
+  rows = [line.split(' | ')[0] for line in open(out + '.md').read().splitlines() if line.startswith('| ')]
+  assert rows == ['| variant', '| ---', '| full', '| no flip']
