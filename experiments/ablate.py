@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.article_numbers import ARTICLE
 from experiments.config_overrides import apply_override
-from experiments.cpu_info import cpu_description
+from fashion_jax.cpu_info import cpu_description
 
 FLAGS = flags.FLAGS
 

@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.cpu_info import cpu_description, peak_gflops
+from fashion_jax.cpu_info import cpu_description, peak_gflops
 from fashion_jax import data, parallel, steps, train, transfer
 from fashion_jax.models import vgg
 

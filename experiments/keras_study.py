@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import keras_baseline
-from experiments.cpu_info import cpu_description
+from fashion_jax.cpu_info import cpu_description
 from fashion_jax import run_files
 
 FLAGS = flags.FLAGS

@@ -29,7 +29,7 @@ from fashion_jax import checkpoint as checkpoint_lib
 from fashion_jax import data as data_lib
 from fashion_jax import optim
 from fashion_jax import parallel as parallel_lib
-from fashion_jax import precise_bn, run_files, steps, transfer, validate
+from fashion_jax import cpu_info, precise_bn, run_files, steps, transfer, validate
 from fashion_jax.errors import UserError
 from fashion_jax.models import create_model
 
@@ -591,7 +591,9 @@ def _train_and_evaluate(config, workdir):
       'best_val_accuracy': run.progress['best_val_accuracy'],
       'seconds': time.time() - run.start_time, 'devices': parallel.num_devices,
       'device_kind': jax.devices()[0].device_kind, 'backend': jax.default_backend(),
-      'parallel': config.parallel, 'jax_version': jax.__version__}
+      'parallel': config.parallel, 'jax_version': jax.__version__,
+      # The processor, which decides CPU speed (and, through XLA's choices, the last bits of CNN-4's numbers).
+      'cpu_model': cpu_info.cpu_description()[0], 'cpu_count': os.cpu_count()}
   if trainer.transfer:
     results['vgg19'] = trainer.transfer
     results['parameters'] = parameters + trainer.transfer['frozen_parameters']

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from experiments import benchmark, cpu_info
+from experiments import benchmark
+from fashion_jax import cpu_info
 
 INFO = {'device_kind': 'cpu', 'backend': 'cpu', 'devices': 1, 'cpu_count': 2, 'jax': '0.0'}
 

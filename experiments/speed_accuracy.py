@@ -1,0 +1,117 @@
+"""Test accuracy against training seconds for every committed recipe: one table and one picture.
+
+  python experiments/speed_accuracy.py --results=experiments/results
+
+Collects, from the committed files under --results: each speedrun (speedrun-*.jsonl: its runs with the
+compiled programs loaded from the cache), each full run of the article's protocol with our code
+(study-h200/, cpu-cnn3-seed0/) and with the article's Keras code (keras-cpu/). One row and one point per
+(recipe, hardware): the mean test accuracy over its runs (bars: min to max) against the mean of its
+runs' `seconds` (results.json: data on the device to the last test; the protocol runs include
+compilation, the speedruns' cached runs do not). Writes <results>/speed-accuracy.md and .png.
+"""
+
+import collections
+import glob
+import json
+import os
+import statistics
+import sys
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from fashion_jax import plots
+
+FLAGS = flags.FLAGS
+TARGETS = (0.92, 0.94, 0.95)
+
+
+def _hardware(record):
+  """'NVIDIA H200', '2-core AMD EPYC', or what the record lacks."""
+  device = record.get('device_kind') or record.get('device') or 'cpu'
+  if device.lower() != 'cpu':
+    return device
+  model = record.get('cpu_model')
+  if not model:
+    return 'CPU (model not recorded)'
+  return f'{record["cpu_count"]}-core {model}' if record.get('cpu_count') else model
+
+
+def speedrun_points(results_dir):
+  points = collections.defaultdict(list)
+  for path in sorted(glob.glob(os.path.join(results_dir, 'speedrun-*.jsonl'))):
+    with open(path) as f:
+      header, *runs = [json.loads(line) for line in f if line.strip()]
+    config = next((part.split('=', 1)[1] for part in header['command'].split() if part.startswith('--config=')),
+                  os.path.basename(path))
+    for run in runs:
+      if run.get('cache') == 'warm':
+        points[(f'speedrun {config}', _hardware(header))].append((run['seconds'], run['accuracy']))
+  return points
+
+
+def protocol_points(results_dir):
+  """The article's protocol: our runs (config.json beside results.json) and the Keras runs."""
+  points = collections.defaultdict(list)
+  for path in sorted(glob.glob(os.path.join(results_dir, '*', '*', 'results.json')) +
+                     glob.glob(os.path.join(results_dir, '*', 'results.json'))):
+    with open(path) as f:
+      results = json.load(f)
+    if len(results.get('phases', [])) != 2 or results['model'] not in ('cnn1', 'cnn3', 'cnn4'):
+      continue  # the article's two-phase protocol of its CNNs only
+    who = 'Keras' if results.get('framework') == 'keras' else 'ours'
+    hardware = _hardware(results)
+    points[(f'{results["model"]}, the article\'s protocol ({who})', hardware)].append(
+        (results['seconds'], results['phases'][-1]['test_accuracy']))
+  return points
+
+
+def table(points):
+  lines = ['| recipe | hardware | runs | test accuracy | seconds a run | '
+           + ' | '.join(f'runs >= {t}' for t in TARGETS) + ' |', '| --- |' + ' --- |' * (5 + len(TARGETS) - 1)]
+  for (recipe, hardware), runs in sorted(points.items(), key=lambda item: statistics.mean(s for s, _ in item[1])):
+    accuracies = [a for _, a in runs]
+    spread = f' +/- {statistics.stdev(accuracies):.4f}' if len(runs) > 1 else ''
+    lines.append(f'| {recipe} | {hardware} | {len(runs)} | {statistics.mean(accuracies):.4f}{spread} | '
+                 f'{statistics.mean(s for s, _ in runs):,.1f} | '
+                 + ' | '.join(f'{sum(a >= t for a in accuracies)} of {len(runs)}' for t in TARGETS) + ' |')
+  return '\n'.join(lines)
+
+
+def figure(points, path):
+  fig, ax = plots.plt.subplots(figsize=(13, 5.5))
+  markers = {}
+  for (recipe, hardware), runs in sorted(points.items()):
+    seconds = statistics.mean(s for s, _ in runs)
+    accuracies = [a for _, a in runs]
+    mean = statistics.mean(accuracies)
+    marker = markers.setdefault(hardware, 'os^Dv'[len(markers) % 5])
+    ax.errorbar(seconds, mean, yerr=[[mean - min(accuracies)], [max(accuracies) - mean]], fmt=marker,
+                capsize=3, label=f'{recipe} on {hardware}')
+  for target in TARGETS:
+    ax.axhline(target, color='grey', linestyle=':', linewidth=0.8)
+  ax.set_xscale('log')
+  ax.set_xlabel('seconds a run (log scale)')
+  ax.set_ylabel('test accuracy (mean; bars: min to max over runs)')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8, loc='upper left', bbox_to_anchor=(1.01, 1.0))
+  ax.set_title('Fashion-MNIST: test accuracy against training time, every committed recipe')
+  plots._save(fig, path)  # pylint: disable=protected-access
+
+
+def main(argv):
+  del argv
+  points = {**protocol_points(FLAGS.results), **speedrun_points(FLAGS.results)}
+  figure(points, os.path.join(FLAGS.results, 'speed-accuracy.png'))
+  with open(os.path.join(FLAGS.results, 'speed-accuracy.md'), 'w') as f:
+    f.write('# Test accuracy against training seconds\n\n'
+            f'Generated by `python experiments/speed_accuracy.py --results={FLAGS.results}` from the committed '
+            'runs (see its docstring for what each time covers). Times from different hardware are not '
+            'comparable with each other.\n\n' + table(points) + '\n\n![accuracy against seconds](speed-accuracy.png)\n')
+
+
+if __name__ == '__main__':
+  flags.DEFINE_string('results', 'experiments/results', 'The folder of committed results.')
+  app.run(main)

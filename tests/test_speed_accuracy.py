@@ -1,0 +1,40 @@
+"""experiments/speed_accuracy.py: one row per recipe and hardware, from the committed files' formats."""
+
+import json
+import os
+
+from experiments import speed_accuracy
+
+
+def _write_json(path, obj):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump(obj, f)
+
+
+def test_speedruns_and_protocol_runs_become_rows_with_target_counts(tmp_path):
+  results = str(tmp_path)
+  header = {'backend': 'cpu', 'device_kind': 'cpu', 'cpu_count': 2, 'cpu_model': 'AMD EPYC',
+            'command': 'python experiments/speedrun.py --config=configs/speedrun_cpu.py --seeds=2'}
+  runs = [{'seed': 0, 'seconds': 50.0, 'accuracy': 0.95, 'cache': 'cold'},  # compiling: left out
+          {'seed': 0, 'seconds': 40.0, 'accuracy': 0.93, 'cache': 'warm'},
+          {'seed': 1, 'seconds': 44.0, 'accuracy': 0.95, 'cache': 'warm'}]
+  with open(os.path.join(results, 'speedrun-cpu.jsonl'), 'w') as f:
+    f.writelines(json.dumps(line) + '\n' for line in [header] + runs)
+  two_phases = lambda accuracy: [{'test_accuracy': 0.9}, {'test_accuracy': accuracy}]
+  _write_json(os.path.join(results, 'study', 'cnn3-seed0', 'results.json'),
+              {'model': 'cnn3', 'phases': two_phases(0.91), 'seconds': 12.0, 'backend': 'gpu',
+               'device_kind': 'NVIDIA H200'})
+  _write_json(os.path.join(results, 'keras-cpu', 'cnn3-seed0', 'results.json'),
+              {'model': 'cnn3', 'framework': 'keras', 'phases': two_phases(0.92), 'seconds': 2000.0,
+               'device': 'cpu', 'cpu_model': 'AMD EPYC', 'cpu_count': 2})
+  _write_json(os.path.join(results, 'phase1-only', 'cnn3-seed1', 'results.json'),
+              {'model': 'cnn3', 'phases': [{'test_accuracy': 0.9}], 'seconds': 5.0, 'device_kind': 'cpu'})
+  points = {**speed_accuracy.protocol_points(results), **speed_accuracy.speedrun_points(results)}
+  lines = speed_accuracy.table(points).splitlines()[2:]  # sorted by seconds
+  assert lines == [
+      "| cnn3, the article's protocol (ours) | NVIDIA H200 | 1 | 0.9100 | 12.0 | 0 of 1 | 0 of 1 | 0 of 1 |",
+      '| speedrun configs/speedrun_cpu.py | 2-core AMD EPYC | 2 | 0.9400 +/- 0.0141 | 42.0 | 2 of 2 | 1 of 2 | 1 of 2 |',
+      "| cnn3, the article's protocol (Keras) | 2-core AMD EPYC | 1 | 0.9200 | 2,000.0 | 1 of 1 | 0 of 1 | 0 of 1 |"]
+  speed_accuracy.figure(points, os.path.join(results, 'speed-accuracy.png'))
+  assert os.path.getsize(os.path.join(results, 'speed-accuracy.png')) > 0
