@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.article_numbers import ARTICLE
 from experiments.config_overrides import apply_override
-from fashion_jax.cpu_info import cpu_description
+from fashion_jax.cpu_info import cpu_description, usable_cpus
 
 FLAGS = flags.FLAGS
 
@@ -140,7 +140,7 @@ def main(argv):
   cpu_model, _ = cpu_description()
   header = {'config': FLAGS.config, 'model': module.get_config().model, 'command': ' '.join(['python'] + sys.argv),
             'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind,
-            'cpu_count': os.cpu_count(), 'cpu_model': cpu_model, 'jax': jax.__version__}
+            'cpu_count': usable_cpus(), 'cpu_model': cpu_model, 'jax': jax.__version__}
   chosen = [(name, overrides) for name, overrides in variants(module) if not FLAGS.only or name in FLAGS.only]
   records = []
   for seed in range(FLAGS.seeds):

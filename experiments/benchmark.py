@@ -17,7 +17,7 @@ takes hours on a laptop CPU (a few seconds on a GPU).
 
 On the CPU each row also gives GFLOP/s: the model's training FLOPs per image (XLA's cost analysis of
 forward and backward with XLA's convolution, `training_mflop_per_image`) times images/s, for ours and
-for Keras' same layers, and their fraction of an upper bound of the CPUs' peak (`cpu_info.peak_gflops`).
+for Keras' same layers, and (float32) their fraction of the CPUs' nominal peak (`cpu_info.peak_gflops`).
 
 `--protocol=MODEL` times the full 60-epoch protocol, validation and test included, twice: the second
 run loads its programs from the compilation cache ("after compilation").
@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fashion_jax.cpu_info import cpu_description, peak_gflops
+from fashion_jax.cpu_info import cpu_description, peak_gflops, usable_cpus
 from fashion_jax import data, parallel, steps, train, transfer
 from fashion_jax.models import vgg
 
@@ -69,7 +69,7 @@ def machine():
   cpu_model, cpu_flags = cpu_description()
   peak, peak_basis = peak_gflops()
   return {'backend': jax.default_backend(), 'device_kind': device.device_kind, 'devices': jax.device_count(),
-          'cpu_count': os.cpu_count(), 'processor': platform.processor() or platform.machine(),
+          'cpu_count': usable_cpus(), 'processor': platform.processor() or platform.machine(),
           'cpu_model': cpu_model, 'cpu_flags': cpu_flags, 'cpu_peak_gflops': peak, 'cpu_peak_basis': peak_basis,
           'jax': jax.__version__, 'command': ' '.join(['python'] + sys.argv)}
 
@@ -185,7 +185,7 @@ def markdown(records, info):
            f'{info["cpu_count"]} CPU cores{cpu}, JAX {info["jax"]}.', '']
   peak = info.get('cpu_peak_gflops') if info['backend'] == 'cpu' else None
   if peak:
-    lines += [f'CPU peak, an upper bound: {peak:,.0f} GFLOP/s float32 ({info["cpu_peak_basis"]}). GFLOP/s '
+    lines += [f'CPU nominal peak: {peak:,.0f} GFLOP/s float32 ({info["cpu_peak_basis"]}). GFLOP/s '
               'below: training FLOPs per image (XLA\'s cost analysis of the model, forward and backward) '
               'x images/s; the same FLOPs for Keras\' model, the same layers.', '']
   # Notes added to a run's header afterwards (what it did not record itself), each saying so.
@@ -210,7 +210,7 @@ def markdown(records, info):
     mflop = r.get('train_mflop_per_image')
     gflops = lambda images_per_second: (
         '-' if not mflop else f'{mflop * images_per_second / 1e3:,.1f}'
-        + (f' ({mflop * images_per_second / 1e3 / peak:.0%})' if peak else ''))
+        + (f' ({mflop * images_per_second / 1e3 / peak:.0%})' if peak and r['dtype'] == 'float32' else ''))
     flop_cells = f'{gflops(ours)} | {gflops(k["images_per_second"]) if k else "-"}'
     lines.append(f'| {r["model"]} | {r["dtype"]} | {r["compile_seconds"]:.1f} | '
                  f'{r["plain_images_per_second"]:,.0f} | {number(r, "augmented_images_per_second", ",.0f")} | '

@@ -13,7 +13,8 @@ the 128 images left over from a pass. Validation is on plain images unless `--au
 (the notebook augmented it; our runs do not by default).
 
 Each workdir gets results.json, history.jsonl and test_predictions.npz like a fashion_jax run, plus the
-framework, its versions, the CPU and the command. A workdir that already has results.json is skipped, so
+framework, its versions, the CPU and the command. One difference: an epoch's `seconds` (and so its
+`images_per_second`) covers Keras' whole epoch, validation included; ours count the training steps. A workdir that already has results.json is skipped, so
 an interrupted study resumes at the next run. Needs keras and keras-preprocessing, and a Keras backend:
 TensorFlow by default, or JAX with KERAS_BACKEND=jax (experiments/gpu_keras.sh runs it so on a GPU).
 """
@@ -32,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import keras_baseline
-from fashion_jax.cpu_info import cpu_description
+from fashion_jax.cpu_info import cpu_description, usable_cpus
 from fashion_jax import run_files
 
 FLAGS = flags.FLAGS
@@ -257,7 +258,7 @@ def run(model_name, seed, workdir, data, epochs, augment_epochs, augment_validat
                    'keras_preprocessing': keras_preprocessing.__version__, 'numpy': np.__version__,
                    'python': platform.python_version()},
       'backend': keras.backend.backend(), 'device': _device(), 'cpu_model': cpu_model, 'cpu_flags': cpu_flags,
-      'cpu_count': os.cpu_count(), 'command': ' '.join(['python'] + sys.argv),
+      'cpu_count': usable_cpus(), 'command': ' '.join(['python'] + sys.argv),
   }
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'history.jsonl'), 'w') as f:

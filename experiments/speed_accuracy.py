@@ -6,8 +6,8 @@ Collects, from the committed files under --results: each speedrun (speedrun-*.js
 compiled programs loaded from the cache), each full run of the article's protocol with our code
 (study-h200/, cpu-cnn3-seed0/) and with the article's Keras code (keras-cpu/). One row and one point per
 (recipe, hardware): the mean test accuracy over its runs (bars: min to max) against the mean of its
-runs' `seconds` (results.json: data on the device to the last test; the protocol runs include
-compilation, the speedruns' cached runs do not). Writes <results>/speed-accuracy.md and .png.
+runs' `seconds` (results.json: data on the device to the last test; the speedruns' cached runs and a
+study's later seeds load their compiled programs from a compilation cache, other runs compile). Writes <results>/speed-accuracy.md and .png.
 """
 
 import collections
@@ -52,8 +52,28 @@ def speedrun_points(results_dir):
   return points
 
 
+# Settings that change how a run computes, not what it trains (see fashion_jax/train.py), nor its data's
+# location: a run that differs from configs/<model>.py only in these followed the article's protocol.
+EXECUTION_SETTINGS = ('parallel', 'conv_impl', 'steps_per_call', 'checkpoint_every_steps',
+                      'checkpoint_every_epochs', 'report', 'seed', 'dtype', 'precision', 'eval_batch_size')
+
+
+def _changed_settings(workdir, model):
+  """The settings of our run in `workdir` that differ from configs/<model>.py, execution aside."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from fashion_jax import train  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(workdir, 'config.json')) as f:
+    ran = train.upgraded_config(json.load(f))
+  protocol = json.loads(json.dumps(importlib.import_module(f'configs.{model}').get_config().to_dict()))
+  for config in (ran, protocol):
+    config.get('data', {}).pop('dir', None)  # where the files were found
+  return sorted(k for k in set(ran) | set(protocol)
+                if k not in EXECUTION_SETTINGS and ran.get(k) != protocol.get(k))
+
+
 def protocol_points(results_dir):
-  """The article's protocol: our runs (config.json beside results.json) and the Keras runs."""
+  """Two-phase runs of the article's CNNs: ours (labelled by how their config differs from the article's
+  protocol) and the Keras runs of experiments/keras_study.py."""
   points = collections.defaultdict(list)
   for path in sorted(glob.glob(os.path.join(results_dir, '*', '*', 'results.json')) +
                      glob.glob(os.path.join(results_dir, '*', 'results.json'))):
@@ -61,9 +81,14 @@ def protocol_points(results_dir):
       results = json.load(f)
     if len(results.get('phases', [])) != 2 or results['model'] not in ('cnn1', 'cnn3', 'cnn4'):
       continue  # the article's two-phase protocol of its CNNs only
-    who = 'Keras' if results.get('framework') == 'keras' else 'ours'
+    if results.get('framework') == 'keras':
+      label = f'{results["model"]}, the article\'s protocol (Keras)'
+    else:
+      changed = _changed_settings(os.path.dirname(path), results['model'])
+      label = (f'{results["model"]}, the article\'s protocol (ours)' if not changed
+               else f'{results["model"]} ({", ".join(changed)} changed)')
     hardware = _hardware(results)
-    points[(f'{results["model"]}, the article\'s protocol ({who})', hardware)].append(
+    points[(label, hardware)].append(
         (results['seconds'], results['phases'][-1]['test_accuracy']))
   return points
 

@@ -238,8 +238,10 @@ def write_report(runs, out, root, keras_runs, keras_root):
       lines.append(f'| {weights}; {preprocessing} | {len(group)} | {_spread(_phase_values(group, 0, "test_accuracy"))[0]} | '
                    f'{_spread(_phase_values(group, 0, "test_loss"))[0]} | 0.7664 / 0.6238 |')
   lines += ['', '## Parameters and time', '',
-            'Training time is results.json\'s `seconds`: from the start of training to the last test, '
-            'compilation included; loading the data, setting up and drawing pictures are not in it.', '',
+            'Training time is results.json\'s `seconds`: from the start of training to the last test; '
+            'loading the data, setting up and drawing pictures are not in it. It includes compiling, '
+            'except where a run loaded its compiled programs from the compilation cache that an earlier '
+            'run of the same study filled (the study\'s later seeds).', '',
             '| model | parameters | the article\'s | our seeds | our training seconds | Keras seeds | '
             'Keras training seconds |', '| --- | --- | --- | --- | --- | --- | --- |']
   for model, model_runs in sorted(cnn_runs.items()):

@@ -1,5 +1,7 @@
 """Which processor a measurement ran on: its model name and the vector extensions that decide speed."""
 
+import os
+
 
 # The instruction-set extensions that decide how fast XLA:CPU's kernels and oneDNN's can run.
 CPU_FLAGS = ('avx', 'avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_bf16', 'amx_tile')
@@ -17,14 +19,22 @@ def cpu_description():
   return model, [flag for flag in CPU_FLAGS if flag in flags_line]
 
 
-def peak_gflops(cpuinfo=None):
-  """(An upper bound of the CPUs' float32 GFLOP/s, how it was counted), or (None, why not).
+def usable_cpus():
+  """The logical CPUs this process may run on (a container or taskset may allow fewer than the host has)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not on Linux
+    return os.cpu_count()
 
-  logical CPUs x clock x 2 FMA units x float32 lanes x 2 (an FMA is two FLOPs). Lanes: 16 with
+
+def peak_gflops(cpuinfo=None, cpus=None):
+  """(The CPUs' nominal float32 GFLOP/s, how it was counted), or (None, why not).
+
+  usable logical CPUs x clock x 2 FMA units x float32 lanes x 2 (an FMA is two FLOPs). Lanes: 16 with
   AVX-512 on Intel; 8 with AVX-512 on AMD (Zen 4 executes it as two 256-bit halves) and with AVX2 + FMA;
-  without FMA the bound is not computed. The clock is /proc/cpuinfo's 'cpu MHz' (what a VM reports;
-  boost clocks can exceed it), and on a VM a logical CPU may be a hyperthread sharing its core's FMA
-  units, so real peaks can be lower: read the fraction of it as "at most".
+  without FMA it is not computed. The clock is /proc/cpuinfo's 'cpu MHz', the nominal one a VM reports:
+  boost clocks can exceed it, while a logical CPU that is a hyperthread shares its core's FMA units. So
+  it is a yardstick for comparing ours and Keras on one machine, not an exact ceiling.
   """
   if cpuinfo is None:
     try:
@@ -36,7 +46,7 @@ def peak_gflops(cpuinfo=None):
   field = lambda name: [line.split(':', 1)[1].strip() for line in lines if line.split(':', 1)[0].strip() == name]
   flags = set(field('flags')[0].split()) if field('flags') else set()
   mhz = [float(v) for v in field('cpu MHz')]
-  cpus = len(field('processor'))
+  cpus = cpus or min(len(field('processor')), usable_cpus())
   vendor = (field('vendor_id') or [''])[0]
   if not (mhz and cpus and 'fma' in flags):
     return None, 'no clock, CPU count or FMA in /proc/cpuinfo'

@@ -27,8 +27,9 @@ def _reduction_axes(module, ndim):
   return tuple(a for a in range(ndim) if a not in feature_axes)
 
 
-def _batch_moments_fn(model):
-  """A jitted (variables, images) -> {BatchNorm path: (E[x], E[x^2])} over one batch."""
+def batch_moments_fn(model):
+  """A jitted (variables, images) -> {BatchNorm path: (E[x], E[x^2])} over one batch (make it once a run:
+  each new one compiles again)."""
 
   def moments(variables, images):
     captured = {}
@@ -44,19 +45,20 @@ def _batch_moments_fn(model):
       return next_fun(*args, **kwargs)
 
     with nn.intercept_methods(interceptor):
-      model.apply(variables, images, train=True, mutable=['batch_stats'])
+      # A key for models that draw randomness outside a Dropout module; the dropout masks are off.
+      model.apply(variables, images, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)})
     return captured
 
   return jax.jit(moments)
 
 
-def recompute(model, variables, images, batch_size, prepare):
+def recompute(model, variables, images, batch_size, prepare, moments=None):
   """`variables` with every BatchNorm's mean and var recomputed over `images` (uint8, host).
 
   `prepare` turns a batch of stored images into the model's input (as in the training step). Batches of
-  `batch_size`; a last, smaller batch counts by its size.
+  `batch_size`; a last, smaller batch counts by its size. `moments`: batch_moments_fn(model), if kept.
   """
-  moments = _batch_moments_fn(model)
+  moments = moments or batch_moments_fn(model)
   sums, count = None, 0
   for start in range(0, len(images), batch_size):
     batch = images[start:start + batch_size]

@@ -82,7 +82,11 @@ class Classifier:
 
   def probabilities(self, images_u8):
     inputs = self._features(images_u8) if self.config.model == 'vgg19' else images_u8
-    return np.asarray(self._apply(self.variables, inputs))
+    import jax  # pylint: disable=g-import-not-at-top
+    from fashion_jax.train import PRECISIONS  # pylint: disable=g-import-not-at-top
+    # The run's float32 matmul precision (runs from before the setting used the backend's default).
+    with jax.default_matmul_precision(PRECISIONS[self.config.get('precision', 'default')]):
+      return np.asarray(self._apply(self.variables, inputs))
 
 
 def main(argv):

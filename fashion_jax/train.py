@@ -122,7 +122,7 @@ def _with_defaults(settings, defaults):
   return merged
 
 
-def _upgraded(previous):
+def upgraded_config(previous):
   """A config.json written by an earlier version, in today's terms (so an unchanged run still matches)."""
   previous = json.loads(json.dumps(previous))
   for old_key, (group, key) in _MOVED_SETTINGS.items():
@@ -153,7 +153,7 @@ def _check_workdir(workdir, config):
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return
-  previous = _upgraded(run_files.read_json(path))
+  previous = upgraded_config(run_files.read_json(path))
   if previous.get('model') != config.model:
     raise UserError(f'--workdir={workdir} holds a run of model {previous.get("model")!r}, not '
                     f'{config.model!r}: use another workdir')
@@ -216,6 +216,7 @@ class Trainer:
                                                       train=False))
       if not precise_bn.has_batch_norm(shapes):
         raise UserError(f'config.precise_batch_norm=True: model {config.model!r} has no BatchNorm layers')
+      self._precise_bn_moments = precise_bn.batch_moments_fn(self.model)
 
   def _vgg_features(self, config, images):
     """The frozen VGG19 base's features of the train, validation and test images (transfer.py)."""
@@ -288,11 +289,13 @@ class Trainer:
       loss, accuracy = self.evaluate(state, 'test', tta_flip=True)
       results.update(tta_flip_test_loss=loss, tta_flip_test_accuracy=accuracy)
     if self.config.precise_batch_norm:
-      host_variables = self.parallel.to_host(steps.variables_of(state))
-      recomputed = precise_bn.recompute(self.model, host_variables, self.precise_bn_images,
-                                        self.config.batch_size, self.prepare)
-      loss, accuracy = self.evaluate(state, 'test', variables=self.parallel.replicate(recomputed))
-      results.update(precise_bn_test_loss=loss, precise_bn_test_accuracy=accuracy)
+      # The EMA's statistics are an average of running averages, the most lagged: recompute them too.
+      for prefix, ema in (('', False),) + ((('ema_', True),) if self.config.ema_decay else ()):
+        host_variables = self.parallel.to_host(steps.variables_of(state, ema))
+        recomputed = precise_bn.recompute(self.model, host_variables, self.precise_bn_images,
+                                          self.config.batch_size, self.prepare, self._precise_bn_moments)
+        loss, accuracy = self.evaluate(state, 'test', variables=self.parallel.replicate(recomputed))
+        results.update({f'precise_bn_{prefix}test_loss': loss, f'precise_bn_{prefix}test_accuracy': accuracy})
     return results
 
   def steps_in_next_call(self, step, position):
@@ -593,7 +596,7 @@ def _train_and_evaluate(config, workdir):
       'device_kind': jax.devices()[0].device_kind, 'backend': jax.default_backend(),
       'parallel': config.parallel, 'jax_version': jax.__version__,
       # The processor, which decides CPU speed (and, through XLA's choices, the last bits of CNN-4's numbers).
-      'cpu_model': cpu_info.cpu_description()[0], 'cpu_count': os.cpu_count()}
+      'cpu_model': cpu_info.cpu_description()[0], 'cpu_count': cpu_info.usable_cpus()}
   if trainer.transfer:
     results['vgg19'] = trainer.transfer
     results['parameters'] = parameters + trainer.transfer['frozen_parameters']

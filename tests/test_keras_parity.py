@@ -202,8 +202,10 @@ def test_the_keras_studys_batched_flow_gives_flows_batches(real_images):
   generator = keras_preprocessing_image.ImageDataGenerator(**keras_study.AUGMENTATION)
   flow = generator.flow(images, labels, batch_size=24, seed=5)
   batched = keras_study.BatchedFlow(generator, images, labels, batch_size=24, seed=5)
+  # The same permutation without transforms: what the batches would be if nothing were warped.
+  unwarped = keras_preprocessing_image.ImageDataGenerator().flow(images, labels, batch_size=24, seed=5)
   for _ in range(4):  # across a pass's end (64 images: 24, 24, 16, then a new permutation)
-    (x, y), (bx, by) = next(flow), next(batched)
+    (x, y), (bx, by), (plain, _) = next(flow), next(batched), next(unwarped)
     np.testing.assert_array_equal(by, y)
     np.testing.assert_allclose(bx, x, atol=1e-5)
-  assert np.abs(bx - images[:len(bx)]).max() > 0.5
+    assert np.abs(bx - plain).max() > 0.5  # the transforms really move the pictures

@@ -12,21 +12,29 @@ from fashion_jax.errors import UserError
 from fashion_jax.models import layers
 
 
+class DenseNorm(nn.Module):
+  """Dense -> BN in a submodule, as the ResNets nest theirs: the statistics' tree must be found by path."""
+
+  @nn.compact
+  def __call__(self, x, train):
+    return layers.batch_norm(train, name='BatchNorm_1')(nn.Dense(2, name='Dense_1')(x))
+
+
 class TwoNormMLP(nn.Module):
-  """Dense -> BN -> Dropout 0.5 -> Dense -> BN: small enough for a numpy reference."""
+  """Dense -> BN -> Dropout 0.5 -> (Dense -> BN, nested): small enough for a numpy reference."""
 
   @nn.compact
   def __call__(self, x, train=False):
     x = layers.batch_norm(train)(nn.Dense(3)(x.reshape(x.shape[0], -1)))
     x = layers.Dropout(0.5)(nn.relu(x), not train)
-    return layers.batch_norm(train)(nn.Dense(2)(x))
+    return DenseNorm(name='block')(x, train)
 
 
 def _numpy_reference(params, images, batch_size, epsilon=1e-3):
   """The population statistics the module doc promises, in float64: batch-statistic forward passes,
   dropout off, E[x] and E[x^2] averaged over all images."""
   x = images.reshape(len(images), -1).astype(np.float64) / 255.0
-  d0, b0, d1 = params['Dense_0'], params['BatchNorm_0'], params['Dense_1']
+  d0, b0, d1 = params['Dense_0'], params['BatchNorm_0'], params['block']['Dense_1']
   h0 = x @ np.asarray(d0['kernel'], np.float64) + np.asarray(d0['bias'])
   h1 = []
   for start in range(0, len(x), batch_size):
@@ -34,7 +42,7 @@ def _numpy_reference(params, images, batch_size, epsilon=1e-3):
     normed = (h - h.mean(0)) / np.sqrt(h.var(0) + epsilon) * np.asarray(b0['scale']) + np.asarray(b0['bias'])
     h1.append(np.maximum(normed, 0) @ np.asarray(d1['kernel'], np.float64) + np.asarray(d1['bias']))
   h1 = np.concatenate(h1)
-  return {'BatchNorm_0': (h0.mean(0), h0.var(0)), 'BatchNorm_1': (h1.mean(0), h1.var(0))}
+  return {('BatchNorm_0',): (h0.mean(0), h0.var(0)), ('block', 'BatchNorm_1'): (h1.mean(0), h1.var(0))}
 
 
 def test_recomputed_statistics_are_the_training_sets_with_dropout_off():
@@ -47,20 +55,25 @@ def test_recomputed_statistics_are_the_training_sets_with_dropout_off():
   variables['params']['BatchNorm_0']['scale'] = jnp.array([1.5, 0.5, 2.0])
   recomputed = precise_bn.recompute(model, variables, images, 32, lambda x: x.astype(jnp.float32) / 255.0)
   reference = _numpy_reference(variables['params'], images, 32)
-  for name, (mean, var) in reference.items():
-    np.testing.assert_allclose(recomputed['batch_stats'][name]['mean'], mean, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(recomputed['batch_stats'][name]['var'], var, rtol=1e-4, atol=1e-6)
+  for path, (mean, var) in reference.items():
+    node = recomputed['batch_stats']
+    for name in path:
+      node = node[name]
+    np.testing.assert_allclose(node['mean'], mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(node['var'], var, rtol=1e-4, atol=1e-6)
+  assert jax.tree.structure(recomputed['batch_stats']) == jax.tree.structure(variables['batch_stats'])
   # The parameters are untouched, and the input's statistics are not the initial ones (0 and 1).
   assert recomputed['params'] is variables['params']
   assert not np.allclose(recomputed['batch_stats']['BatchNorm_0']['mean'], 0)
 
 
-def test_a_cnn4_run_reports_precise_bn_beside_the_plain_test_numbers(tmp_path, real_data_dir):
-  config = small_config('cnn4', precise_batch_norm=True, precision='highest')
+def test_a_cnn4_run_reports_precise_bn_beside_the_plain_and_ema_test_numbers(tmp_path, real_data_dir):
+  config = small_config('cnn4', precise_batch_norm=True, precision='highest', ema_decay=0.9)
   phase = train.train_and_evaluate(config, str(tmp_path))['phases'][0]
-  assert 0 <= phase['precise_bn_test_accuracy'] <= 1
+  assert 0 <= phase['precise_bn_test_accuracy'] <= 1 and 0 <= phase['precise_bn_ema_test_accuracy'] <= 1
   # After one short epoch the running averages (momentum 0.99) are far from the data's statistics.
   assert phase['precise_bn_test_loss'] != phase['test_loss']
+  assert phase['precise_bn_ema_test_loss'] != phase['ema_test_loss']
 
 
 def test_precise_bn_is_refused_for_a_model_without_batch_norm(tmp_path, real_data_dir):

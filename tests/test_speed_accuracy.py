@@ -3,6 +3,7 @@
 import json
 import os
 
+from configs import cnn3
 from experiments import speed_accuracy
 
 
@@ -25,6 +26,15 @@ def test_speedruns_and_protocol_runs_become_rows_with_target_counts(tmp_path):
   _write_json(os.path.join(results, 'study', 'cnn3-seed0', 'results.json'),
               {'model': 'cnn3', 'phases': two_phases(0.91), 'seconds': 12.0, 'backend': 'gpu',
                'device_kind': 'NVIDIA H200'})
+  protocol = cnn3.get_config()
+  protocol.update_from_flattened_dict({'seed': 0, 'parallel': 'pmap', 'data.dir': '/data'})  # execution only
+  _write_json(os.path.join(results, 'study', 'cnn3-seed0', 'config.json'), protocol.to_dict())
+  other = cnn3.get_config()
+  other.update_from_flattened_dict({'label_smoothing': 0.1, 'data.train_limit': 512})
+  _write_json(os.path.join(results, 'study', 'cnn3-seed1', 'config.json'), other.to_dict())
+  _write_json(os.path.join(results, 'study', 'cnn3-seed1', 'results.json'),
+              {'model': 'cnn3', 'phases': two_phases(0.90), 'seconds': 11.0, 'backend': 'gpu',
+               'device_kind': 'NVIDIA H200'})
   _write_json(os.path.join(results, 'keras-cpu', 'cnn3-seed0', 'results.json'),
               {'model': 'cnn3', 'framework': 'keras', 'phases': two_phases(0.92), 'seconds': 2000.0,
                'device': 'cpu', 'cpu_model': 'AMD EPYC', 'cpu_count': 2})
@@ -33,6 +43,7 @@ def test_speedruns_and_protocol_runs_become_rows_with_target_counts(tmp_path):
   points = {**speed_accuracy.protocol_points(results), **speed_accuracy.speedrun_points(results)}
   lines = speed_accuracy.table(points).splitlines()[2:]  # sorted by seconds
   assert lines == [
+      '| cnn3 (data, label_smoothing changed) | NVIDIA H200 | 1 | 0.9000 | 11.0 | 0 of 1 | 0 of 1 | 0 of 1 |',
       "| cnn3, the article's protocol (ours) | NVIDIA H200 | 1 | 0.9100 | 12.0 | 0 of 1 | 0 of 1 | 0 of 1 |",
       '| speedrun configs/speedrun_cpu.py | 2-core AMD EPYC | 2 | 0.9400 +/- 0.0141 | 42.0 | 2 of 2 | 1 of 2 | 1 of 2 |',
       "| cnn3, the article's protocol (Keras) | 2-core AMD EPYC | 1 | 0.9200 | 2,000.0 | 1 of 1 | 0 of 1 | 0 of 1 |"]

@@ -37,8 +37,9 @@ def test_the_report_puts_keras_runs_and_the_article_beside_ours(tmp_path):
   history = [('phase1', 0.80), ('phase2', 0.90), ('phase2', 0.92)]
   for seed, accuracy in enumerate((0.910, 0.914, 0.912)):
     _write_run(ours, 'cnn1', seed, (0.90, accuracy), history)
+  keras_history = [('phase1', 0.81), ('phase2', 0.93), ('phase2', 0.95)]
   for seed, accuracy in enumerate((0.920, 0.925)):
-    _write_run(keras, 'cnn1', seed, (0.905, accuracy), history, keras=True)
+    _write_run(keras, 'cnn1', seed, (0.905, accuracy), keras_history, keras=True)
   study_report.write_report(study_report.load_runs(ours), out, ours,
                             study_report.load_runs(keras, with_config=False), keras)
   report = open(os.path.join(out, 'README.md')).read()
@@ -47,7 +48,10 @@ def test_the_report_puts_keras_runs_and_the_article_beside_ours(tmp_path):
           '0.9200-0.9250 | 0.9229 | above 1 of 2 |') in report
   assert '| cnn1 | phase1 | 3 | 0.9000 +/- 0.0000 | 0.9000-0.9000 | 2 | 0.9050 +/- 0.0000' in report
   # The last-5-epoch validation mean of each phase (here all of phase 2's two epochs: 0.91).
-  assert '| cnn1 | phase2 | 0.9100 +/- 0.0000 | 0.9100-0.9100 | 0.9100 +/- 0.0000 | 0.9100-0.9100 |' in report
+  assert '| cnn1 | phase2 | 0.9100 +/- 0.0000 | 0.9100-0.9100 | 0.9400 +/- 0.0000 | 0.9400-0.9400 |' in report
+  # The README's table: phase 2, each side's mean over its runs.
+  summary = study_report.summary_table(study_report.load_runs(ours), study_report.load_runs(keras, False))
+  assert summary.splitlines()[2] == '| cnn1 | 0.9120 +/- 0.0020 (3 runs) | 0.9225 +/- 0.0035 (2 runs) | 0.9229 |'
   # The generated reading: ours minus Keras' mean, and whether the ranges overlap.
   assert 'ours minus Keras\' -0.0105, and the two ranges do not overlap' in report
   assert 'Keras 3.0 on tensorflow 2.0' in report and '(cnn1 seed 0, cnn1 seed 1)' in report
