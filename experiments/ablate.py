@@ -17,6 +17,7 @@ number for the model. `--render_only` rewrites <out>.md from <out>.jsonl.
 import importlib.util
 import json
 import os
+import shlex
 import re
 import statistics
 import sys
@@ -138,7 +139,7 @@ def main(argv):
   jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.root, '.jax_cache'))
   module = load_config_module(FLAGS.config)
   cpu_model, _ = cpu_description()
-  header = {'config': FLAGS.config, 'model': module.get_config().model, 'command': ' '.join(['python'] + sys.argv),
+  header = {'config': FLAGS.config, 'model': module.get_config().model, 'command': shlex.join(['python'] + sys.argv),
             'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind,
             'cpu_count': usable_cpus(), 'cpu_model': cpu_model, 'jax': jax.__version__}
   chosen = [(name, overrides) for name, overrides in variants(module) if not FLAGS.only or name in FLAGS.only]

@@ -29,6 +29,7 @@ import contextlib
 import importlib
 import json
 import os
+import shlex
 import platform
 import sys
 import tempfile
@@ -71,7 +72,7 @@ def machine():
   return {'backend': jax.default_backend(), 'device_kind': device.device_kind, 'devices': jax.device_count(),
           'cpu_count': usable_cpus(), 'processor': platform.processor() or platform.machine(),
           'cpu_model': cpu_model, 'cpu_flags': cpu_flags, 'cpu_peak_gflops': peak, 'cpu_peak_basis': peak_basis,
-          'jax': jax.__version__, 'command': ' '.join(['python'] + sys.argv)}
+          'jax': jax.__version__, 'command': shlex.join(['python'] + sys.argv)}
 
 
 def training_mflop_per_image(flax_model, input_shape, batch=8):

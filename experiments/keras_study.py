@@ -22,6 +22,7 @@ TensorFlow by default, or JAX with KERAS_BACKEND=jax (experiments/gpu_keras.sh r
 import importlib
 import json
 import os
+import shlex
 import platform
 import sys
 import time
@@ -258,7 +259,7 @@ def run(model_name, seed, workdir, data, epochs, augment_epochs, augment_validat
                    'keras_preprocessing': keras_preprocessing.__version__, 'numpy': np.__version__,
                    'python': platform.python_version()},
       'backend': keras.backend.backend(), 'device': _device(), 'cpu_model': cpu_model, 'cpu_flags': cpu_flags,
-      'cpu_count': usable_cpus(), 'command': ' '.join(['python'] + sys.argv),
+      'cpu_count': usable_cpus(), 'command': shlex.join(['python'] + sys.argv),
   }
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'history.jsonl'), 'w') as f:
