@@ -17,8 +17,8 @@ number for the model. `--render_only` rewrites <out>.md from <out>.jsonl.
 import importlib.util
 import json
 import os
-import shlex
 import re
+import shlex
 import statistics
 import sys
 

@@ -29,8 +29,8 @@ import contextlib
 import importlib
 import json
 import os
-import shlex
 import platform
+import shlex
 import sys
 import tempfile
 import time

@@ -22,8 +22,8 @@ TensorFlow by default, or JAX with KERAS_BACKEND=jax (experiments/gpu_keras.sh r
 import importlib
 import json
 import os
-import shlex
 import platform
+import shlex
 import sys
 import time
 
