@@ -279,6 +279,10 @@ def summary_table(runs, keras_runs):
   return '\n'.join(lines)
 
 
+def _runs(n):
+  return f'{n} run' + ('' if n == 1 else 's')
+
+
 def reading(runs, keras_runs):
   """One generated sentence per model and phase: ours against Keras' runs and the article."""
   lines = []
@@ -287,14 +291,20 @@ def reading(runs, keras_runs):
       ours = _phase_values(model_runs, k, 'test_accuracy')
       theirs = _phase_values(keras_runs.get(model, []), k, 'test_accuracy')
       article = ARTICLE[model][phase][1]
-      sentence = (f'- **{model}, {phase}**: ours {np.mean(ours):.4f} ({len(ours)} runs), the article '
-                  f'{article:.4f} ({np.mean(ours) - article:+.4f}).')
+      sentence = (f'- **{model}, {phase}**: test accuracy, ours {np.mean(ours):.4f} ({_runs(len(ours))}), the '
+                  f'article {article:.4f} ({np.mean(ours) - article:+.4f}).')
       if theirs:
         overlap = min(ours) <= max(theirs) and min(theirs) <= max(ours)
-        sentence += (f' The article\'s own code, run here: {np.mean(theirs):.4f} ({len(theirs)} runs); ours '
-                     f'minus Keras\' {np.mean(ours) - np.mean(theirs):+.4f}, and the two ranges '
-                     f'{"overlap" if overlap else "do not overlap"}. The article\'s number is '
-                     f'{_article_among(article, theirs)} Keras runs.')
+        ranges = ('the Keras run lies within our range' if len(theirs) == 1 and overlap else
+                  'the Keras run lies outside our range' if len(theirs) == 1 else
+                  f'the two ranges {"overlap" if overlap else "do not overlap"}')
+        ours_val = np.mean([_last_epochs_val_accuracy(r, phase) for r in model_runs])
+        theirs_val = np.mean([_last_epochs_val_accuracy(r, phase) for r in keras_runs[model]])
+        sentence += (f' The article\'s own code, run here: {np.mean(theirs):.4f} ({_runs(len(theirs))}); ours '
+                     f'minus Keras\' {np.mean(ours) - np.mean(theirs):+.4f}, and {ranges}. Over each run\'s '
+                     f'last 5 validation epochs, ours {ours_val:.4f} and Keras\' {theirs_val:.4f} '
+                     f'({ours_val - theirs_val:+.4f}). The article\'s number is {_article_among(article, theirs)} '
+                     'Keras runs.')
       lines.append(sentence)
   return lines
 

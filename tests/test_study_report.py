@@ -54,5 +54,6 @@ def test_the_report_puts_keras_runs_and_the_article_beside_ours(tmp_path):
   assert summary.splitlines()[2] == '| cnn1 | 0.9120 +/- 0.0020 (3 runs) | 0.9225 +/- 0.0035 (2 runs) | 0.9229 |'
   # The generated reading: ours minus Keras' mean, and whether the ranges overlap.
   assert 'ours minus Keras\' -0.0105, and the two ranges do not overlap' in report
+  assert 'last 5 validation epochs, ours 0.9100 and Keras\' 0.9400 (-0.0300)' in report
   assert 'Keras 3.0 on tensorflow 2.0' in report and '(cnn1 seed 0, cnn1 seed 1)' in report
   assert os.path.exists(os.path.join(out, 'test_accuracy_distributions.png'))
