@@ -139,8 +139,8 @@ def main(argv):
   jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.root, '.jax_cache'))
   module = load_config_module(FLAGS.config)
   cpu_model, _ = cpu_description()
-  header = {'config': FLAGS.config, 'model': module.get_config().model, 'command': shlex.join(['python'] + sys.argv),
-            'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind,
+  header = {'config': FLAGS.config, 'model': module.get_config().model,
+            'command': shlex.join(['python'] + sys.argv), 'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind,
             'cpu_count': usable_cpus(), 'cpu_model': cpu_model, 'jax': jax.__version__}
   chosen = [(name, overrides) for name, overrides in variants(module) if not FLAGS.only or name in FLAGS.only]
   records = []
