@@ -133,24 +133,26 @@ def distributions_figure(runs, keras_runs, path):
   """One panel per model: each run's test accuracy (a dot per seed) per phase, ours and Keras', and
   the article's single number as a line."""
   models = sorted(runs)
-  fig, axes = plots.plt.subplots(1, len(models), figsize=(4.6 * len(models), 4.2), squeeze=False)
+  fig, axes = plots.plt.subplots(1, len(models), figsize=(4.8 * len(models), 4.6), squeeze=False)
   for ax, model in zip(axes[0], models):
     for k, phase in enumerate(('phase1', 'phase2')):
-      for offset, (label, group, colour) in zip((-0.12, 0.12), (('ours', runs.get(model, []), '#1f77b4'),
-                                                                 ('Keras', keras_runs.get(model, []), '#ff7f0e'))):
+      for offset, (label, group, colour) in zip((-0.12, 0.12), (
+          ('ours (a dot per run)', runs.get(model, []), '#1f77b4'),
+          ('Keras, the article\'s code (a dot per run)', keras_runs.get(model, []), '#ff7f0e'))):
         values = _phase_values(group, k, 'test_accuracy')
         ax.scatter(np.full(len(values), k + offset), values, color=colour, s=28, zorder=3,
-                   label=f'{label} ({len(values)} runs)' if k == 0 else None)
-      article = ARTICLE[model][phase][1]
-      ax.hlines(article, k - 0.3, k + 0.3, color='black', linewidth=1.5,
+                   label=label if k == 0 else None)
+      ax.hlines(ARTICLE[model][phase][1], k - 0.3, k + 0.3, color='black', linewidth=1.5,
                 label='the article (one run)' if k == 0 else None)
     ax.set_xticks([0, 1], ['after phase 1\n(10 epochs)', 'after phase 2\n(+50 augmented)'])
     ax.set_xlim(-0.5, 1.5)
     ax.set_title(model)
-    ax.set_ylabel('test accuracy')
     ax.grid(axis='y', alpha=0.3)
-    ax.legend(fontsize=8, loc='lower right')
+  axes[0][0].set_ylabel('test accuracy')
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='lower center', ncol=3, fontsize=9)
   fig.suptitle('Every run\'s test accuracy: ours, the article\'s Keras code, and the article\'s number')
+  fig.subplots_adjust(bottom=0.24, wspace=0.3)
   plots._save(fig, path)  # pylint: disable=protected-access
 
 
