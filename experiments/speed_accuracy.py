@@ -22,7 +22,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from fashion_jax import plots
+from fashion_jax import plots, train
 
 FLAGS = flags.FLAGS
 TARGETS = (0.92, 0.94, 0.95)
@@ -52,16 +52,15 @@ def speedrun_points(results_dir):
   return points
 
 
-# Settings that change how a run computes, not what it trains (see fashion_jax/train.py), nor its data's
-# location: a run that differs from configs/<model>.py only in these followed the article's protocol.
-EXECUTION_SETTINGS = ('parallel', 'conv_impl', 'steps_per_call', 'checkpoint_every_steps',
-                      'checkpoint_every_epochs', 'report', 'seed', 'dtype', 'precision', 'eval_batch_size')
+# Settings that change how a run computes, not what it trains: those a run may change on resume, plus the
+# seed, the compute dtype and precision and the evaluation batch. A run that differs from
+# configs/<model>.py only in these (and its data's location) followed the article's protocol.
+EXECUTION_SETTINGS = train.RESUMABLE_CHANGES + ('seed', 'dtype', 'precision', 'eval_batch_size')
 
 
 def _changed_settings(workdir, model):
   """The settings of our run in `workdir` that differ from configs/<model>.py, execution aside."""
   import importlib  # pylint: disable=g-import-not-at-top
-  from fashion_jax import train  # pylint: disable=g-import-not-at-top
   with open(os.path.join(workdir, 'config.json')) as f:
     ran = train.upgraded_config(json.load(f))
   protocol = json.loads(json.dumps(importlib.import_module(f'configs.{model}').get_config().to_dict()))
