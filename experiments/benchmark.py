@@ -8,7 +8,8 @@ throughput in images/s without and with augmentation (the real 48,000-image spli
 compiled calls: one step a call on the CPU, a whole epoch a call elsewhere; one epoch timed on the CPU,
 three elsewhere), and seconds an epoch.
 `--keras` times the article's Keras models (model.fit, batch 256) on the same machine in the same run
-(needs tensorflow), and with `--vgg_features` Keras' VGG19 base (model.predict) too.
+(needs tensorflow), and with `--vgg_features` Keras' VGG19 base (model.predict) too. `--torch` times the
+same models in PyTorch (experiments/torch_baseline.py: eager, batch 256, Adam), also in the same run.
 
 The VGG19 row times the head's training on cached features; the base's features are timed by
 `--vgg_features`. `--vgg_stand_in_features` gives the head features of zeros instead of computing them:
@@ -53,6 +54,7 @@ _MODELS = flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models to time.
 _DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to time.')
 _CALLS = flags.DEFINE_integer('calls', 0, 'Timed calls per measurement (0: one epoch on the CPU, 3 elsewhere).')
 _KERAS = flags.DEFINE_bool('keras', False, 'Also time the Keras models (needs tensorflow).')
+_TORCH = flags.DEFINE_bool('torch', False, 'Also time the same models in PyTorch (needs torch).')
 _KERAS_AUGMENT = flags.DEFINE_list('keras_augment', [], 'Models also timed in Keras with ImageDataGenerator.')
 _PROTOCOL = flags.DEFINE_list('protocol', [], 'Models whose full protocol is timed.')
 _VGG_FEATURES = flags.DEFINE_list('vgg_features', [], 'Dtypes in which VGG19 feature extraction is timed.')
@@ -188,14 +190,18 @@ def markdown(records, info):
   if peak:
     lines += [f'CPU nominal peak: {peak:,.0f} GFLOP/s float32 ({info["cpu_peak_basis"]}). GFLOP/s '
               'below: training FLOPs per image (XLA\'s cost analysis of the model, forward and backward) '
-              'x images/s; the same FLOPs for Keras\' model, the same layers.', '']
+              'x images/s; the same FLOPs for Keras\' (and PyTorch\'s) model, the same layers.', '']
   # Notes added to a run's header afterwards (what it did not record itself), each saying so.
   lines += [f'Note: {note}' for note in info.get('notes', [])] + ([''] if info.get('notes') else [])
+  keras = {r['model']: r for r in records if r.get('measure') == 'keras'}
+  torch = {r['model']: r for r in records if r.get('measure') == 'torch'}
+  # PyTorch's columns only in runs that timed it, so that earlier runs render as they always did.
+  torch_header = (' PyTorch img/s plain | ours aug / PyTorch plain | GFLOP/s PyTorch |' if torch else '')
   lines += [
            '| model | dtype | compile s | img/s plain | img/s augmented | augmented/plain time | '
-           's/epoch augmented | Keras img/s plain | ours aug / Keras plain | GFLOP/s ours aug | GFLOP/s Keras |',
-           '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
-  keras = {r['model']: r for r in records if r.get('measure') == 'keras'}
+           's/epoch augmented | Keras img/s plain | ours aug / Keras plain | GFLOP/s ours aug | GFLOP/s Keras |'
+           + torch_header,
+           '| --- ' * (11 + 3 * bool(torch)) + '|']
   number = lambda r, key, form: format(r[key], form) if key in r else '-'
   for r in records:
     if 'plain_images_per_second' not in r:
@@ -213,10 +219,15 @@ def markdown(records, info):
         '-' if not mflop else f'{mflop * images_per_second / 1e3:,.1f}'
         + (f' ({mflop * images_per_second / 1e3 / peak:.0%})' if peak and r['dtype'] == 'float32' else ''))
     flop_cells = f'{gflops(ours)} | {gflops(k["images_per_second"]) if k else "-"}'
+    t = torch.get(r['model'])
+    torch_cells = ''
+    if torch:
+      torch_cells = (f' {t["images_per_second"]:,.0f} | {ours / t["images_per_second"]:.2f} | '
+                     f'{gflops(t["images_per_second"])} |' if t else ' - | - | - |')
     lines.append(f'| {r["model"]} | {r["dtype"]} | {r["compile_seconds"]:.1f} | '
                  f'{r["plain_images_per_second"]:,.0f} | {number(r, "augmented_images_per_second", ",.0f")} | '
                  f'{number(r, "augment_time_ratio", ".2f")} | {number(r, "epoch_seconds_augmented", ".2f")} | '
-                 f'{keras_cells} | {flop_cells} |')
+                 f'{keras_cells} | {flop_cells} |' + torch_cells)
   if any('plain_images_per_second' in r and ('augmented_images_per_second' not in r or r['model'] == 'vgg19')
          for r in records):
     lines += ['', 'A model without an augmented phase (the VGG19 head) is compared plain to plain.']
@@ -290,6 +301,13 @@ def main(argv):
         seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels, augment=True)
         emit({'model': model, 'measure': 'keras_augmented', 'images_per_second': n / seconds,
               'epoch_seconds': seconds})
+    if _TORCH.value:
+      from experiments import torch_baseline
+      n = (len(dataset.train_labels) // 256) * 256
+      seconds = torch_baseline.time_epoch(model, dataset.train_images, dataset.train_labels,
+                                          vgg_features_shape=vgg.features_shape(_VGG_SIZE.value))
+      emit({'model': model, 'measure': 'torch', 'images_per_second': n / seconds, 'epoch_seconds': seconds,
+            'torch': torch_baseline.version()})
   vgg_images = dataset.train_images[:_VGG_IMAGES.value]
   for dtype in _VGG_FEATURES.value:
     emit(time_vgg_features(dtype, vgg_images, _VGG_BATCH.value))

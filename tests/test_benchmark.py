@@ -126,3 +126,29 @@ def test_training_flops_of_cnn1_follow_its_layer_shapes():
   forward = 2 * (26 * 26 * 9 * 32 + 5408 * 128 + 128 * 10) / 1e6
   mflop = benchmark.training_mflop_per_image(cnn.CNN1(conv_impl='im2col'), (28, 28, 1))
   assert 3 * forward - 2 * 26 * 26 * 9 * 32 / 1e6 <= mflop <= 3.4 * forward
+
+
+def test_pytorch_columns_appear_with_pytorch_measurements():
+  records = [{'model': 'cnn3', 'dtype': 'float32', 'compile_seconds': 7.0, 'plain_images_per_second': 2200.0,
+              'augmented_images_per_second': 2000.0, 'augment_time_ratio': 1.1, 'epoch_seconds_augmented': 24.0,
+              'train_mflop_per_image': 20.0},
+             {'model': 'cnn3', 'measure': 'keras', 'images_per_second': 1000.0},
+             {'model': 'cnn3', 'measure': 'torch', 'images_per_second': 1600.0},
+             {'model': 'cnn1', 'dtype': 'float32', 'compile_seconds': 3.0, 'plain_images_per_second': 9000.0}]
+  lines = benchmark.markdown(records, INFO).splitlines()
+  header = next(line for line in lines if line.startswith('| model'))
+  assert header.endswith('| GFLOP/s Keras | PyTorch img/s plain | ours aug / PyTorch plain | GFLOP/s PyTorch |')
+  rows = {line.split('|')[1].strip(): line for line in lines if line.startswith('| cnn')}
+  # Ours augmented (2,000) over PyTorch plain (1,600); 20 MFLOP an image x 1,600 images/s = 32 GFLOP/s.
+  assert rows['cnn3'].endswith('| 1,600 | 1.25 | 32.0 |')
+  assert rows['cnn1'].endswith('| - | - | - |')
+  assert all(line.count('|') == header.count('|') for line in lines if line.startswith('|'))
+
+
+@pytest.mark.parametrize('model, parameters', [
+    ('cnn1', 693_962), ('cnn3', 241_546), ('cnn4', 1_221_546), ('vgg19', 4_199_946)])
+def test_pytorch_models_have_the_articles_parameter_counts(model, parameters):
+  torch_baseline = pytest.importorskip('experiments.torch_baseline')
+  pytest.importorskip('torch')
+  input_shape = (4, 4, 512) if model == 'vgg19' else (28, 28, 1)
+  assert torch_baseline.parameter_count(torch_baseline.build(model, input_shape)) == parameters
