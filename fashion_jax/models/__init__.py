@@ -3,8 +3,9 @@
 `config.model` is one of
 - a registered name: 'cnn1', 'cnn3', 'cnn4' (the article's), 'vgg19' (the article's transfer head; the
   frozen base runs once, in transfer.py), 'preact_resnet' (resnet.PreActResNet, any `stage_sizes` and
-  `widths`), 'preact_resnet18', 'wrn' (wrn.WideResNet, `depth` and `widen_factor`), or one added with
-  `register(name, cls)`;
+  `widths`), 'preact_resnet18', 'wrn' (wrn.WideResNet, `depth` and `widen_factor`), 'convnet'
+  (convnet.ConvNet, the speedruns' small network: `widths`, `hidden`, `batch_norm`, dropout), or one
+  added with `register(name, cls)`;
 - 'package.module:ClassName', imported (the module must be importable, e.g. on PYTHONPATH);
 - 'path/to/file.py:ClassName', loaded from that file (a relative path is from the working directory).
 
@@ -42,12 +43,13 @@ from flax import linen as nn
 from fashion_jax.errors import UserError
 from fashion_jax.models import fast_conv
 from fashion_jax.models.cnn import CNN1, CNN3, CNN4
+from fashion_jax.models.convnet import ConvNet
 from fashion_jax.models.resnet import PreActResNet, PreActResNet18
 from fashion_jax.models.vgg import VGG19Head
 from fashion_jax.models.wrn import WideResNet
 
 MODELS = {'cnn1': CNN1, 'cnn3': CNN3, 'cnn4': CNN4, 'vgg19': VGG19Head, 'preact_resnet': PreActResNet,
-          'preact_resnet18': PreActResNet18, 'wrn': WideResNet}
+          'preact_resnet18': PreActResNet18, 'wrn': WideResNet, 'convnet': ConvNet}
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # The constructor fields create_model sets itself on every model.
 COMMON_FIELDS = ('num_classes', 'conv_impl', 'dtype')
