@@ -1,0 +1,163 @@
+"""Where a training step's time goes: each layer's forward and backward, timed alone, against the step.
+
+  python experiments/layer_shares.py --models=cnn3,cnn4 --out=experiments/results/layer-shares-cpu
+
+For each model: the trainer's whole training step (the compiled call the trainer runs, one step at
+batch 256: data gathered on the device, forward, backward, Adam, metrics), then each of the model's
+layers on its own: the layer's forward pass and its backward pass (the gradients of its parameters, and
+of its input except for the first layer, whose input needs none), compiled alone at the shape the
+layer sees in the model, in training mode (dropout and BatchNorm's batch statistics on). The layers are
+found by running the model once and recording each direct sub-module's call and input shape, so the
+table follows the model's code.
+
+What the layers do not cover (the ReLUs and max pooling written between layers as functions, the
+loss, the optimizer update, the batch gather) is the step's time minus the layers' sum; a layer timed
+alone may also run faster or slower than inside the step, where XLA fuses across layers.
+Writes <out>.jsonl and <out>.md.
+"""
+
+import importlib
+import json
+import os
+import statistics
+import sys
+import time
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from experiments import benchmark
+from fashion_jax import data, parallel, steps, train
+
+_REPEATS = flags.DEFINE_integer('repeats', 20, 'Timed calls per measurement (after one untimed call).')
+# --models (configs/<model>.py) and --out (without extension) are benchmark.py's flags.
+_MODELS, _OUT = benchmark._MODELS, benchmark._OUT  # pylint: disable=protected-access
+
+
+def layer_calls(model, input_shape, batch):
+  """[(name, unbound module, input shape, the call's other arguments)] of `model`'s direct sub-modules."""
+  calls, depth = [], [0]  # depth of the call being made: 0 the model, 1 its direct sub-modules
+
+  def record(next_fun, args, kwargs, context):
+    module = context.module
+    if context.method_name != '__call__':
+      return next_fun(*args, **kwargs)
+    if depth[0] == 1:
+      calls.append((f'{type(module).__name__} {module.name}', module.clone(parent=None, name=None),
+                    tuple(args[0].shape), args[1:], kwargs))
+    depth[0] += 1
+    try:
+      return next_fun(*args, **kwargs)
+    finally:
+      depth[0] -= 1
+
+  x = jnp.zeros((batch,) + tuple(input_shape), jnp.float32)
+  with nn.intercept_methods(record):
+    jax.eval_shape(lambda: model.init({'params': jax.random.key(0), 'dropout': jax.random.key(1)}, x, train=True))
+  return calls
+
+
+def seconds_per_call(fn, *args, repeats):
+  jax.block_until_ready(fn(*args))  # compiles
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def time_layer(module, shape, args, kwargs, input_gradient, repeats):
+  """Median seconds of the layer's forward and backward pass at input `shape`."""
+  rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
+  x = jax.random.uniform(jax.random.key(2), shape)
+  variables = module.init(rngs, x, *args, **kwargs)
+
+  def forward(params, x):
+    out, _ = module.apply({**variables, 'params': params}, x, *args, rngs={'dropout': rngs['dropout']},
+                          mutable=['batch_stats'], **kwargs)
+    return out
+
+  params = variables.get('params', {})
+  cotangent = jax.random.normal(jax.random.key(3), jax.eval_shape(forward, params, x).shape)
+  if input_gradient:
+    fn = jax.jit(lambda p, x, g: jax.vjp(forward, p, x)[1](g))
+  else:
+    fn = jax.jit(lambda p, x, g: jax.vjp(lambda p: forward(p, x), p)[1](g))
+  return seconds_per_call(fn, params, x, cotangent, repeats=repeats)
+
+
+def time_step(model_name, dataset, repeats):
+  config = importlib.import_module(f'configs.{model_name}').get_config()
+  strategy = parallel.create(config.parallel)
+  trainer = train.Trainer(config, dataset, strategy)
+  state = strategy.replicate(trainer.initial_state())
+  metrics = strategy.replicate(jax.device_get(steps.zero_metrics()))
+  phase = train.phases_of(config)[0]
+  perm = trainer.shuffle(phase, 1)
+  state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phase, 1, 1, 0), 1)
+  jax.block_until_ready(metrics)
+  times = []
+  for call in range(repeats):
+    start = time.perf_counter()
+    state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phase, 1, 1, call + 1), 1)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  return trainer, config.batch_size, statistics.median(times)
+
+
+def measure(model_name, dataset, repeats):
+  trainer, batch, step_seconds = time_step(model_name, dataset, repeats)
+  records = [{'model': model_name, 'layer': 'training step', 'batch': batch, 'seconds': step_seconds}]
+  for i, (name, module, shape, args, kwargs) in enumerate(layer_calls(trainer.model, trainer.input_shape, batch)):
+    seconds = time_layer(module, shape, args, kwargs, input_gradient=i > 0, repeats=repeats)
+    records.append({'model': model_name, 'layer': name, 'input_shape': list(shape), 'seconds': seconds})
+  return records
+
+
+def markdown(info, records):
+  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {info["cpu_count"]} CPU cores'
+           + (f' ({info["cpu_model"]}; {", ".join(info["cpu_flags"])})' if info.get('cpu_model') else '')
+           + f', JAX {info["jax"]}.', '',
+           'Each layer\'s forward and backward pass compiled and timed alone (median of the timed calls), '
+           'at the input shape it has in the model, against the median training step; "the rest" is the '
+           'step minus the layers\' sum (ReLUs and pooling between layers, loss, Adam, batch gather, and '
+           'the difference fusion across layers makes).', '']
+  for model in dict.fromkeys(r['model'] for r in records):
+    rows = [r for r in records if r['model'] == model]
+    step = next(r for r in rows if r['layer'] == 'training step')
+    layers = [r for r in rows if r['layer'] != 'training step']
+    rest = step['seconds'] - sum(r['seconds'] for r in layers)
+    lines += [f'### {model}: training step {step["seconds"] * 1e3:.1f} ms at batch {step["batch"]}', '',
+              '| layer | input shape | ms | share of the step |', '| --- | --- | --- | --- |']
+    lines += [f'| {r["layer"]} | {"x".join(map(str, r["input_shape"]))} | {r["seconds"] * 1e3:.2f} | '
+              f'{r["seconds"] / step["seconds"]:.0%} |' for r in layers]
+    lines += [f'| the rest | | {rest * 1e3:.2f} | {rest / step["seconds"]:.0%} |', '']
+  lines += [f'Command: `{info["command"]}`']
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  info = benchmark.machine()
+  config = importlib.import_module('configs.default').get_config()
+  dataset = data.load(config.data)
+  records = []
+  for model in _MODELS.value:
+    records += measure(model, dataset, _REPEATS.value)
+  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+  with open(_OUT.value + '.jsonl', 'w') as f:
+    f.writelines(json.dumps(r) + '\n' for r in [info] + records)
+  with open(_OUT.value + '.md', 'w') as f:
+    f.write(markdown(info, records))
+  print(open(_OUT.value + '.md').read())
+
+
+if __name__ == '__main__':
+  app.run(main)
