@@ -9,7 +9,8 @@ compiled calls: one step a call on the CPU, a whole epoch a call elsewhere; one 
 three elsewhere), and seconds an epoch.
 `--keras` times the article's Keras models (model.fit, batch 256) on the same machine in the same run
 (needs tensorflow), and with `--vgg_features` Keras' VGG19 base (model.predict) too. `--torch` times the
-same models in PyTorch (experiments/torch_baseline.py: eager, batch 256, Adam), also in the same run.
+same models in PyTorch (experiments/torch_baseline.py: eager, batch 256, Adam; channels-first and
+channels-last activations, the faster counts), also in the same run.
 
 The VGG19 row times the head's training on cached features; the base's features are timed by
 `--vgg_features`. `--vgg_stand_in_features` gives the head features of zeros instead of computing them:
@@ -55,6 +56,7 @@ _DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to time.')
 _CALLS = flags.DEFINE_integer('calls', 0, 'Timed calls per measurement (0: one epoch on the CPU, 3 elsewhere).')
 _KERAS = flags.DEFINE_bool('keras', False, 'Also time the Keras models (needs tensorflow).')
 _TORCH = flags.DEFINE_bool('torch', False, 'Also time the same models in PyTorch (needs torch).')
+_TORCH_STEPS = flags.DEFINE_integer('torch_steps', 100, 'Timed PyTorch steps per layout (after 5 untimed).')
 _KERAS_AUGMENT = flags.DEFINE_list('keras_augment', [], 'Models also timed in Keras with ImageDataGenerator.')
 _PROTOCOL = flags.DEFINE_list('protocol', [], 'Models whose full protocol is timed.')
 _VGG_FEATURES = flags.DEFINE_list('vgg_features', [], 'Dtypes in which VGG19 feature extraction is timed.')
@@ -233,6 +235,12 @@ def markdown(records, info):
     lines += ['', 'A model without an augmented phase (the VGG19 head) is compared plain to plain.']
   if any(r.get('stand_in_features') for r in records):
     lines += ['', 'The VGG19 head (ours and Keras\') trained on features of zeros (`--vgg_stand_in_features`).']
+  if torch:
+    lines += ['', 'PyTorch: eager, the faster of its two activation layouts per model, timed over a few hundred '
+              'steps (images/s by layout): ' + '; '.join(
+                  f'{m} {r.get("layout", "?")} (' + ', '.join(
+                      f'{layout} {speed:,.0f}' for layout, speed in r.get('images_per_second_by_layout', {}).items())
+                  + f'; PyTorch {r.get("torch", "?")})' for m, r in torch.items()) + '.']
   keras_aug = [r for r in records if r.get('measure') == 'keras_augmented']
   if keras_aug:
     lines += ['', 'Keras with the article\'s ImageDataGenerator (host augmentation): ' + ', '.join(
@@ -303,11 +311,14 @@ def main(argv):
               'epoch_seconds': seconds})
     if _TORCH.value:
       from experiments import torch_baseline
-      n = (len(dataset.train_labels) // 256) * 256
-      seconds = torch_baseline.time_epoch(model, dataset.train_images, dataset.train_labels,
-                                          vgg_features_shape=vgg.features_shape(_VGG_SIZE.value))
-      emit({'model': model, 'measure': 'torch', 'images_per_second': n / seconds, 'epoch_seconds': seconds,
-            'torch': torch_baseline.version()})
+      # Both activation layouts; the faster is PyTorch's figure (a few hundred steps: CNN-4's epoch is minutes).
+      speeds = {layout: torch_baseline.images_per_second(
+          model, dataset.train_images, dataset.train_labels, steps=_TORCH_STEPS.value,
+          channels_last=layout == 'channels_last', vgg_features_shape=vgg.features_shape(_VGG_SIZE.value))
+                for layout in ('channels_first', 'channels_last')}
+      layout = max(speeds, key=speeds.get)
+      emit({'model': model, 'measure': 'torch', 'images_per_second': speeds[layout], 'layout': layout,
+            'images_per_second_by_layout': speeds, 'steps': _TORCH_STEPS.value, 'torch': torch_baseline.version()})
   vgg_images = dataset.train_images[:_VGG_IMAGES.value]
   for dtype in _VGG_FEATURES.value:
     emit(time_vgg_features(dtype, vgg_images, _VGG_BATCH.value))

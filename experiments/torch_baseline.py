@@ -6,8 +6,8 @@ PyTorch's momentum 0.01), trained with Adam (Keras' epsilon 1e-7) on cross-entro
 keeps images channels-first (N, 1, 28, 28), its native layout. 'vgg19' is the transfer model's head,
 trained on the frozen base's features (zeros of the features' shape, as the benchmark's stand-in).
 
-`time_epoch` trains one warm-up epoch, then times one: PyTorch's eager CPU build with as many threads as
-the process may use (torch's default), the usual way a PyTorch user trains these models.
+`images_per_second` times training steps of PyTorch's eager CPU build with as many threads as the process
+may use (torch's default), the usual way a PyTorch user trains these models.
 """
 
 import time
@@ -65,11 +65,14 @@ def parameter_count(model):
   return sum(p.numel() for p in model.parameters()) + buffers
 
 
-def time_epoch(name, images, labels, batch_size=256, vgg_features_shape=(4, 4, 512)):
-  """Seconds for one steady training epoch (after a warm-up epoch), as keras_baseline.time_epoch.
+def images_per_second(name, images, labels, batch_size=256, steps=40, warmup_steps=5, channels_last=False,
+                      vgg_features_shape=(4, 4, 512)):
+  """Steady training throughput: `steps` timed steps of batch `batch_size`, after `warmup_steps` untimed.
 
   `images` are uint8 (N, H, W, C); they become float32 in [0, 1], channels first, before the clock
-  starts (PyTorch's DataLoader would add its own overhead: batches are sliced from one tensor here).
+  starts, and batches are sliced from that one tensor in a shuffled order (PyTorch's DataLoader would
+  add its own overhead). `channels_last` stores activations NHWC, which oneDNN's CPU kernels run faster
+  for some layer shapes and slower for others: the benchmark times both.
   """
   import torch  # pylint: disable=g-import-not-at-top
   if name == 'vgg19':
@@ -79,21 +82,23 @@ def time_epoch(name, images, labels, batch_size=256, vgg_features_shape=(4, 4, 5
     x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float() / 255.0
   y = torch.from_numpy(np.asarray(labels, np.int64))
   model = build(name, tuple(x.shape[2:]) + (x.shape[1],))
+  if channels_last and x.ndim == 4:
+    model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
   loss_fn = torch.nn.CrossEntropyLoss()
   model.train()
-  generator = torch.Generator().manual_seed(0)
+  order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+  batches = len(x) // batch_size
 
-  def epoch():
-    order = torch.randperm(len(x), generator=generator)
-    for start in range(0, len(x) - batch_size + 1, batch_size):
-      index = order[start:start + batch_size]
-      optimizer.zero_grad(set_to_none=True)
-      loss = loss_fn(model(x[index]), y[index])
-      loss.backward()
-      optimizer.step()
+  def step(i):
+    index = order[(i % batches) * batch_size:(i % batches + 1) * batch_size]
+    optimizer.zero_grad(set_to_none=True)
+    loss_fn(model(x[index]), y[index]).backward()
+    optimizer.step()
 
-  epoch()
+  for i in range(warmup_steps):
+    step(i)
   start = time.perf_counter()
-  epoch()
-  return time.perf_counter() - start
+  for i in range(warmup_steps, warmup_steps + steps):
+    step(i)
+  return steps * batch_size / (time.perf_counter() - start)

@@ -133,7 +133,9 @@ def test_pytorch_columns_appear_with_pytorch_measurements():
               'augmented_images_per_second': 2000.0, 'augment_time_ratio': 1.1, 'epoch_seconds_augmented': 24.0,
               'train_mflop_per_image': 20.0},
              {'model': 'cnn3', 'measure': 'keras', 'images_per_second': 1000.0},
-             {'model': 'cnn3', 'measure': 'torch', 'images_per_second': 1600.0},
+             {'model': 'cnn3', 'measure': 'torch', 'images_per_second': 1600.0, 'layout': 'channels_last',
+              'images_per_second_by_layout': {'channels_first': 1500.0, 'channels_last': 1600.0},
+              'torch': '2.0, 2 threads'},
              {'model': 'cnn1', 'dtype': 'float32', 'compile_seconds': 3.0, 'plain_images_per_second': 9000.0}]
   lines = benchmark.markdown(records, INFO).splitlines()
   header = next(line for line in lines if line.startswith('| model'))
@@ -143,12 +145,25 @@ def test_pytorch_columns_appear_with_pytorch_measurements():
   assert rows['cnn3'].endswith('| 1,600 | 1.25 | 32.0 |')
   assert rows['cnn1'].endswith('| - | - | - |')
   assert all(line.count('|') == header.count('|') for line in lines if line.startswith('|'))
+  assert any(line.endswith('cnn3 channels_last (channels_first 1,500, channels_last 1,600; PyTorch 2.0, '
+                           '2 threads).') for line in lines)
 
 
 @pytest.mark.parametrize('model, parameters', [
     ('cnn1', 693_962), ('cnn3', 241_546), ('cnn4', 1_221_546), ('vgg19', 4_199_946)])
 def test_pytorch_models_have_the_articles_parameter_counts(model, parameters):
-  torch_baseline = pytest.importorskip('experiments.torch_baseline')
   pytest.importorskip('torch')
+  from experiments import torch_baseline  # pylint: disable=g-import-not-at-top
   input_shape = (4, 4, 512) if model == 'vgg19' else (28, 28, 1)
   assert torch_baseline.parameter_count(torch_baseline.build(model, input_shape)) == parameters
+
+
+def test_pytorch_timing_trains_in_both_layouts():
+  pytest.importorskip('torch')
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from experiments import torch_baseline  # pylint: disable=g-import-not-at-top
+  images = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1), dtype=np.uint8)
+  labels = np.arange(64) % 10
+  for channels_last in (False, True):
+    assert torch_baseline.images_per_second('cnn3', images, labels, batch_size=16, steps=2, warmup_steps=1,
+                                            channels_last=channels_last) > 0
