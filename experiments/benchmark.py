@@ -234,13 +234,13 @@ def markdown(records, info):
          for r in records):
     lines += ['', 'A model without an augmented phase (the VGG19 head) is compared plain to plain.']
   if any(r.get('stand_in_features') for r in records):
-    lines += ['', 'The VGG19 head (ours and Keras\') trained on features of zeros (`--vgg_stand_in_features`).']
+    lines += ['', 'The VGG19 head (ours and the baselines\') trained on features of zeros (`--vgg_stand_in_features`).']
   if torch:
-    lines += ['', 'PyTorch: eager, the faster of its two activation layouts per model, timed over a few hundred '
-              'steps (images/s by layout): ' + '; '.join(
+    lines += ['', 'PyTorch: eager, the faster of its two activation layouts per model (images/s by layout, '
+              'each over the steps shown after 5 untimed): ' + '; '.join(
                   f'{m} {r.get("layout", "?")} (' + ', '.join(
                       f'{layout} {speed:,.0f}' for layout, speed in r.get('images_per_second_by_layout', {}).items())
-                  + f'; PyTorch {r.get("torch", "?")})' for m, r in torch.items()) + '.']
+                  + f'; {r.get("steps", "?")} steps; PyTorch {r.get("torch", "?")})' for m, r in torch.items()) + '.']
   keras_aug = [r for r in records if r.get('measure') == 'keras_augmented']
   if keras_aug:
     lines += ['', 'Keras with the article\'s ImageDataGenerator (host augmentation): ' + ', '.join(
@@ -311,7 +311,7 @@ def main(argv):
               'epoch_seconds': seconds})
     if _TORCH.value:
       from experiments import torch_baseline
-      # Both activation layouts; the faster is PyTorch's figure (a few hundred steps: CNN-4's epoch is minutes).
+      # Both activation layouts; the faster is PyTorch's figure (--torch_steps steps: CNN-4's epoch is minutes).
       speeds = {layout: torch_baseline.images_per_second(
           model, dataset.train_images, dataset.train_labels, steps=_TORCH_STEPS.value,
           channels_last=layout == 'channels_last', vgg_features_shape=vgg.features_shape(_VGG_SIZE.value))

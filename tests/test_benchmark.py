@@ -135,7 +135,7 @@ def test_pytorch_columns_appear_with_pytorch_measurements():
              {'model': 'cnn3', 'measure': 'keras', 'images_per_second': 1000.0},
              {'model': 'cnn3', 'measure': 'torch', 'images_per_second': 1600.0, 'layout': 'channels_last',
               'images_per_second_by_layout': {'channels_first': 1500.0, 'channels_last': 1600.0},
-              'torch': '2.0, 2 threads'},
+              'steps': 100, 'torch': '2.0, 2 threads'},
              {'model': 'cnn1', 'dtype': 'float32', 'compile_seconds': 3.0, 'plain_images_per_second': 9000.0}]
   lines = benchmark.markdown(records, INFO).splitlines()
   header = next(line for line in lines if line.startswith('| model'))
@@ -145,8 +145,8 @@ def test_pytorch_columns_appear_with_pytorch_measurements():
   assert rows['cnn3'].endswith('| 1,600 | 1.25 | 32.0 |')
   assert rows['cnn1'].endswith('| - | - | - |')
   assert all(line.count('|') == header.count('|') for line in lines if line.startswith('|'))
-  assert any(line.endswith('cnn3 channels_last (channels_first 1,500, channels_last 1,600; PyTorch 2.0, '
-                           '2 threads).') for line in lines)
+  assert any(line.endswith('cnn3 channels_last (channels_first 1,500, channels_last 1,600; 100 steps; '
+                           'PyTorch 2.0, 2 threads).') for line in lines)
 
 
 @pytest.mark.parametrize('model, parameters', [
