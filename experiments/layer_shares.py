@@ -41,7 +41,8 @@ _MODELS, _OUT = benchmark._MODELS, benchmark._OUT  # pylint: disable=protected-a
 
 
 def layer_calls(model, input_shape, batch):
-  """[(name, unbound module, input shape, the call's other arguments)] of `model`'s direct sub-modules."""
+  """[(name, unbound module, input shape, other positional arguments, keyword arguments)], one entry per
+  call of a direct sub-module of `model` (its layers), in the order the model makes them."""
   calls, depth = [], [0]  # depth of the call being made: 0 the model, 1 its direct sub-modules
 
   def record(next_fun, args, kwargs, context):
