@@ -44,8 +44,11 @@ def speedrun_points(results_dir):
   for path in sorted(glob.glob(os.path.join(results_dir, 'speedrun-*.jsonl'))):
     with open(path) as f:
       header, *runs = [json.loads(line) for line in f if line.strip()]
-    config = next((part.split('=', 1)[1] for part in header['command'].split() if part.startswith('--config=')),
+    parts = header['command'].split()
+    config = next((part.split('=', 1)[1] for part in parts if part.startswith('--config=')),
                   os.path.basename(path))
+    # Settings overridden on the command line make another recipe: they go into its name.
+    config = ' '.join([config] + [part[len('--config.'):] for part in parts if part.startswith('--config.')])
     for run in runs:
       if run.get('cache') == 'warm':
         points[(f'speedrun {config}', _hardware(header))].append((run['seconds'], run['accuracy']))

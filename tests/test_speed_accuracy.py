@@ -49,3 +49,16 @@ def test_speedruns_and_protocol_runs_become_rows_with_target_counts(tmp_path):
       "| cnn3, the article's protocol (Keras) | 2-core AMD EPYC | 1 | 0.9200 | 2,000.0 | 1 of 1 | 0 of 1 | 0 of 1 |"]
   speed_accuracy.figure(points, os.path.join(results, 'speed-accuracy.png'))
   assert os.path.getsize(os.path.join(results, 'speed-accuracy.png')) > 0
+
+
+def test_a_speedrun_with_overridden_settings_is_a_recipe_of_its_own(tmp_path):
+  results = str(tmp_path)
+  for name, extra, seconds in (('base', '', 40.0), ('longer', ' --config.augment_epochs=20', 60.0)):
+    header = {'backend': 'cpu', 'device_kind': 'cpu', 'cpu_count': 2, 'cpu_model': 'AMD EPYC',
+              'command': f'python experiments/speedrun.py --config=configs/speedrun_cpu.py{extra} --seeds=1'}
+    with open(os.path.join(results, f'speedrun-{name}.jsonl'), 'w') as f:
+      f.writelines(json.dumps(line) + '\n' for line in
+                   [header, {'seed': 0, 'seconds': seconds, 'accuracy': 0.92, 'cache': 'warm'}])
+  points = speed_accuracy.speedrun_points(results)
+  assert sorted(recipe for recipe, _ in points) == [
+      'speedrun configs/speedrun_cpu.py', 'speedrun configs/speedrun_cpu.py augment_epochs=20']
