@@ -9,9 +9,10 @@ and resumes interrupted ones), seed by seed, so a study cut short still covers e
 applies overrides to every variant (e.g. a smoke run's `--set=data.train_limit=2048`).
 
 Writes <out>.jsonl (the command and machine, then one line a run: variant, seed, every phase's test
-numbers, seconds) and <out>.md: per variant, the last phase's test accuracy and its EMA's (where the
-recipe keeps one) as mean +/- std over seeds, the difference from the full recipe, and the article's
-number for the model. `--render_only` rewrites <out>.md from <out>.jsonl.
+numbers, seconds) and <out>.md: per variant, the last phase's test accuracy plain, of the EMA and with
+flip TTA (where the recipe keeps them) as mean +/- std over seeds, the difference of its number (the most
+complete of these) from the full recipe's, and the article's number for the model. `--render_only`
+rewrites <out>.md from <out>.jsonl.
 """
 
 import importlib.util
@@ -72,15 +73,28 @@ def slug(name):
   return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')
 
 
+# A phase's test evaluations, in the order the table shows them; a run's number is the last it has (the
+# recipe's full evaluation: a variant without EMA or without TTA is scored by what it keeps).
+EVALUATIONS = (('plain', 'test_accuracy'), ('ema', 'ema_test_accuracy'), ('tta', 'tta_flip_test_accuracy'),
+               ('ema_tta', 'ema_tta_flip_test_accuracy'))
+
+
+def run_number(phase):
+  """A run's number: its most complete test evaluation (EMA with flip TTA, else EMA, else TTA, else plain)."""
+  return [phase[key] for _, key in EVALUATIONS if key in phase][-1]
+
+
 def summarize(records):
-  """Variant -> {'plain': [...], 'ema': [...], 'seconds': [...]} over its seeds (last phase)."""
+  """Variant -> {'plain', 'ema', 'tta', 'ema_tta', 'number', 'seconds': [one per seed]} (last phase)."""
   table = {}
   for r in records:
     last = r['phases'][-1]
-    entry = table.setdefault(r['variant'], {'plain': [], 'ema': [], 'seconds': [], 'overrides': r['overrides']})
-    entry['plain'].append(last['test_accuracy'])
-    if 'ema_test_accuracy' in last:
-      entry['ema'].append(last['ema_test_accuracy'])
+    entry = table.setdefault(r['variant'], {'overrides': r['overrides'], 'number': [], 'seconds': [],
+                                            **{name: [] for name, _ in EVALUATIONS}})
+    for name, key in EVALUATIONS:
+      if key in last:
+        entry[name].append(last[key])
+    entry['number'].append(run_number(last))
     entry['seconds'].append(r['seconds'])
   return table
 
@@ -101,18 +115,20 @@ def markdown(header, records):
            f'Machine: {header["device_kind"]} ({header["backend"]}), {header["cpu_count"]} CPU cores'
            + (f' ({header["cpu_model"]})' if header.get('cpu_model') else '') + f', JAX {header["jax"]}.',
            'Each row: the recipe, or the recipe without one choice (its overrides), over seeds; the last '
-           'phase\'s test accuracy, plain and of the EMA of the weights'
-           + (f'; the article\'s {model} reached {article:.4f}.' if article else '.'), '',
-           '| variant | overrides | seeds | test accuracy | EMA test accuracy | EMA minus full recipe\'s EMA | '
-           'seconds a run |', '| --- | --- | --- | --- | --- | --- | --- |']
-  full = table.get(FULL, {})
-  full_ema = statistics.mean(full['ema']) if full.get('ema') else None
+           'phase\'s test accuracy, plain, of the EMA of the weights, with flip TTA, and of the EMA with flip TTA '
+           '(where the variant keeps them). A variant\'s number is its most complete of these; the difference is '
+           'taken between numbers' + (f'; the article\'s {model} reached {article:.4f}.' if article else '.'), '',
+           '| variant | overrides | seeds | test accuracy | EMA | flip TTA | EMA + flip TTA | number minus the full '
+           'recipe\'s | seconds a run |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+  full = table.get(FULL)
+  full_number = statistics.mean(full['number']) if full else None
   for name, entry in table.items():
-    difference = (f'{statistics.mean(entry["ema"]) - full_ema:+.4f}' if full_ema is not None and entry['ema']
+    difference = (f'{statistics.mean(entry["number"]) - full_number:+.4f}' if full_number is not None
                   and name != FULL else '-')
     overrides = ', '.join(f'{k}={v}' for k, v in entry['overrides'].items()) or '(the recipe)'
-    lines.append(f'| {name} | {overrides} | {len(entry["plain"])} | {_mean_std(entry["plain"])} | '
-                 f'{_mean_std(entry["ema"])} | {difference} | {statistics.mean(entry["seconds"]):.0f} |')
+    accuracies = ' | '.join(_mean_std(entry[name]) for name, _ in EVALUATIONS)
+    lines.append(f'| {name} | {overrides} | {len(entry["plain"])} | {accuracies} | {difference} | '
+                 f'{statistics.mean(entry["seconds"]):.0f} |')
   lines += ['', f'Command: `{header["command"]}`']
   return '\n'.join(lines) + '\n'
 

@@ -279,7 +279,7 @@ class Trainer:
     return float(totals['loss_sum'] / totals['count']), float(totals['correct'] / totals['count'])
 
   def test_results(self, state):
-    """The test metrics after a phase: the weights, and their EMA and flip TTA where configured."""
+    """The test metrics after a phase: the weights, their EMA, flip TTA and both where configured."""
     loss, accuracy = self.evaluate(state, 'test')
     results = {'test_loss': loss, 'test_accuracy': accuracy}
     if self.config.ema_decay:
@@ -288,6 +288,9 @@ class Trainer:
     if self.config.tta_flip:
       loss, accuracy = self.evaluate(state, 'test', tta_flip=True)
       results.update(tta_flip_test_loss=loss, tta_flip_test_accuracy=accuracy)
+      if self.config.ema_decay:  # the two combine: a recipe with both reports this as its number
+        loss, accuracy = self.evaluate(state, 'test', ema=True, tta_flip=True)
+        results.update(ema_tta_flip_test_loss=loss, ema_tta_flip_test_accuracy=accuracy)
     if self.config.precise_batch_norm:
       # The EMA's statistics are an average of running averages, the most lagged: recompute them too.
       for prefix, ema in (('', False),) + ((('ema_', True),) if self.config.ema_decay else ()):

@@ -77,11 +77,12 @@ def test_history_records_the_schedule_and_ema_and_tta_are_reported(tmp_path, rea
   assert history[0]['learning_rate'] > history[1]['learning_rate']  # cosine decays
   assert all(0 <= h['ema_val_accuracy'] <= 1 for h in history)
   phase = results['phases'][0]
-  for key in ('test_accuracy', 'ema_test_accuracy', 'tta_flip_test_accuracy'):
+  for key in ('test_accuracy', 'ema_test_accuracy', 'tta_flip_test_accuracy', 'ema_tta_flip_test_accuracy'):
     assert 0 <= phase[key] <= 1, key
   # The EMA and the flips are other evaluations: identical numbers would mean they were not applied.
   assert phase['ema_test_loss'] != phase['test_loss']
   assert phase['tta_flip_test_loss'] != phase['test_loss']
+  assert phase['ema_tta_flip_test_loss'] not in (phase['ema_test_loss'], phase['tta_flip_test_loss'])
 
 
 def test_a_run_does_not_import_tensorflow(tmp_path, real_data_dir):
