@@ -13,6 +13,11 @@ each seed's time with the cache warm (the first seed is run a second time for th
 The accuracy is the one the config designates: with `config.tta_flip` the flip-averaged test accuracy,
 else the plain one (never the better of several, which would pick on the test set). A seed reaches
 the target when that accuracy is >= --target.
+
+`--torch_twin` then trains the same recipe in PyTorch (experiments/torch_speedrun.py) for the same
+seeds, in the same process on the same machine, and the table adds its runs and the ratio of its mean
+seconds to ours. `--torch_batch_size` and `--torch_channels_last` let PyTorch run at the settings that suit it
+best on the machine (the schedule follows the batch size: its steps are recomputed).
 """
 
 import json
@@ -34,6 +39,9 @@ _SEEDS = flags.DEFINE_integer('seeds', 5, 'Seeds 0 .. seeds - 1.')
 _TARGET = flags.DEFINE_float('target', 0.92, 'Target test accuracy.')
 _ROOT = flags.DEFINE_string('root', '/tmp/speedrun', 'Workdirs of the runs (replaced).')
 _RENDER_ONLY = flags.DEFINE_bool('render_only', False, 'Only rewrite <out>.md from an existing <out>.jsonl.')
+_TORCH = flags.DEFINE_bool('torch_twin', False, 'Also train the recipe\'s PyTorch twin for the same seeds.')
+_TORCH_BATCH_SIZE = flags.DEFINE_integer('torch_batch_size', 0, 'The twin\'s batch size (0: the config\'s).')
+_TORCH_CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False, 'The twin keeps activations NHWC.')
 _OUT = benchmark._OUT  # pylint: disable=protected-access  (--out, defined there: .jsonl and .md)
 
 
@@ -53,28 +61,49 @@ def run(config, seed, workdir):
           'epochs': sum(p['epochs'] for p in results['phases'])}
 
 
+def _spread(values):
+  std = statistics.stdev(values) if len(values) > 1 else 0.0
+  return f'mean {statistics.mean(values):.4f} +/- {std:.4f}, min {min(values):.4f}, max {max(values):.4f}'
+
+
+def _seconds(values):
+  std = statistics.stdev(values) if len(values) > 1 else 0.0
+  return f'mean {statistics.mean(values):.1f} +/- {std:.1f}, min {min(values):.1f}, max {max(values):.1f}'
+
+
 def markdown(info, records, target, config_name):
-  cached = [r for r in records if r['cache'] == 'warm']
-  first = next(r for r in records if r['cache'] == 'cold')
+  ours = [r for r in records if r.get('framework', 'jax') == 'jax']
+  torch_runs = [r for r in records if r.get('framework') == 'pytorch']
+  cached = [r for r in ours if r['cache'] == 'warm']
+  first = next(r for r in ours if r['cache'] == 'cold')
   accuracies = [r['accuracy'] for r in cached]
-  seconds = [r['seconds'] for r in cached]
   reached = sum(a >= target for a in accuracies)
-  std = lambda xs: statistics.stdev(xs) if len(xs) > 1 else 0.0
   lines = [
       f'Speedrun of `{config_name}` to {target:.2f} test accuracy. Machine: {info["device_kind"]} '
       f'({info["backend"]}, {info["devices"]} device(s)), {info["cpu_count"]} CPU cores'
       + (f' ({info["cpu_model"]}; {", ".join(info["cpu_flags"])})' if info.get('cpu_model') else '')
       + f', JAX {info["jax"]}.', '',
-      f'- accuracy over {len(cached)} seeds: mean {statistics.mean(accuracies):.4f} +/- '
-      f'{std(accuracies):.4f}, '
-      f'min {min(accuracies):.4f}, max {max(accuracies):.4f}; {reached} of {len(cached)} reach {target:.2f}',
-      f'- seconds (compiled programs loaded from the cache): mean {statistics.mean(seconds):.1f} +/- '
-      f'{std(seconds):.1f}, min {min(seconds):.1f}, max {max(seconds):.1f}',
-      f'- the first run, compiling everything: {first["seconds"]:.1f} s', '',
-      '| seed | compilation | seconds | accuracy | plain test accuracy | epochs |',
-      '| --- | --- | --- | --- | --- | --- |']
-  lines += [f'| {r["seed"]} | {"compiled" if r["cache"] == "cold" else "cached"} | {r["seconds"]:.1f} | '
-            f'{r["accuracy"]:.4f} | {r["test_accuracy"]:.4f} | {r["epochs"]} |' for r in records]
+      f'- accuracy over {len(cached)} seeds: {_spread(accuracies)}; {reached} of {len(cached)} reach {target:.2f}',
+      f'- seconds (compiled programs loaded from the cache): {_seconds([r["seconds"] for r in cached])}',
+      f'- the first run, compiling everything: {first["seconds"]:.1f} s']
+  if torch_runs:
+    torch_accuracies = [r['accuracy'] for r in torch_runs]
+    torch_seconds = [r['seconds'] for r in torch_runs]
+    settings = torch_runs[0]
+    lines += [
+        f'- PyTorch {info.get("torch", "")} (the same recipe, experiments/torch_speedrun.py; batch '
+        f'{settings["batch_size"]}, {settings["threads"]} threads, '
+        f'{"channels-last" if settings["channels_last"] else "channels-first"}), {len(torch_runs)} seeds: '
+        f'accuracy {_spread(torch_accuracies)}; '
+        f'{sum(a >= target for a in torch_accuracies)} of {len(torch_runs)} reach {target:.2f}',
+        f'- PyTorch seconds: {_seconds(torch_seconds)}; its mean over ours (cached): '
+        f'{statistics.mean(torch_seconds) / statistics.mean([r["seconds"] for r in cached]):.2f}']
+  lines += ['', '| framework | seed | compilation | seconds | accuracy | plain test accuracy | epochs |',
+            '| --- | --- | --- | --- | --- | --- | --- |']
+  lines += [f'| JAX | {r["seed"]} | {"compiled" if r["cache"] == "cold" else "cached"} | {r["seconds"]:.1f} | '
+            f'{r["accuracy"]:.4f} | {r["test_accuracy"]:.4f} | {r["epochs"]} |' for r in ours]
+  lines += [f'| PyTorch | {r["seed"]} | eager | {r["seconds"]:.1f} | {r["accuracy"]:.4f} | '
+            f'{r["test_accuracy"]:.4f} | {r["epochs"]} |' for r in torch_runs]
   lines += ['', f'Command: `{info["command"]}`']
   return '\n'.join(lines) + '\n'
 
@@ -98,6 +127,16 @@ def main(argv):
   for seed in range(_SEEDS.value):
     records.append(dict(run(config, seed, os.path.join(_ROOT.value, f'seed{seed}')), cache='warm'))
     print(json.dumps(records[-1]), flush=True)
+  if _TORCH.value:
+    import torch
+    from experiments import torch_speedrun
+    from fashion_jax import data as data_lib
+    info['torch'] = torch.__version__
+    dataset = data_lib.load(config.data)
+    for seed in range(_SEEDS.value):
+      records.append(dict(torch_speedrun.train(config, dataset, seed, _TORCH_BATCH_SIZE.value,
+                                               _TORCH_CHANNELS_LAST.value), framework='pytorch'))
+      print(json.dumps(records[-1]), flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value + '.jsonl', 'w') as f:
     header = dict(info, config=config.to_dict(), target=_TARGET.value,

@@ -1,0 +1,154 @@
+"""A speedrun config's recipe trained by PyTorch's CPU build: the baseline `speedrun.py --torch_twin` runs.
+
+The same network as `fashion_jax/models/convnet.py` (3x3 'valid' convolution, ReLU, 2x2 max pooling and
+BatchNorm per block, a hidden Dense layer, the classifier), the same data split, batch size, epochs,
+Adam settings, learning rate at every step (our schedule's values, computed before the clock starts),
+label smoothing, random mirror images and flip test-time augmentation. What stays PyTorch's own is what a
+PyTorch user would keep: its default initialisation, channels-first images, eager execution with as many
+threads as it picks.
+
+Only what the speedrun recipes use is translated; any other setting (the affine warp, crops, erasing, an
+EMA, weight decay, another model) is refused with an error that names it, rather than silently dropped.
+
+The clock runs from the images as float tensors in memory to the final test accuracy, including each
+epoch's validation pass, as the trainer's `seconds` does.
+"""
+
+import time
+
+import numpy as np
+
+from fashion_jax import optim
+from fashion_jax.errors import UserError
+
+# Settings a torch twin cannot honour, with the value it needs (the defaults).
+_UNSUPPORTED = {'augment.rotation_range': 0.0, 'augment.width_shift_range': 0.0,
+                'augment.height_shift_range': 0.0, 'augment.shear_range': 0.0, 'augment.zoom_range': 0.0,
+                'augment.crop_padding': 0, 'augment.erasing_probability': 0.0, 'ema_decay': 0.0,
+                'optimizer.name': 'adam', 'optimizer.grad_clip_norm': 0.0, 'dtype': 'float32'}
+
+
+def _get(config, dotted):
+  value = config
+  for part in dotted.split('.'):
+    value = value[part]
+  return value
+
+
+def check(config):
+  """Raises UserError for a setting the torch twin does not translate."""
+  if config.model != 'convnet':
+    raise UserError(f"config.model={config.model!r}: the PyTorch speedrun baseline builds 'convnet' only")
+  for setting, needed in _UNSUPPORTED.items():
+    if _get(config, setting) != needed:
+      raise UserError(f'config.{setting}={_get(config, setting)!r}: the PyTorch speedrun baseline needs '
+                      f'{needed!r}')
+
+
+def build(model_kwargs, input_shape=(28, 28, 1), num_classes=10):
+  """The ConvNet of `model_kwargs` (widths, hidden, batch_norm, block_dropout, hidden_dropout) in torch.nn."""
+  from torch import nn  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  h, w, channels = input_shape
+  stack = []
+  for width in model_kwargs.get('widths', (32, 32)):
+    stack += [nn.Conv2d(channels, width, 3), nn.ReLU(), nn.MaxPool2d(2)]
+    if model_kwargs.get('batch_norm', True):
+      stack.append(nn.BatchNorm2d(width, eps=1e-5, momentum=0.1))  # flax's momentum 0.9, as ours
+    if model_kwargs.get('block_dropout', 0.0):
+      stack.append(nn.Dropout(model_kwargs['block_dropout']))
+    channels = width
+  stack.append(nn.Flatten())
+  hidden = model_kwargs.get('hidden', 256)
+  if hidden:
+    stack += [nn.LazyLinear(hidden), nn.ReLU()]
+    if model_kwargs.get('hidden_dropout', 0.0):
+      stack.append(nn.Dropout(model_kwargs['hidden_dropout']))
+  stack.append(nn.LazyLinear(num_classes))
+  model = nn.Sequential(*stack)
+  model(torch.zeros((2, input_shape[2], h, w)))  # materialises the lazy layers' input sizes
+  return model
+
+
+def learning_rates(config, steps_per_epoch):
+  """The rate of every optimizer step of the run, from our own schedule (optim.create_schedule)."""
+  schedule = optim.create_schedule(config, steps_per_epoch)
+  total = (config.num_epochs + config.augment_epochs) * steps_per_epoch
+  return np.asarray(schedule(np.arange(total)), np.float64)
+
+
+def _to_tensor(images):
+  import torch  # pylint: disable=g-import-not-at-top
+  return torch.from_numpy(np.array(images.transpose(0, 3, 1, 2))).float() / 255.0
+
+
+def _accuracy(model, images, labels, batch_size, tta_flip):
+  import torch  # pylint: disable=g-import-not-at-top
+  model.eval()
+  correct = 0
+  with torch.no_grad():
+    for start in range(0, len(images), batch_size):
+      x = images[start:start + batch_size]
+      probabilities = torch.softmax(model(x), -1)
+      if tta_flip:
+        probabilities = (probabilities + torch.softmax(model(x.flip(-1)), -1)) / 2
+      correct += int((probabilities.argmax(-1) == labels[start:start + batch_size]).sum())
+  model.train()
+  return correct / len(images)
+
+
+def train(config, dataset, seed, batch_size=0, channels_last=False):
+  """Trains the twin of `config` on `dataset` (data.Dataset) with `seed`; batch_size 0 keeps config's.
+
+  Returns {'seconds', 'accuracy' (the flip-averaged test accuracy with config.tta_flip, else the plain
+  one), 'test_accuracy', 'epochs', 'batch_size', 'val_accuracy' (last epoch), 'threads'}.
+  """
+  import torch  # pylint: disable=g-import-not-at-top
+  check(config)
+  config = config.copy_and_resolve_references()
+  if batch_size:
+    config.batch_size = batch_size
+  torch.manual_seed(seed)
+  generator = torch.Generator().manual_seed(seed)
+  train_x, val_x, test_x = (_to_tensor(x) for x in (dataset.train_images, dataset.val_images,
+                                                      dataset.test_images))
+  train_y, val_y, test_y = (torch.from_numpy(np.asarray(y, np.int64))
+                            for y in (dataset.train_labels, dataset.val_labels, dataset.test_labels))
+  steps_per_epoch = len(train_y) // config.batch_size
+  rates = learning_rates(config, steps_per_epoch)
+  epochs = config.num_epochs + config.augment_epochs
+  memory_format = torch.channels_last if channels_last else torch.contiguous_format
+  if channels_last:
+    train_x, val_x, test_x = (x.contiguous(memory_format=memory_format) for x in (train_x, val_x, test_x))
+
+  start = time.perf_counter()
+  model = build(dict(config.model_kwargs), dataset.image_shape, dataset.num_classes).to(
+      memory_format=memory_format)
+  opt = config.optimizer
+  optimizer = torch.optim.Adam(model.parameters(), lr=float(rates[0]), betas=(opt.b1, opt.b2), eps=opt.eps)
+  loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+  model.train()
+  step, val_accuracy = 0, None
+  for epoch in range(epochs):
+    flip = config.augment.flip and epoch >= config.num_epochs  # phase 2 is the augmented one
+    order = torch.randperm(len(train_y), generator=generator)
+    for b in range(steps_per_epoch):
+      index = order[b * config.batch_size:(b + 1) * config.batch_size]
+      x, y = train_x[index], train_y[index]
+      if flip:
+        mirrored = torch.rand(len(x), generator=generator) < 0.5
+        x = torch.where(mirrored[:, None, None, None], x.flip(-1), x)
+      for group in optimizer.param_groups:
+        group['lr'] = float(rates[step])
+      optimizer.zero_grad(set_to_none=True)
+      loss_fn(model(x), y).backward()
+      optimizer.step()
+      step += 1
+    val_accuracy = _accuracy(model, val_x, val_y, config.eval_batch_size, False)
+  test_accuracy = _accuracy(model, test_x, test_y, config.eval_batch_size, False)
+  accuracy = (_accuracy(model, test_x, test_y, config.eval_batch_size, True) if config.tta_flip
+              else test_accuracy)
+  seconds = time.perf_counter() - start
+  return {'seed': seed, 'seconds': seconds, 'accuracy': accuracy, 'test_accuracy': test_accuracy,
+          'epochs': epochs, 'batch_size': config.batch_size, 'val_accuracy': val_accuracy,
+          'threads': torch.get_num_threads(), 'channels_last': channels_last}
