@@ -99,18 +99,25 @@ def training_mflop_per_image(flax_model, input_shape, batch=8):
   return cost['flops'] / batch / 1e6
 
 
+def ready_trainer(config, dataset, stand_in_features=False):
+  """(trainer, state, metrics): a Trainer of `config` with its initial state and zero metrics placed on the
+  devices, ready for timed `train_steps` calls; `stand_in_features` replaces VGG19's features by zeros."""
+  strategy = parallel.create(config.parallel)
+  with contextlib.ExitStack() as stack:
+    if stand_in_features:
+      stack.enter_context(mock.patch.object(transfer, 'feature_extractor', zero_features))
+    trainer = train.Trainer(config, dataset, strategy)
+  state = strategy.replicate(trainer.initial_state())
+  metrics = strategy.replicate(jax.device_get(steps.zero_metrics()))
+  return trainer, state, metrics
+
+
 def time_training(model, dtype, dataset, calls):
   config = importlib.import_module(f'configs.{model}').get_config()
   config.dtype = dtype
   config.vgg.weights = 'random'  # the speed does not depend on the values
   config.vgg.input_size = _VGG_SIZE.value
-  strategy = parallel.create(config.parallel)
-  with contextlib.ExitStack() as stack:
-    if model == 'vgg19' and _VGG_STAND_IN.value:
-      stack.enter_context(mock.patch.object(transfer, 'feature_extractor', zero_features))
-    trainer = train.Trainer(config, dataset, strategy)
-  state = strategy.replicate(trainer.initial_state())
-  metrics = strategy.replicate(jax.device_get(steps.zero_metrics()))
+  trainer, state, metrics = ready_trainer(config, dataset, model == 'vgg19' and _VGG_STAND_IN.value)
   phases = [phase for phase in train.phases_of(config) if phase.epochs]  # VGG19: no augmented phase
   perm = trainer.shuffle(phases[0], 1)
   per_call = trainer.steps_per_call

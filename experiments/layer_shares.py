@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from experiments import benchmark
-from fashion_jax import data, parallel, steps, train
+from fashion_jax import data, train
 
 _REPEATS = flags.DEFINE_integer('repeats', 20, 'Timed calls per measurement (after one untimed call).')
 # --models (configs/<model>.py) and --out (without extension) are benchmark.py's flags.
@@ -96,10 +96,7 @@ def time_layer(module, shape, args, kwargs, input_gradient, repeats):
 
 def time_step(model_name, dataset, repeats):
   config = importlib.import_module(f'configs.{model_name}').get_config()
-  strategy = parallel.create(config.parallel)
-  trainer = train.Trainer(config, dataset, strategy)
-  state = strategy.replicate(trainer.initial_state())
-  metrics = strategy.replicate(jax.device_get(steps.zero_metrics()))
+  trainer, state, metrics = benchmark.ready_trainer(config, dataset)
   phase = train.phases_of(config)[0]
   perm = trainer.shuffle(phase, 1)
   state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phase, 1, 1, 0), 1)
