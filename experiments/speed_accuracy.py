@@ -39,6 +39,9 @@ def _hardware(record):
   return f'{record["cpu_count"]}-core {model}' if record.get('cpu_count') else model
 
 
+TWIN_NAMES = {'pytorch': 'PyTorch', 'keras': 'Keras'}
+
+
 def speedrun_points(results_dir):
   points = collections.defaultdict(list)
   for path in sorted(glob.glob(os.path.join(results_dir, 'speedrun-*.jsonl'))):
@@ -50,8 +53,9 @@ def speedrun_points(results_dir):
     # Settings overridden on the command line make another recipe: they go into its name.
     config = ' '.join([config] + [part[len('--config.'):] for part in parts if part.startswith('--config.')])
     for run in runs:
-      if run.get('framework') == 'pytorch':  # the recipe's PyTorch twin (speedrun.py --torch_twin): a recipe apart
-        points[(f'speedrun {config}, PyTorch twin', _hardware(header))].append((run['seconds'], run['accuracy']))
+      if run.get('framework') in TWIN_NAMES:  # the recipe in PyTorch or Keras (speedrun.py --*_twin): apart
+        points[(f'speedrun {config}, {TWIN_NAMES[run["framework"]]} twin', _hardware(header))].append(
+            (run['seconds'], run['accuracy']))
       elif run.get('cache') == 'warm':
         points[(f'speedrun {config}', _hardware(header))].append((run['seconds'], run['accuracy']))
   return points

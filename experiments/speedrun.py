@@ -14,10 +14,11 @@ The accuracy is the one the config designates: with `config.tta_flip` the flip-a
 else the plain one (never the better of several, which would pick on the test set). A seed reaches
 the target when that accuracy is >= --target.
 
-`--torch_twin` then trains the same recipe in PyTorch (experiments/torch_speedrun.py) for the same
-seeds, in the same process on the same machine, and the table adds its runs and the ratio of its mean
-seconds to ours. `--torch_batch_size` and `--torch_channels_last` let PyTorch run at the settings that suit it
-best on the machine (the schedule follows the batch size: its steps are recomputed).
+`--torch_twin` and `--keras_twin` then train the same recipe in PyTorch and in Keras
+(experiments/torch_speedrun.py, keras_speedrun.py) for the same seeds, in the same process on the same
+machine, and the table adds their runs and the ratio of their mean seconds to ours. `--twin_batch_size`
+and `--torch_channels_last` let them run at the settings that suit them best on the machine (the
+schedule follows the batch size: its steps are recomputed).
 """
 
 import json
@@ -40,8 +41,9 @@ _TARGET = flags.DEFINE_float('target', 0.92, 'Target test accuracy.')
 _ROOT = flags.DEFINE_string('root', '/tmp/speedrun', 'Workdirs of the runs (replaced).')
 _RENDER_ONLY = flags.DEFINE_bool('render_only', False, 'Only rewrite <out>.md from an existing <out>.jsonl.')
 _TORCH = flags.DEFINE_bool('torch_twin', False, 'Also train the recipe\'s PyTorch twin for the same seeds.')
-_TORCH_BATCH_SIZE = flags.DEFINE_integer('torch_batch_size', 0, 'The twin\'s batch size (0: the config\'s).')
-_TORCH_CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False, 'The twin keeps activations NHWC.')
+_KERAS = flags.DEFINE_bool('keras_twin', False, 'Also train the recipe\'s Keras twin for the same seeds.')
+_TWIN_BATCH_SIZE = flags.DEFINE_integer('twin_batch_size', 0, 'The twins\' batch size (0: the config\'s).')
+_TORCH_CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False, 'The PyTorch twin keeps activations NHWC.')
 _OUT = benchmark._OUT  # pylint: disable=protected-access  (--out, defined there: .jsonl and .md)
 
 
@@ -61,6 +63,10 @@ def run(config, seed, workdir):
           'epochs': sum(p['epochs'] for p in results['phases'])}
 
 
+# (framework, its name in the table, the module that trains it): the twins `--torch_twin`/`--keras_twin` add.
+TWINS = (('pytorch', 'PyTorch', 'torch_speedrun'), ('keras', 'Keras', 'keras_speedrun'))
+
+
 def _spread(values):
   std = statistics.stdev(values) if len(values) > 1 else 0.0
   return f'mean {statistics.mean(values):.4f} +/- {std:.4f}, min {min(values):.4f}, max {max(values):.4f}'
@@ -73,7 +79,6 @@ def _seconds(values):
 
 def markdown(info, records, target, config_name):
   ours = [r for r in records if r.get('framework', 'jax') == 'jax']
-  torch_runs = [r for r in records if r.get('framework') == 'pytorch']
   cached = [r for r in ours if r['cache'] == 'warm']
   first = next(r for r in ours if r['cache'] == 'cold')
   accuracies = [r['accuracy'] for r in cached]
@@ -86,24 +91,24 @@ def markdown(info, records, target, config_name):
       f'- accuracy over {len(cached)} seeds: {_spread(accuracies)}; {reached} of {len(cached)} reach {target:.2f}',
       f'- seconds (compiled programs loaded from the cache): {_seconds([r["seconds"] for r in cached])}',
       f'- the first run, compiling everything: {first["seconds"]:.1f} s']
-  if torch_runs:
-    torch_accuracies = [r['accuracy'] for r in torch_runs]
-    torch_seconds = [r['seconds'] for r in torch_runs]
-    settings = torch_runs[0]
+  for framework, label, module in TWINS:
+    runs = [r for r in records if r.get('framework') == framework]
+    if not runs:
+      continue
+    twin_accuracies, twin_seconds = [r['accuracy'] for r in runs], [r['seconds'] for r in runs]
     lines += [
-        f'- PyTorch {info.get("torch", "")} (the same recipe, experiments/torch_speedrun.py; batch '
-        f'{settings["batch_size"]}, {settings["threads"]} threads, '
-        f'{"channels-last" if settings["channels_last"] else "channels-first"}), {len(torch_runs)} seeds: '
-        f'accuracy {_spread(torch_accuracies)}; '
-        f'{sum(a >= target for a in torch_accuracies)} of {len(torch_runs)} reach {target:.2f}',
-        f'- PyTorch seconds: {_seconds(torch_seconds)}; its mean over ours (cached): '
-        f'{statistics.mean(torch_seconds) / statistics.mean([r["seconds"] for r in cached]):.2f}']
+        f'- {label} {info.get(framework, "")} (the same recipe, experiments/{module}.py; {runs[0]["settings"]}), '
+        f'{len(runs)} seeds: accuracy {_spread(twin_accuracies)}; '
+        f'{sum(a >= target for a in twin_accuracies)} of {len(runs)} reach {target:.2f}',
+        f'- {label} seconds: {_seconds(twin_seconds)}; its mean over ours (cached): '
+        f'{statistics.mean(twin_seconds) / statistics.mean([r["seconds"] for r in cached]):.2f}']
   lines += ['', '| framework | seed | compilation | seconds | accuracy | plain test accuracy | epochs |',
             '| --- | --- | --- | --- | --- | --- | --- |']
   lines += [f'| JAX | {r["seed"]} | {"compiled" if r["cache"] == "cold" else "cached"} | {r["seconds"]:.1f} | '
             f'{r["accuracy"]:.4f} | {r["test_accuracy"]:.4f} | {r["epochs"]} |' for r in ours]
-  lines += [f'| PyTorch | {r["seed"]} | eager | {r["seconds"]:.1f} | {r["accuracy"]:.4f} | '
-            f'{r["test_accuracy"]:.4f} | {r["epochs"]} |' for r in torch_runs]
+  labels = {framework: label for framework, label, _ in TWINS}
+  lines += [f'| {labels[r["framework"]]} | {r["seed"]} | {r["compilation"]} | {r["seconds"]:.1f} | {r["accuracy"]:.4f} | '
+            f'{r["test_accuracy"]:.4f} | {r["epochs"]} |' for r in records if r.get('framework') in labels]
   lines += ['', f'Command: `{info["command"]}`']
   return '\n'.join(lines) + '\n'
 
@@ -127,15 +132,23 @@ def main(argv):
   for seed in range(_SEEDS.value):
     records.append(dict(run(config, seed, os.path.join(_ROOT.value, f'seed{seed}')), cache='warm'))
     print(json.dumps(records[-1]), flush=True)
+  if _TORCH.value or _KERAS.value:
+    from fashion_jax import data as data_lib
+    dataset = data_lib.load(config.data)
   if _TORCH.value:
     import torch
     from experiments import torch_speedrun
-    from fashion_jax import data as data_lib
-    info['torch'] = torch.__version__
-    dataset = data_lib.load(config.data)
+    info['pytorch'] = torch.__version__
     for seed in range(_SEEDS.value):
-      records.append(dict(torch_speedrun.train(config, dataset, seed, _TORCH_BATCH_SIZE.value,
+      records.append(dict(torch_speedrun.train(config, dataset, seed, _TWIN_BATCH_SIZE.value,
                                                _TORCH_CHANNELS_LAST.value), framework='pytorch'))
+      print(json.dumps(records[-1]), flush=True)
+  if _KERAS.value:
+    import keras
+    from experiments import keras_speedrun
+    info['keras'] = keras.__version__
+    for seed in range(_SEEDS.value):
+      records.append(dict(keras_speedrun.train(config, dataset, seed, _TWIN_BATCH_SIZE.value), framework='keras'))
       print(json.dumps(records[-1]), flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value + '.jsonl', 'w') as f:

@@ -1,14 +1,10 @@
-"""A speedrun config's recipe trained by PyTorch's CPU build: the baseline `speedrun.py --torch_twin` runs.
+"""A speedrun recipe trained by PyTorch's CPU build: the baseline `speedrun.py --torch_twin` runs.
 
 The same network as `fashion_jax/models/convnet.py` (3x3 'valid' convolution, ReLU, 2x2 max pooling and
-BatchNorm per block, a hidden Dense layer, the classifier), the same data split, batch size, epochs,
-Adam settings, learning rate at every step (our schedule's values, computed before the clock starts),
-label smoothing, random mirror images and flip test-time augmentation. What stays PyTorch's own is what a
-PyTorch user would keep: its default initialisation, channels-first images, eager execution with as many
-threads as it picks.
-
-Only what the speedrun recipes use is translated; any other setting (the affine warp, crops, erasing, an
-EMA, weight decay, another model) is refused with an error that names it, rather than silently dropped.
+BatchNorm per block, a hidden Dense layer, the classifier) and the same recipe (experiments/
+speedrun_twin.py says what is shared). What stays PyTorch's own is what a PyTorch user would keep: its
+default initialisation, channels-first images (channels-last on request), eager execution with as many
+threads as it picks, batches sliced from tensors in memory (a DataLoader would only add overhead).
 
 The clock runs from the images as float tensors in memory to the final test accuracy, including each
 epoch's validation pass, as the trainer's `seconds` does.
@@ -18,31 +14,7 @@ import time
 
 import numpy as np
 
-from fashion_jax import optim
-from fashion_jax.errors import UserError
-
-# Settings a torch twin cannot honour, with the value it needs (the defaults).
-_UNSUPPORTED = {'augment.rotation_range': 0.0, 'augment.width_shift_range': 0.0,
-                'augment.height_shift_range': 0.0, 'augment.shear_range': 0.0, 'augment.zoom_range': 0.0,
-                'augment.crop_padding': 0, 'augment.erasing_probability': 0.0, 'ema_decay': 0.0,
-                'optimizer.name': 'adam', 'optimizer.grad_clip_norm': 0.0, 'dtype': 'float32'}
-
-
-def _get(config, dotted):
-  value = config
-  for part in dotted.split('.'):
-    value = value[part]
-  return value
-
-
-def check(config):
-  """Raises UserError for a setting the torch twin does not translate."""
-  if config.model != 'convnet':
-    raise UserError(f"config.model={config.model!r}: the PyTorch speedrun baseline builds 'convnet' only")
-  for setting, needed in _UNSUPPORTED.items():
-    if _get(config, setting) != needed:
-      raise UserError(f'config.{setting}={_get(config, setting)!r}: the PyTorch speedrun baseline needs '
-                      f'{needed!r}')
+from experiments import speedrun_twin
 
 
 def build(model_kwargs, input_shape=(28, 28, 1), num_classes=10):
@@ -70,13 +42,6 @@ def build(model_kwargs, input_shape=(28, 28, 1), num_classes=10):
   return model
 
 
-def learning_rates(config, steps_per_epoch):
-  """The rate of every optimizer step of the run, from our own schedule (optim.create_schedule)."""
-  schedule = optim.create_schedule(config, steps_per_epoch)
-  total = (config.num_epochs + config.augment_epochs) * steps_per_epoch
-  return np.asarray(schedule(np.arange(total)), np.float64)
-
-
 def _to_tensor(images):
   import torch  # pylint: disable=g-import-not-at-top
   return torch.from_numpy(np.array(images.transpose(0, 3, 1, 2))).float() / 255.0
@@ -100,11 +65,10 @@ def _accuracy(model, images, labels, batch_size, tta_flip):
 def train(config, dataset, seed, batch_size=0, channels_last=False):
   """Trains the twin of `config` on `dataset` (data.Dataset) with `seed`; batch_size 0 keeps config's.
 
-  Returns {'seconds', 'accuracy' (the flip-averaged test accuracy with config.tta_flip, else the plain
-  one), 'test_accuracy', 'epochs', 'batch_size', 'val_accuracy' (last epoch), 'threads'}.
+  Returns speedrun_twin.summary's record.
   """
   import torch  # pylint: disable=g-import-not-at-top
-  check(config)
+  speedrun_twin.check(config, 'PyTorch')
   config = config.copy_and_resolve_references()
   if batch_size:
     config.batch_size = batch_size
@@ -115,7 +79,7 @@ def train(config, dataset, seed, batch_size=0, channels_last=False):
   train_y, val_y, test_y = (torch.from_numpy(np.asarray(y, np.int64))
                             for y in (dataset.train_labels, dataset.val_labels, dataset.test_labels))
   steps_per_epoch = len(train_y) // config.batch_size
-  rates = learning_rates(config, steps_per_epoch)
+  rates = speedrun_twin.learning_rates(config, steps_per_epoch)
   epochs = config.num_epochs + config.augment_epochs
   memory_format = torch.channels_last if channels_last else torch.contiguous_format
   if channels_last:
@@ -149,6 +113,7 @@ def train(config, dataset, seed, batch_size=0, channels_last=False):
   accuracy = (_accuracy(model, test_x, test_y, config.eval_batch_size, True) if config.tta_flip
               else test_accuracy)
   seconds = time.perf_counter() - start
-  return {'seed': seed, 'seconds': seconds, 'accuracy': accuracy, 'test_accuracy': test_accuracy,
-          'epochs': epochs, 'batch_size': config.batch_size, 'val_accuracy': val_accuracy,
-          'threads': torch.get_num_threads(), 'channels_last': channels_last}
+  settings = (f'batch {config.batch_size}, {torch.get_num_threads()} threads, '
+              f'{"channels-last" if channels_last else "channels-first"}, eager')
+  return speedrun_twin.summary(seed, seconds, accuracy, test_accuracy, val_accuracy, config, settings,
+                               'none (eager)')

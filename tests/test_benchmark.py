@@ -75,22 +75,26 @@ def test_speedrun_table_counts_the_seeds_that_reach_the_target():
   assert '| JAX | 1 | cached | 44.0 | 0.9150 | 0.9140 | 6 |' in lines
 
 
-def test_speedrun_table_adds_the_pytorch_twin_and_its_time_over_ours():
+def test_speedrun_table_adds_the_twins_and_their_time_over_ours():
   from experiments import speedrun  # pylint: disable=g-import-not-at-top
   ours = lambda seed, cache, seconds: {'seed': seed, 'cache': cache, 'seconds': seconds, 'accuracy': 0.921,
                                        'test_accuracy': 0.92, 'epochs': 5}
-  twin = lambda seed, seconds, accuracy: {
+  twin = lambda framework, seed, seconds, accuracy: {
       'seed': seed, 'seconds': seconds, 'accuracy': accuracy, 'test_accuracy': 0.91, 'epochs': 5,
-      'batch_size': 128, 'threads': 2, 'channels_last': False, 'framework': 'pytorch'}
+      'batch_size': 128, 'settings': 'batch 128, 2 threads', 'compilation': 'none', 'framework': framework}
   records = [ours(0, 'cold', 50.0), ours(0, 'warm', 40.0), ours(1, 'warm', 40.0),
-             twin(0, 100.0, 0.919), twin(1, 80.0, 0.922)]
-  lines = speedrun.markdown(dict(INFO, command='python experiments/speedrun.py --torch_twin', torch='2.0'),
-                            records, 0.92, 'configs/speedrun_cpu_convnet.py').splitlines()
-  assert lines[5] == ('- PyTorch 2.0 (the same recipe, experiments/torch_speedrun.py; batch 128, 2 '
-                      'threads, channels-first), 2 seeds: accuracy mean 0.9205 +/- 0.0021, min 0.9190, '
-                      'max 0.9220; 1 of 2 reach 0.92')
-  assert lines[6] == '- PyTorch seconds: mean 90.0 +/- 14.1, min 80.0, max 100.0; its mean over ours (cached): 2.25'
-  assert '| PyTorch | 1 | eager | 80.0 | 0.9220 | 0.9100 | 5 |' in lines
+             twin('pytorch', 0, 100.0, 0.919), twin('pytorch', 1, 80.0, 0.922), twin('keras', 0, 60.0, 0.93)]
+  info = dict(INFO, command='python experiments/speedrun.py --torch_twin --keras_twin', pytorch='2.0', keras='3.0')
+  lines = speedrun.markdown(info, records, 0.92, 'configs/speedrun_cpu_convnet.py').splitlines()
+  assert lines[5:9] == [
+      '- PyTorch 2.0 (the same recipe, experiments/torch_speedrun.py; batch 128, 2 threads), 2 seeds: accuracy '
+      'mean 0.9205 +/- 0.0021, min 0.9190, max 0.9220; 1 of 2 reach 0.92',
+      '- PyTorch seconds: mean 90.0 +/- 14.1, min 80.0, max 100.0; its mean over ours (cached): 2.25',
+      '- Keras 3.0 (the same recipe, experiments/keras_speedrun.py; batch 128, 2 threads), 1 seeds: accuracy '
+      'mean 0.9300 +/- 0.0000, min 0.9300, max 0.9300; 1 of 1 reach 0.92',
+      '- Keras seconds: mean 60.0 +/- 0.0, min 60.0, max 60.0; its mean over ours (cached): 1.50']
+  assert '| PyTorch | 1 | none | 80.0 | 0.9220 | 0.9100 | 5 |' in lines
+  assert '| Keras | 0 | none | 60.0 | 0.9300 | 0.9100 | 5 |' in lines
 
 
 def test_render_rewrites_the_table_from_the_json_lines_with_notes(tmp_path):

@@ -1,0 +1,121 @@
+"""A speedrun recipe trained by Keras: the baseline `speedrun.py --keras_twin` runs. Needs Keras 3 and a
+backend (TensorFlow here).
+
+The same network as `fashion_jax/models/convnet.py` and the same recipe (experiments/speedrun_twin.py
+says what is shared), written as a Keras user would: a Sequential model, `model.fit` on a tf.data
+pipeline (shuffled each epoch, mirrored at random in the augmented phase, prefetched), the learning rate
+as a LearningRateSchedule over the optimizer's step counter, validation each epoch through
+`validation_data`, Keras' own initialisation and its default compilation (`jit_compile='auto'`: XLA
+where the backend can).
+
+The clock runs from the images as float arrays in memory to the final test accuracy, as the trainer's
+`seconds` does; it includes Keras' tracing of its step functions, which every fresh model repeats (ours
+are loaded from JAX's compilation cache after the first run, and our table also gives that first run).
+"""
+
+import time
+
+import numpy as np
+
+from experiments import speedrun_twin
+
+
+def build(model_kwargs, input_shape=(28, 28, 1), num_classes=10):
+  """The ConvNet of `model_kwargs` (widths, hidden, batch_norm, block_dropout, hidden_dropout) in Keras."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from keras import layers  # pylint: disable=g-import-not-at-top
+  stack = [keras.Input(input_shape)]
+  for width in model_kwargs.get('widths', (32, 32)):
+    stack += [layers.Conv2D(width, 3, activation='relu'), layers.MaxPooling2D()]
+    if model_kwargs.get('batch_norm', True):
+      stack.append(layers.BatchNormalization(momentum=0.9, epsilon=1e-5))  # as ours (flax's momentum)
+    if model_kwargs.get('block_dropout', 0.0):
+      stack.append(layers.Dropout(model_kwargs['block_dropout']))
+  stack.append(layers.Flatten())
+  hidden = model_kwargs.get('hidden', 256)
+  if hidden:
+    stack.append(layers.Dense(hidden, activation='relu'))
+    if model_kwargs.get('hidden_dropout', 0.0):
+      stack.append(layers.Dropout(model_kwargs['hidden_dropout']))
+  stack.append(layers.Dense(num_classes))  # logits: the loss applies the softmax
+  return keras.Sequential(stack)
+
+
+def _rate_schedule(rates):
+  import keras  # pylint: disable=g-import-not-at-top
+  from keras import ops  # pylint: disable=g-import-not-at-top
+
+  class Rates(keras.optimizers.schedules.LearningRateSchedule):
+    """The rate of step `step` from a precomputed table; steps past its end keep the last rate."""
+
+    def __init__(self, table):
+      self.table = ops.convert_to_tensor(np.asarray(table, np.float32))
+      self.last = len(table) - 1
+
+    def __call__(self, step):
+      return ops.take(self.table, ops.minimum(ops.cast(step, 'int32'), self.last))
+
+    def get_config(self):
+      return {}
+  return Rates(rates)
+
+
+def _batches(x, y, batch_size, num_classes, seed, flip):
+  """A tf.data pipeline of one-hot labelled batches, reshuffled every epoch, mirrored at random."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(y), seed=seed, reshuffle_each_iteration=True)
+  data = data.batch(batch_size, drop_remainder=True)
+
+  def prepare(images, labels):
+    if flip:
+      mirrored = tf.random.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.5
+      images = tf.where(mirrored, tf.reverse(images, axis=[2]), images)
+    return images, tf.one_hot(labels, num_classes)
+  return data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def train(config, dataset, seed, batch_size=0):
+  """Trains the Keras twin of `config` on `dataset` (data.Dataset) with `seed`; batch_size 0 keeps config's.
+
+  Returns speedrun_twin.summary's record.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  speedrun_twin.check(config, 'Keras')
+  config = config.copy_and_resolve_references()
+  if batch_size:
+    config.batch_size = batch_size
+  keras.utils.set_random_seed(seed)
+  train_x, val_x, test_x = (x.astype(np.float32) / 255.0 for x in (dataset.train_images, dataset.val_images,
+                                                                   dataset.test_images))
+  num_classes = dataset.num_classes
+  val_y, test_y = dataset.val_labels, dataset.test_labels
+  steps_per_epoch = len(dataset.train_labels) // config.batch_size
+  rates = speedrun_twin.learning_rates(config, steps_per_epoch)
+
+  start = time.perf_counter()
+  model = build(dict(config.model_kwargs), dataset.image_shape, num_classes)
+  opt = config.optimizer
+  model.compile(optimizer=keras.optimizers.Adam(_rate_schedule(rates), beta_1=opt.b1, beta_2=opt.b2,
+                                                epsilon=opt.eps),
+                loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                          label_smoothing=config.label_smoothing),
+                metrics=['accuracy'])
+  validation = (val_x, keras.utils.to_categorical(val_y, num_classes))
+  history = None
+  for first, last, flip in ((0, config.num_epochs, False),
+                            (config.num_epochs, config.num_epochs + config.augment_epochs, config.augment.flip)):
+    if last > first:
+      history = model.fit(_batches(train_x, dataset.train_labels, config.batch_size, num_classes, seed, flip),
+                          initial_epoch=first, epochs=last, validation_data=validation,
+                          validation_batch_size=config.eval_batch_size, verbose=0)
+  probabilities = keras.ops.softmax(model.predict(test_x, batch_size=config.eval_batch_size, verbose=0))
+  test_accuracy = float(np.mean(np.argmax(probabilities, -1) == test_y))
+  accuracy = test_accuracy
+  if config.tta_flip:
+    mirrored = model.predict(test_x[:, :, ::-1], batch_size=config.eval_batch_size, verbose=0)
+    probabilities = (np.asarray(probabilities) + np.asarray(keras.ops.softmax(mirrored))) / 2
+    accuracy = float(np.mean(np.argmax(probabilities, -1) == test_y))
+  seconds = time.perf_counter() - start
+  settings = f'batch {config.batch_size}, {keras.backend.backend()} backend, model.fit on tf.data'
+  return speedrun_twin.summary(seed, seconds, accuracy, test_accuracy, history.history['val_accuracy'][-1],
+                               config, settings, 'traced in every run')

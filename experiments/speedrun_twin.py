@@ -1,0 +1,52 @@
+"""What the PyTorch and Keras twins of a speedrun recipe share (experiments/torch_speedrun.py and
+keras_speedrun.py, run by `speedrun.py --torch_twin --keras_twin`).
+
+A twin trains the recipe's network on the same data split with the same batch size, epochs, Adam
+settings, learning rate at every step, label smoothing, random mirror images (in the augmented phase)
+and flip test-time augmentation, in its own framework's usual way. Only what the speedrun recipes use is
+translated: any other setting is refused with an error that names it, rather than silently dropped.
+"""
+
+import numpy as np
+
+from fashion_jax import optim
+from fashion_jax.errors import UserError
+
+# Settings a twin cannot honour, with the value it needs (the defaults).
+UNSUPPORTED = {'augment.rotation_range': 0.0, 'augment.width_shift_range': 0.0,
+               'augment.height_shift_range': 0.0, 'augment.shear_range': 0.0, 'augment.zoom_range': 0.0,
+               'augment.crop_padding': 0, 'augment.erasing_probability': 0.0, 'ema_decay': 0.0,
+               'optimizer.name': 'adam', 'optimizer.grad_clip_norm': 0.0, 'dtype': 'float32'}
+
+
+def _get(config, dotted):
+  value = config
+  for part in dotted.split('.'):
+    value = value[part]
+  return value
+
+
+def check(config, framework):
+  """Raises UserError for a setting the `framework` twin does not translate."""
+  if config.model != 'convnet':
+    raise UserError(f"config.model={config.model!r}: the {framework} speedrun twin builds 'convnet' only")
+  for setting, needed in UNSUPPORTED.items():
+    if _get(config, setting) != needed:
+      raise UserError(f'config.{setting}={_get(config, setting)!r}: the {framework} speedrun twin needs '
+                      f'{needed!r}')
+
+
+def learning_rates(config, steps_per_epoch):
+  """The rate of every optimizer step of the run, from our own schedule (optim.create_schedule)."""
+  schedule = optim.create_schedule(config, steps_per_epoch)
+  total = (config.num_epochs + config.augment_epochs) * steps_per_epoch
+  return np.asarray(schedule(np.arange(total)), np.float64)
+
+
+def summary(seed, seconds, accuracy, test_accuracy, val_accuracy, config, settings, compilation):
+  """A twin run's record: `accuracy` is the flip-averaged test accuracy with config.tta_flip, else the plain
+  one, as our speedrun reports; `settings` says how the framework ran (batch, threads, layout...) and
+  `compilation` whether and when it compiles."""
+  return {'seed': seed, 'seconds': seconds, 'accuracy': accuracy, 'test_accuracy': test_accuracy,
+          'val_accuracy': val_accuracy, 'epochs': config.num_epochs + config.augment_epochs,
+          'batch_size': config.batch_size, 'settings': settings, 'compilation': compilation}

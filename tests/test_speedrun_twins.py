@@ -1,0 +1,76 @@
+"""The PyTorch and Keras twins of a speedrun recipe: the same network, schedule and refusals as ours."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import small_config
+from configs import speedrun_cpu_convnet
+from experiments import speedrun_twin
+from fashion_jax import data as data_lib
+from fashion_jax import models, optim
+from fashion_jax.errors import UserError
+
+
+def our_parameter_counts(config):
+  variables = models.create_model(config).init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))
+  return (sum(a.size for a in jax.tree.leaves(variables['params'])),
+          sum(a.size for a in jax.tree.leaves(variables['batch_stats'])))
+
+
+def test_their_learning_rates_are_our_schedules():
+  config = speedrun_cpu_convnet.get_config()
+  rates = speedrun_twin.learning_rates(config, steps_per_epoch=10)
+  schedule = optim.create_schedule(config, 10)
+  assert len(rates) == 50 and rates.max() > 0.9 * config.learning_rate  # one-cycle: up to near the peak
+  np.testing.assert_allclose(rates, [float(schedule(step)) for step in range(50)], rtol=1e-6)
+
+
+@pytest.mark.parametrize('setting, value', [('model', 'cnn1'), ('augment.rotation_range', 10.0),
+                                            ('augment.erasing_probability', 0.5), ('ema_decay', 0.99),
+                                            ('optimizer.name', 'sgd')])
+def test_settings_they_cannot_translate_are_refused_by_name(setting, value):
+  config = speedrun_cpu_convnet.get_config()
+  config.update_from_flattened_dict({setting: value})
+  with pytest.raises(UserError, match=f'config.{setting}='):
+    speedrun_twin.check(config, 'PyTorch')
+
+
+def short_config():
+  config = small_config('convnet', num_epochs=0, augment_epochs=2, batch_size=32, learning_rate=3e-3,
+                        **{'schedule.name': 'onecycle', 'augment.flip': True, 'tta_flip': True,
+                           'label_smoothing': 0.1, 'model_kwargs.widths': (8, 8), 'model_kwargs.hidden': 32,
+                           'model_kwargs.batch_norm': True})
+  for name in ('rotation_range', 'width_shift_range', 'height_shift_range', 'shear_range', 'zoom_range'):
+    config.augment[name] = 0.0
+  return config
+
+
+def assert_it_learned(result):
+  assert result['batch_size'] == 16 and result['epochs'] == 2 and result['seconds'] > 0
+  # Ten classes: chance is 0.1; two epochs on a few hundred images get well above it.
+  assert result['test_accuracy'] > 0.4 and result['val_accuracy'] > 0.4
+  assert 0.4 < result['accuracy'] <= 1  # the flip-averaged test accuracy
+
+
+def test_the_pytorch_twin_has_our_parameters_and_learns(real_data_dir):
+  pytest.importorskip('torch')
+  from experiments import torch_speedrun  # pylint: disable=g-import-not-at-top
+  config = speedrun_cpu_convnet.get_config()
+  twin = torch_speedrun.build(dict(config.model_kwargs))
+  buffers = sum(b.numel() for n, b in twin.named_buffers() if not n.endswith('num_batches_tracked'))
+  assert (sum(p.numel() for p in twin.parameters()), buffers) == our_parameter_counts(config)
+  config = short_config()
+  assert_it_learned(torch_speedrun.train(config, data_lib.load(config.data), seed=0, batch_size=16))
+
+
+def test_the_keras_twin_has_our_parameters_and_learns(real_data_dir):
+  pytest.importorskip('tensorflow')
+  from experiments import keras_speedrun  # pylint: disable=g-import-not-at-top
+  config = speedrun_cpu_convnet.get_config()
+  twin = keras_speedrun.build(dict(config.model_kwargs))
+  statistics = sum(int(np.prod(w.shape)) for w in twin.non_trainable_weights)  # BatchNorm's moving averages
+  assert (sum(int(np.prod(w.shape)) for w in twin.trainable_weights), statistics) == our_parameter_counts(config)
+  config = short_config()
+  assert_it_learned(keras_speedrun.train(config, data_lib.load(config.data), seed=0, batch_size=16))
