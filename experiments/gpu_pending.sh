@@ -10,10 +10,12 @@
 #     - the _plus recipes and their ablations: bash experiments/gpu_plus.sh
 #   call 2: bash experiments/gpu_pending.sh 2    (about 9 minutes)
 #     - the WRN-16-4 and ResNet-18 recipes, 3 seeds: bash experiments/gpu_recipes.sh
+#     - the speedruns toward 0.94 and 0.95: bash experiments/gpu_speedrun.sh
 #     - CNN-4's Keras baseline on Keras' JAX backend: bash experiments/gpu_keras.sh
 #
 # Carry .whl/ (wheels of ml-collections, clu, keras, keras-preprocessing, namex, optree: what the image
-# lacks) and .device_data/ (the four IDX files), both ignored by git. Everything comes back under $OUT;
+# lacks) and .device_data/ (the four IDX files), both ignored by git: `bash experiments/gpu_prepare.sh`
+# makes them here first. Everything comes back under $OUT;
 # commit it with the command and the versions.txt it wrote.
 set -uo pipefail
 part=${1:?usage: bash experiments/gpu_pending.sh 1|2}
@@ -31,6 +33,7 @@ if [ "$part" = 1 ]; then
   (cd /tmp && tar czf $OUT/precise-bn.tgz --exclude=checkpoints --exclude=best --exclude='events.*' --exclude=.jax_cache precise-bn)
   bash experiments/gpu_plus.sh 240
 else
-  bash experiments/gpu_recipes.sh 330
-  bash experiments/gpu_keras.sh 150
+  bash experiments/gpu_recipes.sh 240
+  bash experiments/gpu_speedrun.sh 150
+  bash experiments/gpu_keras.sh 100
 fi

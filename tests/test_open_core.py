@@ -2,6 +2,7 @@
 trained end to end (pictures and predict included) with no change to fashion_jax/."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import small_config
+from conftest import REPO, small_config
 from fashion_jax import predict, train
 
 TINY_MODEL = textwrap.dedent('''
@@ -122,3 +123,18 @@ def test_the_resnet_and_wrn_recipes_run(tmp_path, real_data_dir, name, small_mod
   assert rates[0] < rates[1] and rates[2] < rates[1]  # warm-up over the first two epochs, then the decay
   for key in ('test_accuracy', 'ema_test_accuracy', 'tta_flip_test_accuracy'):
     assert 0 <= results['phases'][-1][key] <= 1
+
+
+def test_every_config_file_is_valid_and_builds_its_model():
+  # Configs that only a GPU runs in full (the speedruns, the recipes) are otherwise checked nowhere on CPU.
+  import glob  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  from flax import linen as nn  # pylint: disable=g-import-not-at-top
+  from fashion_jax import models, validate  # pylint: disable=g-import-not-at-top
+  names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'configs', '*.py'))
+                 if not os.path.basename(p).startswith('_') and os.path.basename(p) not in ('plus.py',))
+  assert {'cnn3', 'speedrun_gpu_convnet', 'speedrun_gpu_wrn', 'wrn'} <= set(names)
+  for name in names:
+    config = importlib.import_module(f'configs.{name}').get_config()
+    validate.validate(config)
+    assert isinstance(models.create_model(config), nn.Module), name

@@ -1,0 +1,27 @@
+"""GPU speedrun toward 0.94: the CPU speedrun's ConvNet made wider, in bfloat16, with random crops.
+
+  python experiments/speedrun.py --config=configs/speedrun_gpu_convnet.py --seeds=5 --target=0.94 \
+      --out=experiments/results/speedrun-h200-convnet
+
+Starts from configs/speedrun_cpu_convnet_093.py (two conv-ReLU-pool blocks with BatchNorm, a hidden layer
+with dropout, flips, label smoothing, one-cycle Adam, flip TTA: 0.930 in 18-20 epochs on the CPU) and
+spends what a GPU makes cheap: four times the channels (64 -> 128) and a 512-wide hidden layer, batches
+of 512 (one jitted call an epoch on a GPU: `steps_per_call` defaults to the epoch there), bfloat16
+compute, and 2-pixel random crops on top of the flips, which a wider model can use. Not measured yet:
+experiments/gpu_speedrun.sh runs it at several epoch counts, and its measured table replaces this
+paragraph's guesses.
+"""
+
+from configs import speedrun_cpu_convnet_093
+
+
+def get_config():
+  config = speedrun_cpu_convnet_093.get_config()
+  config.model_kwargs.widths = (64, 128)
+  config.model_kwargs.hidden = 512
+  config.batch_size = 512
+  config.learning_rate = 8e-3
+  config.augment_epochs = 12
+  config.augment.crop_padding = 2
+  config.dtype = 'bfloat16'
+  return config
