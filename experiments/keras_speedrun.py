@@ -74,6 +74,24 @@ def _batches(x, y, batch_size, num_classes, seed, flip):
   return data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def images_per_second(config, dataset, batch_size, steps=40, warmup_steps=5):
+  """Steady training throughput of the twin at `batch_size` through model.fit on the tf.data pipeline
+  (flipped batches): `steps` timed steps after a first fit of `warmup_steps` (which traces). For choosing
+  the twin's settings."""
+  import keras  # pylint: disable=g-import-not-at-top
+  speedrun_twin.check(config, 'Keras')
+  x = dataset.train_images[:batch_size * 8].astype(np.float32) / 255.0
+  model = build(dict(config.model_kwargs), dataset.image_shape, dataset.num_classes)
+  model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                          label_smoothing=config.label_smoothing))
+  batches = _batches(x, dataset.train_labels[:batch_size * 8], batch_size, dataset.num_classes, 0, True).repeat()
+  model.fit(batches, steps_per_epoch=warmup_steps, epochs=1, verbose=0)
+  start = time.perf_counter()
+  model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
+  return steps * batch_size / (time.perf_counter() - start)
+
+
 def train(config, dataset, seed, batch_size=0):
   """Trains the Keras twin of `config` on `dataset` (data.Dataset) with `seed`; batch_size 0 keeps config's.
 

@@ -62,6 +62,36 @@ def _accuracy(model, images, labels, batch_size, tta_flip):
   return correct / len(images)
 
 
+def images_per_second(config, dataset, batch_size, channels_last=False, steps=40, warmup_steps=5):
+  """Steady training throughput of the twin at `batch_size` (flipped batches, as the speedrun's epochs):
+  `steps` timed steps after `warmup_steps` untimed ones. For choosing the twin's settings."""
+  import torch  # pylint: disable=g-import-not-at-top
+  speedrun_twin.check(config, 'PyTorch')
+  memory_format = torch.channels_last if channels_last else torch.contiguous_format
+  x = _to_tensor(dataset.train_images[:batch_size * 8]).contiguous(memory_format=memory_format)
+  y = torch.from_numpy(np.asarray(dataset.train_labels[:batch_size * 8], np.int64))
+  model = build(dict(config.model_kwargs), dataset.image_shape, dataset.num_classes).to(
+      memory_format=memory_format)
+  optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+  loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+
+  def step(i):
+    index = torch.randint(len(y), (batch_size,))
+    batch = x[index]
+    mirrored = torch.rand(batch_size) < 0.5
+    batch = torch.where(mirrored[:, None, None, None], batch.flip(-1), batch)
+    optimizer.zero_grad(set_to_none=True)
+    loss_fn(model(batch), y[index]).backward()
+    optimizer.step()
+    return i
+  for i in range(warmup_steps):
+    step(i)
+  start = time.perf_counter()
+  for i in range(steps):
+    step(i)
+  return steps * batch_size / (time.perf_counter() - start)
+
+
 def train(config, dataset, seed, batch_size=0, channels_last=False):
   """Trains the twin of `config` on `dataset` (data.Dataset) with `seed`; batch_size 0 keeps config's.
 

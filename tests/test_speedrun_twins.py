@@ -74,3 +74,29 @@ def test_the_keras_twin_has_our_parameters_and_learns(real_data_dir):
   assert (sum(int(np.prod(w.shape)) for w in twin.trainable_weights), statistics) == our_parameter_counts(config)
   config = short_config()
   assert_it_learned(keras_speedrun.train(config, data_lib.load(config.data), seed=0, batch_size=16))
+
+
+def test_the_settings_table_has_a_row_per_framework_and_a_column_per_batch_size():
+  from experiments import twin_settings  # pylint: disable=g-import-not-at-top
+  info = {'config_file': 'configs/speedrun_cpu_convnet.py', 'cpu_count': 2, 'cpu_model': 'AMD EPYC',
+          'cpu_flags': ['avx2'], 'jax': '0.0', 'pytorch': '2.0', 'command': 'python experiments/twin_settings.py'}
+  records = [{'framework': 'ours (JAX)', 'batch_size': 256, 'images_per_second': 4500.0},
+             {'framework': 'ours (JAX)', 'batch_size': 128, 'images_per_second': 4000.0},
+             {'framework': 'PyTorch, channels-last', 'batch_size': 128, 'images_per_second': 3000.4}]
+  lines = twin_settings.markdown(info, records).splitlines()
+  assert lines[2:6] == ['| framework | batch 128 | batch 256 |', '| --- | --- | --- |',
+                        '| ours (JAX) | 4,000 | 4,500 |', '| PyTorch, channels-last | 3,000 | - |']
+  assert 'pytorch 2.0.' in lines[0]
+
+
+@pytest.mark.parametrize('framework', ['torch', 'tensorflow'])
+def test_the_twins_throughput_is_measured(real_data_dir, framework):
+  pytest.importorskip(framework)
+  from experiments import keras_speedrun, torch_speedrun  # pylint: disable=g-import-not-at-top
+  config = short_config()
+  dataset = data_lib.load(config.data)
+  if framework == 'torch':
+    rate = torch_speedrun.images_per_second(config, dataset, 16, channels_last=True, steps=2, warmup_steps=1)
+  else:
+    rate = keras_speedrun.images_per_second(config, dataset, 16, steps=2, warmup_steps=1)
+  assert 0 < rate < 1e7
