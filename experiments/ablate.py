@@ -129,7 +129,8 @@ def markdown(header, records):
     accuracies = ' | '.join(_mean_std(entry[name]) for name, _ in EVALUATIONS)
     lines.append(f'| {name} | {overrides} | {len(entry["plain"])} | {accuracies} | {difference} | '
                  f'{statistics.mean(entry["seconds"]):.0f} |')
-  lines += ['', f'Command: `{header["command"]}`']
+  lines += [''] + [f'Note: {note}' for note in header.get('notes', [])]
+  lines += [f'Command: `{header["command"]}`']
   return '\n'.join(lines) + '\n'
 
 

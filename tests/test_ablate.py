@@ -42,6 +42,8 @@ def test_the_table_compares_each_variant_with_the_full_recipe_by_its_most_comple
   # Without TTA the variant's number is its EMA's: 0.92 against the full recipe's 0.94.
   assert '| no flip TTA | tta_flip=False | 1 | 0.9100 | 0.9200 | - | - | -0.0200 | 9 |' in lines
   assert "the article's cnn1 reached 0.9229." in lines[3]
+  noted = ablate.markdown(dict(header, notes=['an earlier recipe.']), records).splitlines()
+  assert noted[-2:] == ['Note: an earlier recipe.', 'Command: `python ablate.py`']
 
 
 def test_a_smoke_ablation_trains_each_chosen_variant(tmp_path):
