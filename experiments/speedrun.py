@@ -16,9 +16,10 @@ the target when that accuracy is >= --target.
 
 `--torch_twin` and `--keras_twin` then train the same recipe in PyTorch and in Keras
 (experiments/torch_speedrun.py, keras_speedrun.py) for the same seeds, in the same process on the same
-machine, and the table adds their runs and the ratio of their mean seconds to ours. `--twin_batch_size`
-and `--torch_channels_last` let them run at the settings that suit them best on the machine (the
-schedule follows the batch size: its steps are recomputed).
+machine, and the table adds their runs and the ratio of their mean seconds to ours. `--torch_batch_size`,
+`--torch_channels_last` and `--keras_batch_size` let them run at the settings that suit them best on the
+machine (experiments/twin_settings.py measures them; the schedule follows the batch size: its steps are
+recomputed).
 """
 
 import json
@@ -42,7 +43,8 @@ _ROOT = flags.DEFINE_string('root', '/tmp/speedrun', 'Workdirs of the runs (repl
 _RENDER_ONLY = flags.DEFINE_bool('render_only', False, 'Only rewrite <out>.md from an existing <out>.jsonl.')
 _TORCH = flags.DEFINE_bool('torch_twin', False, 'Also train the recipe\'s PyTorch twin for the same seeds.')
 _KERAS = flags.DEFINE_bool('keras_twin', False, 'Also train the recipe\'s Keras twin for the same seeds.')
-_TWIN_BATCH_SIZE = flags.DEFINE_integer('twin_batch_size', 0, 'The twins\' batch size (0: the config\'s).')
+_TORCH_BATCH_SIZE = flags.DEFINE_integer('torch_batch_size', 0, 'The PyTorch twin\'s batch size (0: the config\'s).')
+_KERAS_BATCH_SIZE = flags.DEFINE_integer('keras_batch_size', 0, 'The Keras twin\'s batch size (0: the config\'s).')
 _TORCH_CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False, 'The PyTorch twin keeps activations NHWC.')
 _OUT = benchmark._OUT  # pylint: disable=protected-access  (--out, defined there: .jsonl and .md)
 
@@ -140,7 +142,7 @@ def main(argv):
     from experiments import torch_speedrun
     info['pytorch'] = torch.__version__
     for seed in range(_SEEDS.value):
-      records.append(dict(torch_speedrun.train(config, dataset, seed, _TWIN_BATCH_SIZE.value,
+      records.append(dict(torch_speedrun.train(config, dataset, seed, _TORCH_BATCH_SIZE.value,
                                                _TORCH_CHANNELS_LAST.value), framework='pytorch'))
       print(json.dumps(records[-1]), flush=True)
   if _KERAS.value:
@@ -148,7 +150,7 @@ def main(argv):
     from experiments import keras_speedrun
     info['keras'] = keras.__version__
     for seed in range(_SEEDS.value):
-      records.append(dict(keras_speedrun.train(config, dataset, seed, _TWIN_BATCH_SIZE.value), framework='keras'))
+      records.append(dict(keras_speedrun.train(config, dataset, seed, _KERAS_BATCH_SIZE.value), framework='keras'))
       print(json.dumps(records[-1]), flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value + '.jsonl', 'w') as f:

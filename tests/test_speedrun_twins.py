@@ -100,3 +100,13 @@ def test_the_twins_throughput_is_measured(real_data_dir, framework):
   else:
     rate = keras_speedrun.images_per_second(config, dataset, 16, steps=2, warmup_steps=1)
   assert 0 < rate < 1e7
+
+
+def test_each_twin_keeps_the_recipes_batch_unless_another_is_ten_percent_faster():
+  from experiments import twin_settings  # pylint: disable=g-import-not-at-top
+  row = lambda framework, batch, rate: {'framework': framework, 'batch_size': batch, 'images_per_second': rate}
+  records = [row('PyTorch, channels-first', 256, 1000.0), row('PyTorch, channels-last', 256, 2000.0),
+             row('PyTorch, channels-last', 512, 2150.0), row('Keras, model.fit', 256, 1000.0),
+             row('Keras, model.fit', 512, 1200.0)]
+  assert twin_settings.fastest(records, 256) == ['--torch_batch_size=256', '--torch_channels_last=True',
+                                                 '--keras_batch_size=512']
