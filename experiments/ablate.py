@@ -75,7 +75,7 @@ def slug(name):
 
 # A phase's test evaluations, in the order the table shows them; a run's number is the last it has (the
 # recipe's full evaluation: a variant without EMA or without TTA is scored by what it keeps).
-EVALUATIONS = (('plain', 'test_accuracy'), ('ema', 'ema_test_accuracy'), ('tta', 'tta_flip_test_accuracy'),
+EVALUATIONS = (('plain', 'test_accuracy'), ('tta', 'tta_flip_test_accuracy'), ('ema', 'ema_test_accuracy'),
                ('ema_tta', 'ema_tta_flip_test_accuracy'))
 
 
@@ -85,7 +85,7 @@ def run_number(phase):
 
 
 def summarize(records):
-  """Variant -> {'plain', 'ema', 'tta', 'ema_tta', 'number', 'seconds': [one per seed]} (last phase)."""
+  """Variant -> {'plain', 'tta', 'ema', 'ema_tta', 'number', 'seconds': [one per seed]} (last phase)."""
   table = {}
   for r in records:
     last = r['phases'][-1]
@@ -115,10 +115,10 @@ def markdown(header, records):
            f'Machine: {header["device_kind"]} ({header["backend"]}), {header["cpu_count"]} CPU cores'
            + (f' ({header["cpu_model"]})' if header.get('cpu_model') else '') + f', JAX {header["jax"]}.',
            'Each row: the recipe, or the recipe without one choice (its overrides), over seeds; the last '
-           'phase\'s test accuracy, plain, of the EMA of the weights, with flip TTA, and of the EMA with flip TTA '
+           'phase\'s test accuracy, plain, with flip TTA, of the EMA of the weights, and of the EMA with flip TTA '
            '(where the variant keeps them). A variant\'s number is its most complete of these; the difference is '
            'taken between numbers' + (f'; the article\'s {model} reached {article:.4f}.' if article else '.'), '',
-           '| variant | overrides | seeds | test accuracy | EMA | flip TTA | EMA + flip TTA | number minus the full '
+           '| variant | overrides | seeds | test accuracy | flip TTA | EMA | EMA + flip TTA | number minus the full '
            'recipe\'s | seconds a run |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
   full = table.get(FULL)
   full_number = statistics.mean(full['number']) if full else None

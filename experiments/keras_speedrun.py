@@ -2,11 +2,12 @@
 backend (TensorFlow here).
 
 The same network as `fashion_jax/models/convnet.py` and the same recipe (experiments/speedrun_twin.py
-says what is shared), written as a Keras user would: a Sequential model, `model.fit` on a tf.data
-pipeline (shuffled each epoch, mirrored at random in the augmented phase, prefetched), the learning rate
-as a LearningRateSchedule over the optimizer's step counter, validation each epoch through
-`validation_data`, Keras' own initialisation and its default compilation (`jit_compile='auto'`: XLA
-where the backend can).
+says what is shared and what differs), written as a Keras user would: a Sequential model, `model.fit` on
+a tf.data pipeline (shuffled each epoch, mirrored at random in the augmented phase, prefetched), the
+learning rate as a LearningRateSchedule over the optimizer's step counter, validation each epoch
+through `validation_data`. `jit_compile` is model.compile's: Keras' default ('auto') runs TensorFlow
+graphs without XLA on a CPU, True compiles the train step with XLA; experiments/twin_settings.py times
+both.
 
 The clock runs from the images as float arrays in memory to the final test accuracy, as the trainer's
 `seconds` does; it includes Keras' tracing of its step functions, which every fresh model repeats (ours
@@ -69,30 +70,42 @@ def _batches(x, y, batch_size, num_classes, seed, flip):
   def prepare(images, labels):
     if flip:
       mirrored = tf.random.uniform((tf.shape(images)[0], 1, 1, 1)) < 0.5
-      images = tf.where(mirrored, tf.reverse(images, axis=[2]), images)
+      images = tf.where(mirrored, tf.reverse(images, axis=[2]), images)  # axis 2: width in NHWC
     return images, tf.one_hot(labels, num_classes)
   return data.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def images_per_second(config, dataset, batch_size, steps=40, warmup_steps=5):
+def _compile(model, config, learning_rate, jit_compile):
+  import keras  # pylint: disable=g-import-not-at-top
+  opt = config.optimizer
+  model.compile(optimizer=keras.optimizers.Adam(learning_rate, beta_1=opt.b1, beta_2=opt.b2, epsilon=opt.eps),
+                loss=keras.losses.CategoricalCrossentropy(from_logits=True,
+                                                          label_smoothing=config.label_smoothing),
+                metrics=['accuracy'], jit_compile=jit_compile)
+
+
+def images_per_second(config, dataset, batch_size, jit_compile='auto', steps=40, warmup_steps=5):
   """Steady training throughput of the twin at `batch_size` through model.fit on the tf.data pipeline
-  (flipped batches): `steps` timed steps after a first fit of `warmup_steps` (which traces). For choosing
-  the twin's settings."""
+  of all the training images (mirrored at random): the steps after the first `warmup_steps` of one fit
+  (which trace and fill the shuffle buffer) are timed from inside it. For choosing the twin's settings,
+  and as its warm-up."""
   import keras  # pylint: disable=g-import-not-at-top
   speedrun_twin.check(config, 'Keras')
-  x = dataset.train_images[:batch_size * 8].astype(np.float32) / 255.0
+  x = dataset.train_images.astype(np.float32) / 255.0
   model = build(dict(config.model_kwargs), dataset.image_shape, dataset.num_classes)
-  model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                          label_smoothing=config.label_smoothing))
-  batches = _batches(x, dataset.train_labels[:batch_size * 8], batch_size, dataset.num_classes, 0, True).repeat()
-  model.fit(batches, steps_per_epoch=warmup_steps, epochs=1, verbose=0)
-  start = time.perf_counter()
-  model.fit(batches, steps_per_epoch=steps, epochs=1, verbose=0)
-  return steps * batch_size / (time.perf_counter() - start)
+  _compile(model, config, 1e-3, jit_compile)
+  marks = {}
+
+  class Clock(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      if batch + 1 in (warmup_steps, warmup_steps + steps):
+        marks[batch + 1] = time.perf_counter()
+  batches = _batches(x, dataset.train_labels, batch_size, dataset.num_classes, 0, True).repeat()
+  model.fit(batches, steps_per_epoch=warmup_steps + steps, epochs=1, verbose=0, callbacks=[Clock()])
+  return steps * batch_size / (marks[warmup_steps + steps] - marks[warmup_steps])
 
 
-def train(config, dataset, seed, batch_size=0):
+def train(config, dataset, seed, batch_size=0, jit_compile='auto'):
   """Trains the Keras twin of `config` on `dataset` (data.Dataset) with `seed`; batch_size 0 keeps config's.
 
   Returns speedrun_twin.summary's record.
@@ -112,28 +125,28 @@ def train(config, dataset, seed, batch_size=0):
 
   start = time.perf_counter()
   model = build(dict(config.model_kwargs), dataset.image_shape, num_classes)
-  opt = config.optimizer
-  model.compile(optimizer=keras.optimizers.Adam(_rate_schedule(rates), beta_1=opt.b1, beta_2=opt.b2,
-                                                epsilon=opt.eps),
-                loss=keras.losses.CategoricalCrossentropy(from_logits=True,
-                                                          label_smoothing=config.label_smoothing),
-                metrics=['accuracy'])
+  _compile(model, config, _rate_schedule(rates), jit_compile)
   validation = (val_x, keras.utils.to_categorical(val_y, num_classes))
-  history = None
-  for first, last, flip in ((0, config.num_epochs, False),
-                            (config.num_epochs, config.num_epochs + config.augment_epochs, config.augment.flip)):
-    if last > first:
-      history = model.fit(_batches(train_x, dataset.train_labels, config.batch_size, num_classes, seed, flip),
-                          initial_epoch=first, epochs=last, validation_data=validation,
-                          validation_batch_size=config.eval_batch_size, verbose=0)
-  probabilities = keras.ops.softmax(model.predict(test_x, batch_size=config.eval_batch_size, verbose=0))
+  val_accuracy = None
+  phases = ((0, config.num_epochs, False),
+            (config.num_epochs, config.num_epochs + config.augment_epochs, config.augment.flip))
+  for phase, (first, last, flip) in enumerate(phases):
+    if last > first:  # a pipeline a phase, each shuffled from its own seed
+      history = model.fit(
+          _batches(train_x, dataset.train_labels, config.batch_size, num_classes, seed * 2 + phase, flip),
+          initial_epoch=first, epochs=last, validation_data=validation,
+          validation_batch_size=config.eval_batch_size, verbose=0)
+      val_accuracy = history.history['val_accuracy'][-1]
+  probabilities = np.asarray(keras.ops.softmax(model.predict(test_x, batch_size=config.eval_batch_size,
+                                                             verbose=0)))
   test_accuracy = float(np.mean(np.argmax(probabilities, -1) == test_y))
   accuracy = test_accuracy
-  if config.tta_flip:
+  if config.tta_flip:  # the softmax of each image and of its mirror (width is axis 2 in NHWC), averaged
     mirrored = model.predict(test_x[:, :, ::-1], batch_size=config.eval_batch_size, verbose=0)
-    probabilities = (np.asarray(probabilities) + np.asarray(keras.ops.softmax(mirrored))) / 2
+    probabilities = (probabilities + np.asarray(keras.ops.softmax(mirrored))) / 2
     accuracy = float(np.mean(np.argmax(probabilities, -1) == test_y))
   seconds = time.perf_counter() - start
-  settings = f'batch {config.batch_size}, {keras.backend.backend()} backend, model.fit on tf.data'
-  return speedrun_twin.summary(seed, seconds, accuracy, test_accuracy, history.history['val_accuracy'][-1],
-                               config, settings, 'traced in every run')
+  settings = (f'batch {config.batch_size}, {keras.backend.backend()} backend, model.fit on tf.data, '
+              f'jit_compile={jit_compile}')
+  return speedrun_twin.summary(seed, seconds, accuracy, test_accuracy, val_accuracy, config, settings,
+                               'XLA, compiled in every run' if jit_compile is True else 'traced in every run')

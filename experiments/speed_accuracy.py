@@ -54,7 +54,9 @@ def speedrun_points(results_dir):
     config = ' '.join([config] + [part[len('--config.'):] for part in parts if part.startswith('--config.')])
     for run in runs:
       if run.get('framework') in TWIN_NAMES:  # the recipe in PyTorch or Keras (speedrun.py --*_twin): apart
-        points[(f'speedrun {config}, {TWIN_NAMES[run["framework"]]} twin', _hardware(header))].append(
+        batch = run.get('batch_size')
+        other_batch = f' at batch {batch}' if batch != header.get('config', {}).get('batch_size', batch) else ''
+        points[(f'speedrun {config}, {TWIN_NAMES[run["framework"]]} twin{other_batch}', _hardware(header))].append(
             (run['seconds'], run['accuracy']))
       elif run.get('cache') == 'warm':
         points[(f'speedrun {config}', _hardware(header))].append((run['seconds'], run['accuracy']))

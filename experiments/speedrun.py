@@ -16,10 +16,10 @@ the target when that accuracy is >= --target.
 
 `--torch_twin` and `--keras_twin` then train the same recipe in PyTorch and in Keras
 (experiments/torch_speedrun.py, keras_speedrun.py) for the same seeds, in the same process on the same
-machine, and the table adds their runs and the ratio of their mean seconds to ours. `--torch_batch_size`,
-`--torch_channels_last` and `--keras_batch_size` let them run at the settings that suit them best on the
-machine (experiments/twin_settings.py measures them; the schedule follows the batch size: its steps are
-recomputed).
+machine (on the CPU only), seed by seed after ours, and the table adds their runs and the ratio of
+their mean seconds to ours. `--torch_channels_last` and `--keras_jit_compile` run them at the settings
+that suit them best on the machine (experiments/twin_settings.py measures them); `--torch_batch_size`
+and `--keras_batch_size` change the recipe's batch size for them (the schedule's steps follow).
 """
 
 import json
@@ -46,6 +46,8 @@ _KERAS = flags.DEFINE_bool('keras_twin', False, 'Also train the recipe\'s Keras 
 _TORCH_BATCH_SIZE = flags.DEFINE_integer('torch_batch_size', 0, 'The PyTorch twin\'s batch size (0: the config\'s).')
 _KERAS_BATCH_SIZE = flags.DEFINE_integer('keras_batch_size', 0, 'The Keras twin\'s batch size (0: the config\'s).')
 _TORCH_CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', False, 'The PyTorch twin keeps activations NHWC.')
+_KERAS_JIT_COMPILE = flags.DEFINE_bool('keras_jit_compile', False, 'The Keras twin compiles with XLA '
+                                       '(jit_compile=True; else Keras\' default, \'auto\').')
 _OUT = benchmark._OUT  # pylint: disable=protected-access  (--out, defined there: .jsonl and .md)
 
 
@@ -90,7 +92,8 @@ def markdown(info, records, target, config_name):
       f'({info["backend"]}, {info["devices"]} device(s)), {info["cpu_count"]} CPU cores'
       + (f' ({info["cpu_model"]}; {", ".join(info["cpu_flags"])})' if info.get('cpu_model') else '')
       + f', JAX {info["jax"]}.', '',
-      f'- accuracy over {len(cached)} seeds: {_spread(accuracies)}; {reached} of {len(cached)} reach {target:.2f}',
+      f'- accuracy over {len(cached)} seed{"s" if len(cached) > 1 else ""}: {_spread(accuracies)}; {reached} of '
+      f'{len(cached)} reach {target:.2f}',
       f'- seconds (compiled programs loaded from the cache): {_seconds([r["seconds"] for r in cached])}',
       f'- the first run, compiling everything: {first["seconds"]:.1f} s']
   for framework, label, module in TWINS:
@@ -100,7 +103,7 @@ def markdown(info, records, target, config_name):
     twin_accuracies, twin_seconds = [r['accuracy'] for r in runs], [r['seconds'] for r in runs]
     lines += [
         f'- {label} {info.get(framework, "")} (the same recipe, experiments/{module}.py; {runs[0]["settings"]}), '
-        f'{len(runs)} seeds: accuracy {_spread(twin_accuracies)}; '
+        f'{len(runs)} seed{"s" if len(runs) > 1 else ""}: accuracy {_spread(twin_accuracies)}; '
         f'{sum(a >= target for a in twin_accuracies)} of {len(runs)} reach {target:.2f}',
         f'- {label} seconds: {_seconds(twin_seconds)}; its mean over ours (cached): '
         f'{statistics.mean(twin_seconds) / statistics.mean([r["seconds"] for r in cached]):.2f}']
@@ -113,6 +116,37 @@ def markdown(info, records, target, config_name):
             f'{r["test_accuracy"]:.4f} | {r["epochs"]} |' for r in records if r.get('framework') in labels]
   lines += ['', f'Command: `{info["command"]}`']
   return '\n'.join(lines) + '\n'
+
+
+def twin_trainers(config, info):
+  """[(framework, seed -> record)] for the twins asked for, each warmed up once (untimed) so that its
+  runtime's one-time set-up is not charged to its first seed; their versions go into `info`."""
+  if not (_TORCH.value or _KERAS.value):
+    return []
+  import jax
+  from fashion_jax import data as data_lib
+  from fashion_jax.errors import UserError
+  if jax.default_backend() != 'cpu':
+    raise UserError(f'--torch_twin/--keras_twin: the twins train on the CPU; JAX runs on '
+                    f'{jax.default_backend()}, which would compare two different machines')
+  dataset = data_lib.load(config.data)
+  twins = []
+  if _TORCH.value:
+    import torch
+    from experiments import torch_speedrun
+    info['pytorch'] = torch.__version__
+    torch_speedrun.images_per_second(config, dataset, config.batch_size, _TORCH_CHANNELS_LAST.value, steps=5)
+    twins.append(('pytorch', lambda seed: torch_speedrun.train(
+        config, dataset, seed, _TORCH_BATCH_SIZE.value, _TORCH_CHANNELS_LAST.value)))
+  if _KERAS.value:
+    import keras
+    from experiments import keras_speedrun
+    info['keras'] = keras.__version__
+    jit_compile = True if _KERAS_JIT_COMPILE.value else 'auto'
+    keras_speedrun.images_per_second(config, dataset, config.batch_size, jit_compile, steps=5)
+    twins.append(('keras', lambda seed: keras_speedrun.train(config, dataset, seed, _KERAS_BATCH_SIZE.value,
+                                                              jit_compile)))
+  return twins
 
 
 def main(argv):
@@ -129,28 +163,14 @@ def main(argv):
   shutil.rmtree(os.path.join(_ROOT.value, '.jax_cache'), ignore_errors=True)
   info = benchmark.machine()
   config = _CONFIG.value
+  twins = twin_trainers(config, info)
   records = [dict(run(config, 0, os.path.join(_ROOT.value, 'seed0-cold')), cache='cold')]
   print(json.dumps(records[-1]), flush=True)
-  for seed in range(_SEEDS.value):
+  for seed in range(_SEEDS.value):  # seed by seed, ours then each twin: a change in the machine's load
     records.append(dict(run(config, seed, os.path.join(_ROOT.value, f'seed{seed}')), cache='warm'))
-    print(json.dumps(records[-1]), flush=True)
-  if _TORCH.value or _KERAS.value:
-    from fashion_jax import data as data_lib
-    dataset = data_lib.load(config.data)
-  if _TORCH.value:
-    import torch
-    from experiments import torch_speedrun
-    info['pytorch'] = torch.__version__
-    for seed in range(_SEEDS.value):
-      records.append(dict(torch_speedrun.train(config, dataset, seed, _TORCH_BATCH_SIZE.value,
-                                               _TORCH_CHANNELS_LAST.value), framework='pytorch'))
-      print(json.dumps(records[-1]), flush=True)
-  if _KERAS.value:
-    import keras
-    from experiments import keras_speedrun
-    info['keras'] = keras.__version__
-    for seed in range(_SEEDS.value):
-      records.append(dict(keras_speedrun.train(config, dataset, seed, _KERAS_BATCH_SIZE.value), framework='keras'))
+    print(json.dumps(records[-1]), flush=True)  # shows on every side alike
+    for framework, train_twin in twins:
+      records.append(dict(train_twin(seed), framework=framework))
       print(json.dumps(records[-1]), flush=True)
   os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
   with open(_OUT.value + '.jsonl', 'w') as f:

@@ -5,6 +5,16 @@ A twin trains the recipe's network on the same data split with the same batch si
 settings, learning rate at every step, label smoothing, random mirror images (in the augmented phase)
 and flip test-time augmentation, in its own framework's usual way. Only what the speedrun recipes use is
 translated: any other setting is refused with an error that names it, rather than silently dropped.
+
+What stays each framework's own, as its users would have it: the initialisation (Keras' Glorot-uniform
+kernels are ours; PyTorch's default is Kaiming-uniform), Adam's epsilon placement (Keras adds it outside
+the bias correction, PyTorch and optax inside: the same 1e-7 weighs differently in the first steps), and
+BatchNorm's running variance (PyTorch keeps the unbiased batch variance, Flax and Keras the biased one).
+
+Timing: each twin is warmed up once before its timed runs (its runtime's and kernels' one-time set-up,
+as our first, compiling run is reported apart) and then timed per seed from the images in memory to the
+final test accuracy, model construction included. Our trainer's `seconds` leaves out the model's
+initialisation but includes its end-of-phase checkpoint writes, which the twins do not make.
 """
 
 import numpy as np
@@ -28,6 +38,9 @@ def _get(config, dotted):
 
 def check(config, framework):
   """Raises UserError for a setting the `framework` twin does not translate."""
+  if config.num_epochs + config.augment_epochs < 1:
+    raise UserError(f'config.num_epochs={config.num_epochs}, config.augment_epochs={config.augment_epochs}: '
+                    f'the {framework} speedrun twin needs at least one epoch')
   if config.model != 'convnet':
     raise UserError(f"config.model={config.model!r}: the {framework} speedrun twin builds 'convnet' only")
   for setting, needed in UNSUPPORTED.items():

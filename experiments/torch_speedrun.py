@@ -37,9 +37,10 @@ def build(model_kwargs, input_shape=(28, 28, 1), num_classes=10):
     if model_kwargs.get('hidden_dropout', 0.0):
       stack.append(nn.Dropout(model_kwargs['hidden_dropout']))
   stack.append(nn.LazyLinear(num_classes))
-  model = nn.Sequential(*stack)
-  model(torch.zeros((2, input_shape[2], h, w)))  # materialises the lazy layers' input sizes
-  return model
+  model = nn.Sequential(*stack).eval()
+  with torch.no_grad():  # materialises the lazy layers' input sizes, leaving BatchNorm's statistics alone
+    model(torch.zeros((2, input_shape[2], h, w)))
+  return model.train()
 
 
 def _to_tensor(images):
@@ -63,19 +64,20 @@ def _accuracy(model, images, labels, batch_size, tta_flip):
 
 
 def images_per_second(config, dataset, batch_size, channels_last=False, steps=40, warmup_steps=5):
-  """Steady training throughput of the twin at `batch_size` (flipped batches, as the speedrun's epochs):
-  `steps` timed steps after `warmup_steps` untimed ones. For choosing the twin's settings."""
+  """Steady training throughput of the twin at `batch_size`: `steps` timed steps after `warmup_steps`
+  untimed ones, each a random batch of the training images, mirrored at random as in the speedrun's
+  epochs. For choosing the twin's settings, and as its warm-up."""
   import torch  # pylint: disable=g-import-not-at-top
   speedrun_twin.check(config, 'PyTorch')
   memory_format = torch.channels_last if channels_last else torch.contiguous_format
-  x = _to_tensor(dataset.train_images[:batch_size * 8]).contiguous(memory_format=memory_format)
-  y = torch.from_numpy(np.asarray(dataset.train_labels[:batch_size * 8], np.int64))
+  x = _to_tensor(dataset.train_images).contiguous(memory_format=memory_format)
+  y = torch.from_numpy(np.asarray(dataset.train_labels, np.int64))
   model = build(dict(config.model_kwargs), dataset.image_shape, dataset.num_classes).to(
       memory_format=memory_format)
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
   loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
-  def step(i):
+  def step():
     index = torch.randint(len(y), (batch_size,))
     batch = x[index]
     mirrored = torch.rand(batch_size) < 0.5
@@ -83,12 +85,11 @@ def images_per_second(config, dataset, batch_size, channels_last=False, steps=40
     optimizer.zero_grad(set_to_none=True)
     loss_fn(model(batch), y[index]).backward()
     optimizer.step()
-    return i
-  for i in range(warmup_steps):
-    step(i)
+  for _ in range(warmup_steps):
+    step()
   start = time.perf_counter()
-  for i in range(steps):
-    step(i)
+  for _ in range(steps):
+    step()
   return steps * batch_size / (time.perf_counter() - start)
 
 

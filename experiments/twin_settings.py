@@ -1,17 +1,16 @@
-"""Which batch size (and PyTorch layout) suits each framework for a speedrun recipe on this machine.
+"""Which settings suit each framework for a speedrun recipe on this machine: layouts, XLA, batch sizes.
 
   python experiments/twin_settings.py --config=configs/speedrun_cpu_convnet.py --batch_sizes=128,256,512 \
       --out=experiments/results/twin-settings-cpu-amd-epyc-avx2
 
-Times steady training steps of the recipe's network with flipped batches at each batch size: ours
-(the trainer's compiled step, one step a call as on the CPU), the PyTorch twin channels-first and
-channels-last, and the Keras twin through model.fit (experiments/torch_speedrun.py, keras_speedrun.py).
-The speedrun's `--torch_batch_size`, `--torch_channels_last` and `--keras_batch_size` then run each
-twin at its best (`fastest()` reads them from the measurements): the recipe's batch size unless another
-is at least 10% faster per image for that framework (more images a second, fewer steps an epoch), and
-PyTorch's faster layout. So the comparison is with each framework at its best on the machine, not at
-our choices.
-Writes <out>.jsonl (the machine, then a line a measurement) and <out>.md.
+Times steady training steps of the recipe's network with randomly mirrored batches at each batch size:
+ours (the trainer's compiled step, one step a call as on the CPU), the PyTorch twin channels-first and
+channels-last, and the Keras twin through model.fit with Keras' default compilation and with XLA
+(experiments/torch_speedrun.py, keras_speedrun.py). `fastest()` turns the measurements at the recipe's
+batch size into speedrun.py's flags (PyTorch's faster layout, Keras' faster compilation), so that each
+twin runs at its best on the machine, not at our choices; the other batch sizes show what the recipe's
+batch size costs or gains each framework. Writes <out>.jsonl (the machine, then a line a measurement)
+and <out>.md, which ends with those flags.
 """
 
 import json
@@ -27,11 +26,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import benchmark
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'The speedrun\'s config file.')
-_BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['128', '256', '512'], 'Batch sizes to time.')
-_STEPS = flags.DEFINE_integer('steps', 40, 'Timed steps per measurement (after a few untimed ones).')
-_FRAMEWORKS = flags.DEFINE_list('frameworks', ['jax', 'pytorch', 'keras'], 'Which to time.')
-_OUT = benchmark._OUT  # pylint: disable=protected-access  (--out, defined there)
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command line's flags (--out is benchmark.py's); defined only when the script runs, so that tests
+  can import this module beside speedrun.py, which defines --config too."""
+  config_flags.DEFINE_config_file('config', None, 'The speedrun\'s config file.')
+  flags.DEFINE_list('batch_sizes', ['128', '256', '512'], 'Batch sizes to time.')
+  flags.DEFINE_integer('steps', 40, 'Timed steps per measurement (after a few untimed ones).')
+  flags.DEFINE_list('frameworks', ['jax', 'pytorch', 'keras'], 'Which to time.')
 
 
 def ours(config, dataset, batch_size, steps):
@@ -54,21 +58,18 @@ def ours(config, dataset, batch_size, steps):
   return steps * batch_size / (time.perf_counter() - start)
 
 
-def fastest(records, recipe_batch_size, margin=0.1):
-  """speedrun.py's flags that run each twin at its best measured setting (module docstring)."""
+def fastest(records, batch_size):
+  """speedrun.py's flags for each twin's fastest setting at `batch_size` (the frameworks measured)."""
   def best(prefix):
-    rows = [r for r in records if r['framework'].startswith(prefix)]
-    top = max(rows, key=lambda r: r['images_per_second'])
-    at_recipe = [r for r in rows if r['batch_size'] == recipe_batch_size]
-    if at_recipe:
-      recipe_best = max(at_recipe, key=lambda r: r['images_per_second'])
-      if top['images_per_second'] < (1 + margin) * recipe_best['images_per_second']:
-        return recipe_best
-    return top
+    rows = [r for r in records if r['framework'].startswith(prefix) and r['batch_size'] == batch_size]
+    return max(rows, key=lambda r: r['images_per_second'])['framework'] if rows else None
   torch_best, keras_best = best('PyTorch'), best('Keras')
-  return [f'--torch_batch_size={torch_best["batch_size"]}',
-          f'--torch_channels_last={"channels-last" in torch_best["framework"]}',
-          f'--keras_batch_size={keras_best["batch_size"]}']
+  flags_ = []
+  if torch_best:
+    flags_.append(f'--torch_channels_last={"channels-last" in torch_best}')
+  if keras_best:
+    flags_.append(f'--keras_jit_compile={"XLA" in keras_best}')
+  return flags_
 
 
 def markdown(info, records):
@@ -84,7 +85,9 @@ def markdown(info, records):
   for name in dict.fromkeys(r['framework'] for r in records):
     row = {r['batch_size']: r['images_per_second'] for r in records if r['framework'] == name}
     lines.append(f'| {name} | ' + ' | '.join(f'{row[b]:,.0f}' if b in row else '-' for b in batch_sizes) + ' |')
-  lines += ['', f'Command: `{info["command"]}`']
+  lines += ['', f'At the recipe\'s batch size ({info["recipe_batch_size"]}) each twin is fastest with: '
+            f'`{" ".join(fastest(records, info["recipe_batch_size"]))}`.', '',
+            f'Command: `{info["command"]}`']
   return '\n'.join(lines) + '\n'
 
 
@@ -92,38 +95,41 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   from fashion_jax import data as data_lib
-  config = _CONFIG.value
+  config = FLAGS.config
   dataset = data_lib.load(config.data)
-  info = dict(benchmark.machine(), config_file=config_flags.get_config_filename(flags.FLAGS['config']))
+  info = dict(benchmark.machine(), config_file=config_flags.get_config_filename(flags.FLAGS['config']),
+              recipe_batch_size=config.batch_size)
   records = []
-  for batch_size in (int(b) for b in _BATCH_SIZES.value):
+  for batch_size in (int(b) for b in FLAGS.batch_sizes):
     measures = []
-    if 'jax' in _FRAMEWORKS.value:
-      measures.append(('ours (JAX)', lambda b=batch_size: ours(config, dataset, b, _STEPS.value)))
-    if 'pytorch' in _FRAMEWORKS.value:
+    if 'jax' in FLAGS.frameworks:
+      measures.append(('ours (JAX)', lambda b=batch_size: ours(config, dataset, b, FLAGS.steps)))
+    if 'pytorch' in FLAGS.frameworks:
       import torch
       from experiments import torch_speedrun
       info['pytorch'] = torch.__version__
       for last in (False, True):
         measures.append((f'PyTorch, {"channels-last" if last else "channels-first"}',
                          lambda b=batch_size, last=last: torch_speedrun.images_per_second(
-                             config, dataset, b, last, _STEPS.value)))
-    if 'keras' in _FRAMEWORKS.value:
+                             config, dataset, b, last, FLAGS.steps)))
+    if 'keras' in FLAGS.frameworks:
       import keras
       from experiments import keras_speedrun
       info['keras'] = keras.__version__
-      measures.append(('Keras, model.fit',
-                       lambda b=batch_size: keras_speedrun.images_per_second(config, dataset, b, _STEPS.value)))
+      for jit_compile, name in (('auto', 'Keras, model.fit'), (True, 'Keras, model.fit with XLA')):
+        measures.append((name, lambda b=batch_size, jit_compile=jit_compile: keras_speedrun.images_per_second(
+            config, dataset, b, jit_compile, FLAGS.steps)))
     for name, measure in measures:
       records.append({'framework': name, 'batch_size': batch_size, 'images_per_second': measure()})
       print(json.dumps(records[-1]), flush=True)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  with open(_OUT.value + '.jsonl', 'w') as f:
+  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+  with open(FLAGS.out + '.jsonl', 'w') as f:
     f.writelines(json.dumps(r) + '\n' for r in [info] + records)
-  with open(_OUT.value + '.md', 'w') as f:
+  with open(FLAGS.out + '.md', 'w') as f:
     f.write(markdown(info, records))
   print(markdown(info, records))
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

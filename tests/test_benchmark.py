@@ -90,7 +90,7 @@ def test_speedrun_table_adds_the_twins_and_their_time_over_ours():
       '- PyTorch 2.0 (the same recipe, experiments/torch_speedrun.py; batch 128, 2 threads), 2 seeds: accuracy '
       'mean 0.9205 +/- 0.0021, min 0.9190, max 0.9220; 1 of 2 reach 0.92',
       '- PyTorch seconds: mean 90.0 +/- 14.1, min 80.0, max 100.0; its mean over ours (cached): 2.25',
-      '- Keras 3.0 (the same recipe, experiments/keras_speedrun.py; batch 128, 2 threads), 1 seeds: accuracy '
+      '- Keras 3.0 (the same recipe, experiments/keras_speedrun.py; batch 128, 2 threads), 1 seed: accuracy '
       'mean 0.9300 +/- 0.0000, min 0.9300, max 0.9300; 1 of 1 reach 0.92',
       '- Keras seconds: mean 60.0 +/- 0.0, min 60.0, max 60.0; its mean over ours (cached): 1.50']
   assert '| PyTorch | 1 | none | 80.0 | 0.9220 | 0.9100 | 5 |' in lines

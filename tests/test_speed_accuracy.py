@@ -64,15 +64,19 @@ def test_a_speedrun_with_overridden_settings_is_a_recipe_of_its_own(tmp_path):
       'speedrun configs/speedrun_cpu.py', 'speedrun configs/speedrun_cpu.py augment_epochs=20']
 
 
-def test_a_speedruns_pytorch_twin_is_a_point_of_its_own(tmp_path):
+def test_a_speedruns_twins_are_points_of_their_own(tmp_path):
   header = {'backend': 'cpu', 'device_kind': 'cpu', 'cpu_count': 2, 'cpu_model': 'AMD EPYC',
-            'command': 'python experiments/speedrun.py --config=configs/speedrun_cpu.py --torch'}
+            'command': 'python experiments/speedrun.py --config=configs/speedrun_cpu.py --torch_twin --keras_twin',
+            'config': {'batch_size': 256}}
   runs = [{'seed': 0, 'seconds': 50.0, 'accuracy': 0.92, 'cache': 'cold'},
           {'seed': 0, 'seconds': 40.0, 'accuracy': 0.92, 'cache': 'warm'},
-          {'seed': 0, 'seconds': 70.0, 'accuracy': 0.91, 'framework': 'pytorch'}]
+          {'seed': 0, 'seconds': 70.0, 'accuracy': 0.91, 'framework': 'pytorch', 'batch_size': 256},
+          {'seed': 0, 'seconds': 60.0, 'accuracy': 0.90, 'framework': 'keras', 'batch_size': 512}]
   with open(tmp_path / 'speedrun-x.jsonl', 'w') as f:
     f.writelines(json.dumps(line) + '\n' for line in [header] + runs)
   points = speed_accuracy.speedrun_points(str(tmp_path))
+  # A twin at another batch size than the recipe's ran another recipe: its name says so.
   assert {recipe: values for (recipe, _), values in points.items()} == {
       'speedrun configs/speedrun_cpu.py': [(40.0, 0.92)],
-      'speedrun configs/speedrun_cpu.py, PyTorch twin': [(70.0, 0.91)]}
+      'speedrun configs/speedrun_cpu.py, PyTorch twin': [(70.0, 0.91)],
+      'speedrun configs/speedrun_cpu.py, Keras twin at batch 512': [(60.0, 0.90)]}
