@@ -1,15 +1,16 @@
 """What the PyTorch and Keras twins of a speedrun recipe share (experiments/torch_speedrun.py and
 keras_speedrun.py, run by `speedrun.py --torch_twin --keras_twin`).
 
-A twin trains the recipe's network on the same data split with the same batch size, epochs, Adam
-settings, learning rate at every step, label smoothing, random mirror images (in the augmented phase)
-and flip test-time augmentation, in its own framework's usual way. Only what the speedrun recipes use is
-translated: any other setting is refused with an error that names it, rather than silently dropped.
+A twin trains the recipe's network, initialised as `model_kwargs.weight_init` says, on the same data
+split with the same batch size, epochs, Adam settings, learning rate at every step, label smoothing,
+random mirror images (in the augmented phase) and flip test-time augmentation, in its own framework's
+usual way. Only what the speedrun recipes use is translated: any other setting is refused with an error
+that names it, rather than silently dropped.
 
-What stays each framework's own, as its users would have it: the initialisation (Keras' Glorot-uniform
-kernels are ours; PyTorch's default is Kaiming-uniform), Adam's epsilon placement (Keras adds it outside
-the bias correction, PyTorch and optax inside: the same 1e-7 weighs differently in the first steps), and
-BatchNorm's running variance (PyTorch keeps the unbiased batch variance, Flax and Keras the biased one).
+What stays each framework's own, as its users would have it: Adam's epsilon placement (Keras adds it
+outside the bias correction, PyTorch and optax inside: the same 1e-7 weighs differently in the first
+steps), and BatchNorm's running variance (PyTorch keeps the unbiased batch variance, Flax and Keras the
+biased one).
 
 Timing: each twin is warmed up once before its timed runs (its runtime's and kernels' one-time set-up,
 as our first, compiling run is reported apart) and then timed per seed from the images in memory to the

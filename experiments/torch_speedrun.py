@@ -2,9 +2,9 @@
 
 The same network as `fashion_jax/models/convnet.py` (3x3 'valid' convolution, ReLU, 2x2 max pooling and
 BatchNorm per block, a hidden Dense layer, the classifier) and the same recipe (experiments/
-speedrun_twin.py says what is shared). What stays PyTorch's own is what a PyTorch user would keep: its
-default initialisation, channels-first images (channels-last on request), eager execution with as many
-threads as it picks, batches sliced from tensors in memory (a DataLoader would only add overhead).
+speedrun_twin.py says what is shared). What stays PyTorch's own is what a PyTorch user would keep:
+channels-first images (channels-last on request), eager execution with as many threads as it picks,
+batches sliced from tensors in memory (a DataLoader would only add overhead).
 
 The clock runs from the images as float tensors in memory to the final test accuracy, including each
 epoch's validation pass, as the trainer's `seconds` does.
@@ -18,7 +18,8 @@ from experiments import speedrun_twin
 
 
 def build(model_kwargs, input_shape=(28, 28, 1), num_classes=10):
-  """The ConvNet of `model_kwargs` (widths, hidden, batch_norm, block_dropout, hidden_dropout) in torch.nn."""
+  """The ConvNet of `model_kwargs` (widths, hidden, batch_norm, block_dropout, hidden_dropout, weight_init)
+  in torch.nn."""
   from torch import nn  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   h, w, channels = input_shape
@@ -40,6 +41,11 @@ def build(model_kwargs, input_shape=(28, 28, 1), num_classes=10):
   model = nn.Sequential(*stack).eval()
   with torch.no_grad():  # materialises the lazy layers' input sizes, leaving BatchNorm's statistics alone
     model(torch.zeros((2, input_shape[2], h, w)))
+    if model_kwargs.get('weight_init', 'keras') == 'keras':  # else PyTorch's own defaults, as 'torch' says
+      for layer in model:
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+          nn.init.xavier_uniform_(layer.weight)  # Glorot-uniform; fans as Keras counts them
+          nn.init.zeros_(layer.bias)
   return model.train()
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fashion_jax import models
+from fashion_jax.errors import UserError
 from fashion_jax.models.convnet import ConvNet
 
 torch = pytest.importorskip('torch')
@@ -73,3 +74,21 @@ def test_registry_builds_it_from_the_config_and_features_are_the_hidden_layer():
                    'Dense_1': 64 * 10 + 10}
   logits, features = model.apply(variables, x, return_features=True)
   assert logits.shape == (2, 10) and features.shape == (2, 64)
+
+
+def test_the_torch_init_draws_as_pytorch_does_and_keras_init_is_unchanged():
+  x = jnp.zeros((1, 28, 28, 1))
+  keras_model, torch_model = ConvNet(widths=(8, 16), hidden=32), ConvNet(widths=(8, 16), hidden=32, weight_init='torch')
+  keras_params = keras_model.init(jax.random.key(0), x)['params']
+  torch_params = torch_model.init(jax.random.key(0), x)['params']
+  assert all(not np.any(keras_params[name]['bias']) for name in keras_params if 'bias' in keras_params[name])
+  # PyTorch: kernel and bias uniform in +-1/sqrt(fan_in); fan_in = 9 * channels in, or the Dense inputs.
+  for name, fan_in in (('Conv3x3_0', 9), ('Conv3x3_1', 72), ('Dense_0', 400), ('Dense_1', 32)):
+    bound = fan_in ** -0.5
+    for kind in ('kernel', 'bias'):
+      values = np.asarray(torch_params[name][kind])
+      assert np.abs(values).max() <= bound and np.abs(values).max() > 0.5 * bound, (name, kind)
+  kernel = np.asarray(torch_params['Dense_0']['kernel'])  # 12,800 draws: their spread is the uniform's
+  assert kernel.std() == pytest.approx(400 ** -0.5 / np.sqrt(3), rel=0.05)
+  with pytest.raises(UserError, match='model_kwargs.weight_init'):
+    ConvNet(weight_init='he').init(jax.random.key(0), x)

@@ -61,6 +61,11 @@ def test_the_pytorch_twin_has_our_parameters_and_learns(real_data_dir):
   twin = torch_speedrun.build(dict(config.model_kwargs))
   buffers = sum(b.numel() for n, b in twin.named_buffers() if not n.endswith('num_batches_tracked'))
   assert (sum(p.numel() for p in twin.parameters()), buffers) == our_parameter_counts(config)
+  for layer in (twin[0], twin[-1]):  # a conv and the classifier: Glorot-uniform, zero biases, as ours
+    bound = np.sqrt(6 / (layer.weight[0].numel() + layer.weight.shape[0] * layer.weight[0, 0].numel()))
+    assert not layer.bias.any() and 0.5 * bound < float(layer.weight.abs().max()) <= bound
+  torch_init = torch_speedrun.build(dict(config.model_kwargs, weight_init='torch'))[0]  # PyTorch's own
+  assert torch_init.bias.any() and float(torch_init.weight.abs().max()) <= 1 / 3  # +-1/sqrt(9 inputs)
   config = short_config()
   assert_it_learned(torch_speedrun.train(config, data_lib.load(config.data), seed=0, batch_size=16))
 
@@ -72,6 +77,9 @@ def test_the_keras_twin_has_our_parameters_and_learns(real_data_dir):
   twin = keras_speedrun.build(dict(config.model_kwargs))
   statistics = sum(int(np.prod(w.shape)) for w in twin.non_trainable_weights)  # BatchNorm's moving averages
   assert (sum(int(np.prod(w.shape)) for w in twin.trainable_weights), statistics) == our_parameter_counts(config)
+  torch_init = keras_speedrun.build(dict(config.model_kwargs, weight_init='torch'))
+  dense = np.asarray(torch_init.layers[-2].kernel)  # the hidden layer: 5 * 5 * 32 = 800 inputs
+  assert dense.shape == (800, 256) and 0.9 * 800 ** -0.5 < np.abs(dense).max() <= 800 ** -0.5
   config = short_config()
   assert_it_learned(keras_speedrun.train(config, data_lib.load(config.data), seed=0, batch_size=16))
 

@@ -7,7 +7,9 @@ little) and dropout; then one hidden Dense layer and the classifier. On 28x28 im
 maps of 13x13 and 5x5.
 
 Everything a speedrun would tune is a field, set from `config.model_kwargs`: `widths` (one block a
-width), `hidden` (0: no hidden Dense layer), `batch_norm`, `block_dropout` and `hidden_dropout`.
+width), `hidden` (0: no hidden Dense layer), `batch_norm`, `block_dropout`, `hidden_dropout` and
+`weight_init`: 'keras' (Glorot-uniform kernels, zero biases: the article's models) or 'torch'
+(PyTorch's defaults, kernels and biases uniform in +-1/sqrt(fan_in)).
 """
 
 from typing import Sequence
@@ -16,7 +18,10 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from fashion_jax.models import layers
-from fashion_jax.models.layers import KERNEL_INIT, Conv3x3, Dropout
+from fashion_jax.errors import UserError
+from fashion_jax.models.layers import KERNEL_INIT, Conv3x3, Dropout, torch_default_inits
+
+INITS = ('keras', 'torch')
 
 
 class ConvNet(nn.Module):
@@ -28,22 +33,35 @@ class ConvNet(nn.Module):
   batch_norm: bool = True
   block_dropout: float = 0.0
   hidden_dropout: float = 0.0
+  weight_init: str = 'keras'
+
+  def __post_init__(self):
+    if self.weight_init not in INITS:
+      raise UserError(f'config.model_kwargs.weight_init={self.weight_init!r}: expected one of {INITS}')
+    super().__post_init__()
+
+  def _inits(self, fan_in):
+    """{'kernel_init', 'bias_init'} of a layer with `fan_in` inputs a unit."""
+    if self.weight_init == 'torch':
+      return dict(zip(('kernel_init', 'bias_init'), torch_default_inits(fan_in)))
+    return {'kernel_init': KERNEL_INIT, 'bias_init': nn.initializers.zeros}
 
   @nn.compact
   def __call__(self, x, train=False, return_features=False):
     x = x.astype(self.dtype)
     for width in self.widths:
-      x = Conv3x3(width, impl=self.conv_impl, dtype=self.dtype, relu_pool=True)(x)
+      x = Conv3x3(width, impl=self.conv_impl, dtype=self.dtype, relu_pool=True,
+                  **self._inits(9 * x.shape[-1]))(x)
       if self.batch_norm:
         # PyTorch's defaults: this model trains for a few epochs only, too few for Keras' momentum 0.99.
         x = layers.batch_norm(train, momentum=0.9, epsilon=1e-5, dtype=self.dtype)(x)
       x = Dropout(self.block_dropout)(x, not train)
     x = x.reshape(x.shape[0], -1)
     if self.hidden:
-      x = nn.relu(nn.Dense(self.hidden, kernel_init=KERNEL_INIT, dtype=self.dtype,
-                           param_dtype=jnp.float32)(x))
+      x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32,
+                           **self._inits(x.shape[-1]))(x))
       x = Dropout(self.hidden_dropout)(x, not train)
-    logits = nn.Dense(self.num_classes, kernel_init=KERNEL_INIT, dtype=self.dtype, param_dtype=jnp.float32)(x)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32, **self._inits(x.shape[-1]))(x)
     # Logits in float32 at least, as the article's models (cnn.py).
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
     return (logits, x) if return_features else logits

@@ -17,6 +17,7 @@ traced (`fashion_jax.batch_axis.current()`), which the trainer sets, so models n
 
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
@@ -28,6 +29,16 @@ from fashion_jax.models.pooling import max_pool_2x2  # pylint: disable=unused-im
 KERNEL_INIT = nn.initializers.glorot_uniform()
 
 
+def torch_default_inits(fan_in):
+  """(kernel_init, bias_init) as PyTorch initialises Conv2d and Linear layers: kernels uniform in
+  +-1/sqrt(fan_in) (its kaiming_uniform with a=sqrt(5)), biases uniform in the same range."""
+  bound = 1.0 / fan_in ** 0.5
+
+  def bias_init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+  return nn.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform'), bias_init
+
+
 class Conv3x3(nn.Module):
   features: int
   impl: str = 'xla'
@@ -37,6 +48,7 @@ class Conv3x3(nn.Module):
   relu_pool: bool = False
   use_bias: bool = True
   kernel_init: Callable = KERNEL_INIT
+  bias_init: Callable = nn.initializers.zeros
 
   @nn.compact
   def __call__(self, x):
@@ -47,7 +59,7 @@ class Conv3x3(nn.Module):
     elif self.padding != 'VALID':
       raise ValueError(f"Conv3x3 padding {self.padding!r}: expected 'VALID' or 'SAME'")
     if self.use_bias:
-      bias = self.param('bias', nn.initializers.zeros, (self.features,), jnp.float32).astype(self.dtype)
+      bias = self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
     else:
       bias = None
     if self.relu_pool:
