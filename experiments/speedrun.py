@@ -114,7 +114,8 @@ def markdown(info, records, target, config_name):
   labels = {framework: label for framework, label, _ in TWINS}
   lines += [f'| {labels[r["framework"]]} | {r["seed"]} | {r["compilation"]} | {r["seconds"]:.1f} | {r["accuracy"]:.4f} | '
             f'{r["test_accuracy"]:.4f} | {r["epochs"]} |' for r in records if r.get('framework') in labels]
-  lines += ['', f'Command: `{info["command"]}`']
+  lines += [''] + [f'Note: {note}' for note in info.get('notes', [])]
+  lines += [f'Command: `{info["command"]}`']
   return '\n'.join(lines) + '\n'
 
 

@@ -95,6 +95,8 @@ def test_speedrun_table_adds_the_twins_and_their_time_over_ours():
       '- Keras seconds: mean 60.0 +/- 0.0, min 60.0, max 60.0; its mean over ours (cached): 1.50']
   assert '| PyTorch | 1 | none | 80.0 | 0.9220 | 0.9100 | 5 |' in lines
   assert '| Keras | 0 | none | 60.0 | 0.9300 | 0.9100 | 5 |' in lines
+  noted = speedrun.markdown(dict(info, notes=['added later.']), records, 0.92, 'x.py').splitlines()
+  assert noted[-2:] == ['Note: added later.', 'Command: `python experiments/speedrun.py --torch_twin --keras_twin`']
 
 
 def test_render_rewrites_the_table_from_the_json_lines_with_notes(tmp_path):
