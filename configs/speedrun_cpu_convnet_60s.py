@@ -5,10 +5,11 @@
 
 The PyTorch twin of configs/speedrun_cpu_convnet.py (experiments/results/speedrun-cpu-convnet-twins.md)
 reached 0.9260 +/- 0.0017 where ours reached 0.9211 +/- 0.0020 with the same recipe; the twin then
-initialised its layers PyTorch's way (kernels and biases uniform in +-1/sqrt(fan_in): smaller kernels
-than Glorot's, non-zero biases). Ours initialised so (`model_kwargs.weight_init='torch'`) reached
-0.9249 and 0.9244 at five epochs (seeds 0 and 1: experiments/results/speedrun-cpu-trials/
-torch-init-5epochs.md), so one epoch of the five is dropped here to save its 15 s.
+initialised its layers PyTorch's way (kernels and biases uniform in +-1/sqrt(fan_in): against Glorot's,
+larger kernels in the first convolution, whose fan-in is 9, smaller ones after it, non-zero biases).
+Ours initialised so (`model_kwargs.weight_init='torch'`) reached 0.9249 and 0.9244 at five epochs
+(seeds 0 and 1: experiments/results/speedrun-cpu-trials/torch-init-5epochs.md), so one epoch of the
+five is dropped here to save its 15 s.
 
 Measured (experiments/results/speedrun-cpu-convnet-60s.md, 5 seeds, the 2-core AMD EPYC): 0.9207 +/-
 0.0015 with flip TTA, 4 of 5 seeds at 0.92 or above, in 63.1 s a run with compiled programs cached

@@ -5,9 +5,9 @@
 
 Starts from configs/speedrun_cpu_convnet_093.py (two conv-ReLU-pool blocks with BatchNorm, a hidden layer
 with dropout, flips, label smoothing, one-cycle Adam, flip TTA: 0.930 in 18-20 epochs on the CPU) and
-spends what a GPU makes cheap: four times the channels (64 -> 128) and a 512-wide hidden layer, batches
-of 512 (one jitted call an epoch on a GPU: `steps_per_call` defaults to the epoch there), bfloat16
-compute, and 2-pixel random crops on top of the flips, which a wider model can use. Not measured yet:
+spends what a GPU makes cheap: wider blocks (64 -> 128 channels, from 32 -> 32), a 512-wide hidden
+layer, batches of 512 (one jitted call an epoch on a GPU: `steps_per_call` defaults to the epoch there),
+bfloat16 compute, and 2-pixel random crops on top of the flips, which a wider model can use. Not measured yet:
 experiments/gpu_speedrun.sh runs it at several epoch counts, and its measured table replaces this
 paragraph's guesses.
 """

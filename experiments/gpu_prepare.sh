@@ -11,10 +11,12 @@ cd "$(dirname "$0")/.."
 idx_dir=${1:-${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}}
 packages="ml-collections clu keras keras-preprocessing namex optree"
 pins=$(python -c "import importlib.metadata as m, sys; print(' '.join(f'{p}=={m.version(p)}' for p in sys.argv[1:]))" $packages)
-rm -rf .whl && mkdir -p .whl .device_data
+# Into a fresh folder first: a failed download leaves the previous wheels in place.
+rm -rf .whl.new && mkdir -p .whl.new .device_data
 python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
-  --dest .whl $pins
+  --dest .whl.new $pins
+rm -rf .whl && mv .whl.new .whl
 cp "$idx_dir"/*-ubyte* .device_data/
 ls .whl .device_data
 du -sh .whl .device_data

@@ -53,10 +53,14 @@ def speedrun_points(results_dir):
     # Settings overridden on the command line make another recipe: they go into its name.
     config = ' '.join([config] + [part[len('--config.'):] for part in parts if part.startswith('--config.')])
     for run in runs:
-      if run.get('framework') in TWIN_NAMES:  # the recipe in PyTorch or Keras (speedrun.py --*_twin): apart
-        batch = run.get('batch_size')
-        other_batch = f' at batch {batch}' if batch != header.get('config', {}).get('batch_size', batch) else ''
-        points[(f'speedrun {config}, {TWIN_NAMES[run["framework"]]} twin{other_batch}', _hardware(header))].append(
+      # The recipe in PyTorch or Keras (speedrun.py --*_twin): a point apart, named by what differs.
+      if run.get('framework') in TWIN_NAMES:
+        recipe = header.get('config', {})
+        batch, init = run.get('batch_size'), run.get('weight_init')
+        other = ''.join([f' at batch {batch}' if batch != recipe.get('batch_size', batch) else '',
+                         f', {init} init' if init and init != recipe.get('model_kwargs', {}).get('weight_init',
+                                                                                               'keras') else ''])
+        points[(f'speedrun {config}, {TWIN_NAMES[run["framework"]]} twin{other}', _hardware(header))].append(
             (run['seconds'], run['accuracy']))
       elif run.get('cache') == 'warm':
         points[(f'speedrun {config}', _hardware(header))].append((run['seconds'], run['accuracy']))

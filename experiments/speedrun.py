@@ -3,8 +3,9 @@
   python experiments/speedrun.py --config=configs/speedrun_cpu.py --seeds=5 --target=0.92 \
       --out=experiments/results/speedrun-cpu
 
-Each seed is a full run of the config (train.train_and_evaluate) in `<root>/seed<k>`. Its time is the run's
-own `seconds` in results.json: from the data on the device to the final test accuracy (the last phase's
+Each seed is a full run of the config (train.train_and_evaluate) in `<root>/seed<k>`; <out>.jsonl and
+<out>.md are rewritten after every run, so a speedrun stopped early keeps the runs it finished. A run's
+time is its own `seconds` in results.json: from the data on the device to the final test accuracy (the last phase's
 test evaluation included; loading the data and drawing pictures excluded). The first seed compiles
 every step function; it fills JAX's persistent compilation cache (in `<root>/.jax_cache`), so later
 seeds load the compiled programs. The table gives both: the first seed's time with compilation, and
@@ -112,8 +113,9 @@ def markdown(info, records, target, config_name):
   lines += [f'| JAX | {r["seed"]} | {"compiled" if r["cache"] == "cold" else "cached"} | {r["seconds"]:.1f} | '
             f'{r["accuracy"]:.4f} | {r["test_accuracy"]:.4f} | {r["epochs"]} |' for r in ours]
   labels = {framework: label for framework, label, _ in TWINS}
-  lines += [f'| {labels[r["framework"]]} | {r["seed"]} | {r["compilation"]} | {r["seconds"]:.1f} | {r["accuracy"]:.4f} | '
-            f'{r["test_accuracy"]:.4f} | {r["epochs"]} |' for r in records if r.get('framework') in labels]
+  lines += [f'| {labels[r["framework"]]} | {r["seed"]} | {r["compilation"]} | {r["seconds"]:.1f} | '
+            f'{r["accuracy"]:.4f} | {r["test_accuracy"]:.4f} | {r["epochs"]} |'
+            for r in records if r.get('framework') in labels]
   lines += [''] + [f'Note: {note}' for note in info.get('notes', [])]
   lines += [f'Command: `{info["command"]}`']
   return '\n'.join(lines) + '\n'
@@ -136,7 +138,8 @@ def twin_trainers(config, info):
     import torch
     from experiments import torch_speedrun
     info['pytorch'] = torch.__version__
-    torch_speedrun.images_per_second(config, dataset, config.batch_size, _TORCH_CHANNELS_LAST.value, steps=5)
+    torch_speedrun.images_per_second(config, dataset, _TORCH_BATCH_SIZE.value or config.batch_size,
+                                     _TORCH_CHANNELS_LAST.value, steps=5)
     twins.append(('pytorch', lambda seed: torch_speedrun.train(
         config, dataset, seed, _TORCH_BATCH_SIZE.value, _TORCH_CHANNELS_LAST.value)))
   if _KERAS.value:
@@ -144,7 +147,8 @@ def twin_trainers(config, info):
     from experiments import keras_speedrun
     info['keras'] = keras.__version__
     jit_compile = True if _KERAS_JIT_COMPILE.value else 'auto'
-    keras_speedrun.images_per_second(config, dataset, config.batch_size, jit_compile, steps=5)
+    keras_speedrun.images_per_second(config, dataset, _KERAS_BATCH_SIZE.value or config.batch_size, jit_compile,
+                                     steps=5)
     twins.append(('keras', lambda seed: keras_speedrun.train(config, dataset, seed, _KERAS_BATCH_SIZE.value,
                                                               jit_compile)))
   return twins
@@ -165,27 +169,33 @@ def main(argv):
   info = benchmark.machine()
   config = _CONFIG.value
   twins = twin_trainers(config, info)
-  records = [dict(run(config, 0, os.path.join(_ROOT.value, 'seed0-cold')), cache='cold')]
-  print(json.dumps(records[-1]), flush=True)
+  header = dict(info, config=config.to_dict(), target=_TARGET.value,
+                config_file=config_flags.get_config_filename(flags.FLAGS['config']))
+  records = []
+
+  def record(entry):
+    """Keeps a run's record and rewrites the files, so that a run stopped early keeps what it finished."""
+    records.append(entry)
+    print(json.dumps(entry), flush=True)
+    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
+    with open(_OUT.value + '.jsonl', 'w') as f:
+      f.writelines(json.dumps(r) + '\n' for r in [header] + records)
+    if any(r.get('cache') == 'warm' for r in records):  # the table needs a run with the cache warm
+      write_markdown(header, records, echo=False)
+
+  record(dict(run(config, 0, os.path.join(_ROOT.value, 'seed0-cold')), cache='cold'))
   for seed in range(_SEEDS.value):  # seed by seed, ours then each twin: a change in the machine's load
-    records.append(dict(run(config, seed, os.path.join(_ROOT.value, f'seed{seed}')), cache='warm'))
-    print(json.dumps(records[-1]), flush=True)  # shows on every side alike
-    for framework, train_twin in twins:
-      records.append(dict(train_twin(seed), framework=framework))
-      print(json.dumps(records[-1]), flush=True)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  with open(_OUT.value + '.jsonl', 'w') as f:
-    header = dict(info, config=config.to_dict(), target=_TARGET.value,
-                  config_file=config_flags.get_config_filename(flags.FLAGS['config']))
-    f.writelines(json.dumps(r) + '\n' for r in [header] + records)
-  write_markdown(dict(info, config_file=config_flags.get_config_filename(flags.FLAGS['config']),
-                      target=_TARGET.value), records)
+    record(dict(run(config, seed, os.path.join(_ROOT.value, f'seed{seed}')), cache='warm'))
+    for framework, train_twin in twins:  # shows on every side alike
+      record(dict(train_twin(seed), framework=framework))
+  write_markdown(header, records)
 
 
-def write_markdown(info, records):
+def write_markdown(info, records, echo=True):
   with open(_OUT.value + '.md', 'w') as f:
     f.write(markdown(info, records, info.get('target', _TARGET.value), info.get('config_file', '?')))
-  print(open(_OUT.value + '.md').read())
+  if echo:
+    print(open(_OUT.value + '.md').read())
 
 
 if __name__ == '__main__':

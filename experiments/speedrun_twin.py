@@ -63,4 +63,5 @@ def summary(seed, seconds, accuracy, test_accuracy, val_accuracy, config, settin
   `compilation` whether and when it compiles."""
   return {'seed': seed, 'seconds': seconds, 'accuracy': accuracy, 'test_accuracy': test_accuracy,
           'val_accuracy': val_accuracy, 'epochs': config.num_epochs + config.augment_epochs,
-          'batch_size': config.batch_size, 'settings': settings, 'compilation': compilation}
+          'batch_size': config.batch_size, 'weight_init': config.model_kwargs.get('weight_init', 'keras'),
+          'settings': settings, 'compilation': compilation}

@@ -10,11 +10,11 @@ from fashion_jax import models
 from fashion_jax.errors import UserError
 from fashion_jax.models.convnet import ConvNet
 
-torch = pytest.importorskip('torch')
 
 
 def twin_logits(variables, x, widths, train):
   """The same network in torch.nn with `variables` copied in; images NHWC as ours."""
+  torch = pytest.importorskip('torch')
   params, stats = variables['params'], variables.get('batch_stats', {})
   t = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2)
   for i, width in enumerate(widths):
@@ -82,6 +82,8 @@ def test_the_torch_init_draws_as_pytorch_does_and_keras_init_is_unchanged():
   keras_params = keras_model.init(jax.random.key(0), x)['params']
   torch_params = torch_model.init(jax.random.key(0), x)['params']
   assert all(not np.any(keras_params[name]['bias']) for name in keras_params if 'bias' in keras_params[name])
+  glorot = np.sqrt(6 / (400 + 32))  # Dense_0: 5 * 5 * 16 = 400 inputs, 32 outputs
+  assert 0.9 * glorot < np.abs(np.asarray(keras_params['Dense_0']['kernel'])).max() <= glorot
   # PyTorch: kernel and bias uniform in +-1/sqrt(fan_in); fan_in = 9 * channels in, or the Dense inputs.
   for name, fan_in in (('Conv3x3_0', 9), ('Conv3x3_1', 72), ('Dense_0', 400), ('Dense_1', 32)):
     bound = fan_in ** -0.5

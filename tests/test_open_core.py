@@ -129,6 +129,8 @@ def test_every_config_file_is_valid_and_builds_its_model():
   # Configs that only a GPU runs in full (the speedruns, the recipes) are otherwise checked nowhere on CPU.
   import glob  # pylint: disable=g-import-not-at-top
   import importlib  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from flax import linen as nn  # pylint: disable=g-import-not-at-top
   from fashion_jax import models, validate  # pylint: disable=g-import-not-at-top
   names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'configs', '*.py'))
@@ -137,4 +139,8 @@ def test_every_config_file_is_valid_and_builds_its_model():
   for name in names:
     config = importlib.import_module(f'configs.{name}').get_config()
     validate.validate(config)
-    assert isinstance(models.create_model(config), nn.Module), name
+    model = models.create_model(config)
+    assert isinstance(model, nn.Module), name
+    if config.model != 'vgg19':  # the transfer head's input is the frozen base's features, not images
+      shapes = jax.eval_shape(lambda m=model: m.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)), train=False))
+      assert jax.tree.leaves(shapes['params']), name  # the model builds on Fashion-MNIST's images

@@ -71,12 +71,15 @@ def test_a_speedruns_twins_are_points_of_their_own(tmp_path):
   runs = [{'seed': 0, 'seconds': 50.0, 'accuracy': 0.92, 'cache': 'cold'},
           {'seed': 0, 'seconds': 40.0, 'accuracy': 0.92, 'cache': 'warm'},
           {'seed': 0, 'seconds': 70.0, 'accuracy': 0.91, 'framework': 'pytorch', 'batch_size': 256},
-          {'seed': 0, 'seconds': 60.0, 'accuracy': 0.90, 'framework': 'keras', 'batch_size': 512}]
+          {'seed': 0, 'seconds': 60.0, 'accuracy': 0.90, 'framework': 'keras', 'batch_size': 512},
+          {'seed': 0, 'seconds': 80.0, 'accuracy': 0.93, 'framework': 'pytorch', 'batch_size': 256,
+           'weight_init': 'torch'}]
   with open(tmp_path / 'speedrun-x.jsonl', 'w') as f:
     f.writelines(json.dumps(line) + '\n' for line in [header] + runs)
   points = speed_accuracy.speedrun_points(str(tmp_path))
-  # A twin at another batch size than the recipe's ran another recipe: its name says so.
+  # A twin at another batch size or initialisation than the recipe's ran another recipe: its name says so.
   assert {recipe: values for (recipe, _), values in points.items()} == {
       'speedrun configs/speedrun_cpu.py': [(40.0, 0.92)],
       'speedrun configs/speedrun_cpu.py, PyTorch twin': [(70.0, 0.91)],
-      'speedrun configs/speedrun_cpu.py, Keras twin at batch 512': [(60.0, 0.90)]}
+      'speedrun configs/speedrun_cpu.py, Keras twin at batch 512': [(60.0, 0.90)],
+      'speedrun configs/speedrun_cpu.py, PyTorch twin, torch init': [(80.0, 0.93)]}
