@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.article_numbers import ARTICLE
 from experiments.config_overrides import apply_override
-from fashion_jax.cpu_info import cpu_description, usable_cpus
+from fashion_jax.cpu_info import cpu_description, cpu_text, usable_cpus
 
 FLAGS = flags.FLAGS
 
@@ -112,8 +112,7 @@ def markdown(header, records):
   model = header['model']
   article = ARTICLE.get(model, {}).get('phase2', (None, None))[1]
   lines = [f'# Ablation of `{header["config"]}` ({model})', '',
-           f'Machine: {header["device_kind"]} ({header["backend"]}), {header["cpu_count"]} CPU cores'
-           + (f' ({header["cpu_model"]})' if header.get('cpu_model') else '') + f', JAX {header["jax"]}.',
+           f'Machine: {header["device_kind"]} ({header["backend"]}), {cpu_text(header)}, JAX {header["jax"]}.',
            'Each row: the recipe, or the recipe without one choice (its overrides), over seeds; the last '
            'phase\'s test accuracy, plain, with flip TTA, of the EMA of the weights, and of the EMA with flip TTA '
            '(where the variant keeps them). A variant\'s number is its most complete of these; the difference is '

@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fashion_jax.cpu_info import cpu_description, peak_gflops, usable_cpus
+from fashion_jax.cpu_info import cpu_description, cpu_text, peak_gflops, usable_cpus
 from fashion_jax import data, parallel, steps, train, transfer
 from fashion_jax.models import vgg
 
@@ -192,9 +192,8 @@ def time_protocol(model):
 
 
 def markdown(records, info):
-  cpu = f' ({info["cpu_model"]}; {", ".join(info.get("cpu_flags", []))})' if info.get('cpu_model') else ''
   lines = [f'Machine: {info["device_kind"]} ({info["backend"]}, {info["devices"]} device(s)), '
-           f'{info["cpu_count"]} CPU cores{cpu}, JAX {info["jax"]}.', '']
+           f'{cpu_text(info)}, JAX {info["jax"]}.', '']
   peak = info.get('cpu_peak_gflops') if info['backend'] == 'cpu' else None
   if peak:
     lines += [f'CPU nominal peak: {peak:,.0f} GFLOP/s float32 ({info["cpu_peak_basis"]}). GFLOP/s '

@@ -34,6 +34,7 @@ from flax import linen as nn
 
 from experiments import benchmark
 from fashion_jax import data, train
+from fashion_jax.cpu_info import cpu_text
 
 _REPEATS = flags.DEFINE_integer('repeats', 20, 'Timed calls per measurement (after one untimed call).')
 # --models (configs/<model>.py) and --out (without extension) are benchmark.py's flags.
@@ -120,9 +121,7 @@ def measure(model_name, dataset, repeats):
 
 
 def markdown(info, records):
-  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {info["cpu_count"]} CPU cores'
-           + (f' ({info["cpu_model"]}; {", ".join(info["cpu_flags"])})' if info.get('cpu_model') else '')
-           + f', JAX {info["jax"]}.', '',
+  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
            'Each layer\'s forward and backward pass compiled and timed alone (median of the timed calls), '
            'at the input shape it has in the model, against the median training step; "the rest" is the '
            'step minus the layers\' sum (ReLUs and pooling between layers, loss, Adam, batch gather, and '

@@ -36,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import benchmark
+from fashion_jax.cpu_info import cpu_text
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'The speedrun\'s config file.')
 _SEEDS = flags.DEFINE_integer('seeds', 5, 'Seeds 0 .. seeds - 1.')
@@ -90,9 +91,7 @@ def markdown(info, records, target, config_name):
   reached = sum(a >= target for a in accuracies)
   lines = [
       f'Speedrun of `{config_name}` to {target:.2f} test accuracy. Machine: {info["device_kind"]} '
-      f'({info["backend"]}, {info["devices"]} device(s)), {info["cpu_count"]} CPU cores'
-      + (f' ({info["cpu_model"]}; {", ".join(info["cpu_flags"])})' if info.get('cpu_model') else '')
-      + f', JAX {info["jax"]}.', '',
+      f'({info["backend"]}, {info["devices"]} device(s)), {cpu_text(info)}, JAX {info["jax"]}.', '',
       f'- accuracy over {len(cached)} seed{"s" if len(cached) > 1 else ""}: {_spread(accuracies)}; {reached} of '
       f'{len(cached)} reach {target:.2f}',
       f'- seconds (compiled programs loaded from the cache): {_seconds([r["seconds"] for r in cached])}',

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import benchmark
+from fashion_jax.cpu_info import cpu_text
 
 FLAGS = flags.FLAGS
 
@@ -75,10 +76,8 @@ def fastest(records, batch_size):
 def markdown(info, records):
   batch_sizes = sorted({r['batch_size'] for r in records})
   lines = [f'Training throughput (images/s) of `{info["config_file"]}`\'s network with flipped batches, by '
-           'batch size. Machine: '
-           + f'{info["cpu_count"]} CPU cores'
-           + (f' ({info["cpu_model"]}; {", ".join(info["cpu_flags"])})' if info.get('cpu_model') else '')
-           + f', JAX {info["jax"]}' + ''.join(f', {k} {info[k]}' for k in ('pytorch', 'keras') if k in info)
+           f'batch size. Machine: {cpu_text(info)}, JAX {info["jax"]}'
+           + ''.join(f', {k} {info[k]}' for k in ('pytorch', 'keras') if k in info)
            + '.', '',
            '| framework | ' + ' | '.join(f'batch {b}' for b in batch_sizes) + ' |',
            '| --- |' + ' --- |' * len(batch_sizes)]

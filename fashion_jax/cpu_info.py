@@ -54,3 +54,13 @@ def peak_gflops(cpuinfo=None, cpus=None):
   clock = max(mhz) / 1000
   gflops = cpus * clock * 2 * lanes * 2
   return gflops, f'{cpus} logical CPUs x {clock:.2f} GHz x 2 FMA units x {lanes} float32 lanes x 2'
+
+
+def cpu_text(info):
+  """'2 CPU cores (AMD EPYC; avx2, fma)' from a results header's `cpu_count`, `cpu_model` and `cpu_flags`
+  (the model and flags where recorded): how the tables of experiments/ name the processor."""
+  text = f'{info["cpu_count"]} CPU cores'
+  if info.get('cpu_model'):
+    flags = info.get('cpu_flags')
+    text += f' ({info["cpu_model"]}' + (f'; {", ".join(flags)}' if flags else '') + ')'
+  return text
