@@ -25,7 +25,9 @@ the article's protocol (0.9053 for the same seed on this CPU). Its augmented tra
 0.893 against 0.913 on the validation images, as under the article's protocol (0.890 and 0.910): with
 its four dropout layers and the warp, CNN-3 underfits, and this recipe only adds regularisation (weight
 decay, label smoothing). What may help it instead is less of that (a milder warp or none, flips only, no
-weight decay); not tried yet. CNN-1 with this version and CNN-4 are not run yet.
+weight decay); not tried yet. CNN-1, seed 0 (`experiments/results/ablation-cnn1-plus.md`): 0.9172 (plain
+0.9168; the TTA added 0.0002), short of the article's 0.9229, and above our protocol runs' 0.9135 +/-
+0.0045 by about their spread. CNN-4 is not run yet (it needs the GPU: experiments/gpu_plus.sh).
 
 History: the first version also blanked a random rectangle (random erasing, probability 0.5). On CNN-1
 (`experiments/results/ablation-cnn1-plus-with-erasing.md`, the 2-core CPU, seed 0) it reached 0.9093 (EMA) with
