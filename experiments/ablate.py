@@ -28,6 +28,7 @@ from absl import app, flags, logging
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import records as records_lib
 from experiments.article_numbers import ARTICLE
 from experiments.config_overrides import apply_override
 from fashion_jax.cpu_info import cpu_description, cpu_text, usable_cpus
@@ -134,9 +135,7 @@ def markdown(header, records):
 
 
 def _write(out, header, records):
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  with open(out + '.jsonl', 'w') as f:
-    f.writelines(json.dumps(line) + '\n' for line in [header] + records)
+  records_lib.write_json_lines(out, header, records)
   with open(out + '.md', 'w') as f:
     f.write(markdown(header, records))
 

@@ -47,6 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import records as records_lib
 from fashion_jax.cpu_info import cpu_description, cpu_text, peak_gflops, usable_cpus
 from fashion_jax import data, parallel, steps, train, transfer
 from fashion_jax.models import vgg
@@ -296,9 +297,7 @@ def main(argv):
   def emit(record):
     records.append(record)
     print(json.dumps(record), flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-    with open(_OUT.value + '.jsonl', 'w') as f:
-      f.writelines(json.dumps(r) + '\n' for r in [info] + records)
+    records_lib.write_json_lines(_OUT.value, info, records)
     with open(_OUT.value + '.md', 'w') as f:
       f.write(markdown(records, info))
 

@@ -17,7 +17,6 @@ Writes <out>.jsonl and <out>.md.
 """
 
 import importlib
-import json
 import os
 import statistics
 import sys
@@ -32,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from experiments import records as records_lib
 from experiments import benchmark
 from fashion_jax import data, train
 from fashion_jax.cpu_info import cpu_text
@@ -148,9 +148,7 @@ def main(argv):
   records = []
   for model in _MODELS.value:
     records += measure(model, dataset, _REPEATS.value)
-  os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-  with open(_OUT.value + '.jsonl', 'w') as f:
-    f.writelines(json.dumps(r) + '\n' for r in [info] + records)
+  records_lib.write_json_lines(_OUT.value, info, records)
   with open(_OUT.value + '.md', 'w') as f:
     f.write(markdown(info, records))
   print(open(_OUT.value + '.md').read())

@@ -35,6 +35,7 @@ from ml_collections import config_flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import records as records_lib
 from experiments import benchmark
 from fashion_jax.cpu_info import cpu_text
 
@@ -176,9 +177,7 @@ def main(argv):
     """Keeps a run's record and rewrites the files, so that a run stopped early keeps what it finished."""
     records.append(entry)
     print(json.dumps(entry), flush=True)
-    os.makedirs(os.path.dirname(os.path.abspath(_OUT.value)), exist_ok=True)
-    with open(_OUT.value + '.jsonl', 'w') as f:
-      f.writelines(json.dumps(r) + '\n' for r in [header] + records)
+    records_lib.write_json_lines(_OUT.value, header, records)
     if any(r.get('cache') == 'warm' for r in records):  # the table needs a run with the cache warm
       write_markdown(header, records, echo=False)
 

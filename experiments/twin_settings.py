@@ -24,6 +24,7 @@ from ml_collections import config_flags
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import records as records_lib
 from experiments import benchmark
 from fashion_jax.cpu_info import cpu_text
 
@@ -121,9 +122,7 @@ def main(argv):
     for name, measure in measures:
       records.append({'framework': name, 'batch_size': batch_size, 'images_per_second': measure()})
       print(json.dumps(records[-1]), flush=True)
-  os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-  with open(FLAGS.out + '.jsonl', 'w') as f:
-    f.writelines(json.dumps(r) + '\n' for r in [info] + records)
+  records_lib.write_json_lines(FLAGS.out, info, records)
   with open(FLAGS.out + '.md', 'w') as f:
     f.write(markdown(info, records))
   print(markdown(info, records))

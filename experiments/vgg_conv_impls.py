@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 
+from experiments import records as records_lib
 from experiments import benchmark
 from fashion_jax import transfer
 from fashion_jax.models import fast_conv
@@ -53,8 +54,7 @@ def main(argv):
         records.append({'input_size': size, 'batch': batch, 'images': count, 'convolutions': choice,
                         'images_per_second': images_per_second(size, batch, count)})
       print(json.dumps(records[-1]), flush=True)
-  with open(_OUT.value + '.jsonl', 'w') as f:
-    f.writelines(json.dumps(r) + '\n' for r in [info] + records)
+  records_lib.write_json_lines(_OUT.value, info, records)
   lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {info["cpu_count"]} CPU cores, JAX {info["jax"]}.',
            '', '| input | batch | images | convolutions | images/s |', '| --- | --- | --- | --- | --- |']
   lines += [f'| {r["input_size"]}x{r["input_size"]} | {r["batch"]} | {r["images"]:,} | {r["convolutions"]} | '

@@ -1,0 +1,12 @@
+"""The experiments' output files: <out>.jsonl holds a header (the machine, the command) and then one JSON
+line a measurement or run, which the scripts' tables are rendered from."""
+
+import json
+import os
+
+
+def write_json_lines(out, header, records):
+  """Writes <out>.jsonl (the header, then the records), making its folder if needed."""
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out + '.jsonl', 'w') as f:
+    f.writelines(json.dumps(line) + '\n' for line in [header] + records)
