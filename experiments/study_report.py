@@ -254,6 +254,14 @@ def write_report(runs, out, root, keras_runs, keras_root):
     lines.append(f'| {model} | {model_runs[0]["results"]["parameters"]:,} | {ARTICLE[model]["parameters"]:,} | '
                  f'{", ".join(str(r["config"]["seed"]) for r in model_runs)} | {seconds[0]:.1f} +/- {seconds[1]:.1f} | '
                  f'{", ".join(str(r["results"]["seed"]) for r in keras_group) or "-"} | {keras_seconds} |')
+  # A note a run's results.json carries (added after the run, e.g. that its time was shared) stays beside it.
+  noted = [(label, model, r) for label, group in (('ours', cnn_runs), ('Keras', keras_runs))
+           for model, model_runs in sorted(group.items()) for r in model_runs if r['results'].get('notes')]
+  if noted:
+    lines.append('')
+  for label, model, r in noted:
+    seed = r['results'].get('seed', r['config']['seed'] if r['config'] else '?')
+    lines.append(f'- {label}, {model} seed {seed}: ' + ' '.join(r['results']['notes']))
   per_class = {model: np.mean([[np.mean(r['probabilities'][r['labels'] == c].argmax(1) == c) for c in range(10)]
                                for r in model_runs], axis=0)
                for model, model_runs in sorted(cnn_runs.items())}

@@ -8,7 +8,7 @@ import numpy as np
 from experiments import study_report
 
 
-def _write_run(root, model, seed, accuracies, val_accuracies, keras=False):
+def _write_run(root, model, seed, accuracies, val_accuracies, keras=False, notes=None):
   workdir = os.path.join(root, f'{model}-seed{seed}')
   os.makedirs(workdir)
   phases = [{'name': f'phase{k + 1}', 'epochs': 1, 'augmented': bool(k), 'test_loss': 0.3 - 0.01 * k,
@@ -22,6 +22,8 @@ def _write_run(root, model, seed, accuracies, val_accuracies, keras=False):
     results.update(device_kind='cpu', backend='cpu', devices=1, jax_version='0.0')
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       json.dump({'seed': seed, 'model': model}, f)
+  if notes:
+    results['notes'] = notes
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f)
   with open(os.path.join(workdir, 'history.jsonl'), 'w') as f:
@@ -39,7 +41,8 @@ def test_the_report_puts_keras_runs_and_the_article_beside_ours(tmp_path):
     _write_run(ours, 'cnn1', seed, (0.90, accuracy), history)
   keras_history = [('phase1', 0.81), ('phase2', 0.93), ('phase2', 0.95)]
   for seed, accuracy in enumerate((0.920, 0.925)):
-    _write_run(keras, 'cnn1', seed, (0.905, accuracy), keras_history, keras=True)
+    _write_run(keras, 'cnn1', seed, (0.905, accuracy), keras_history, keras=True,
+               notes=['its time was shared.'] if seed == 1 else None)
   study_report.write_report(study_report.load_runs(ours), out, ours,
                             study_report.load_runs(keras, with_config=False), keras)
   report = open(os.path.join(out, 'README.md')).read()
@@ -57,3 +60,6 @@ def test_the_report_puts_keras_runs_and_the_article_beside_ours(tmp_path):
   assert 'last 5 validation epochs, ours 0.9100 and Keras\' 0.9400 (-0.0300)' in report
   assert 'Keras 3.0 on tensorflow 2.0' in report and '(cnn1 seed 0, cnn1 seed 1)' in report
   assert os.path.exists(os.path.join(out, 'test_accuracy_distributions.png'))
+  # A run's own note (added after it ran) is quoted beside the times, and only that run's.
+  assert '- Keras, cnn1 seed 1: its time was shared.' in report
+  assert 'seed 0: ' not in report
