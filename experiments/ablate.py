@@ -6,7 +6,8 @@
 The config file defines `get_config()` and `ablations()`: a name for each choice and the overrides that
 take it away. Every (variant, seed) trains in `<root>/<variant>/seed<k>` (a rerun skips finished runs
 and resumes interrupted ones), seed by seed, so a study cut short still covers every variant. `--set`
-applies overrides to every variant (e.g. a smoke run's `--set=data.train_limit=2048`).
+applies overrides to every variant (e.g. a smoke run's `--set=data.train_limit=2048`); `--seeds_for`
+gives a variant its own number of seeds (`--seeds=3 --seeds_for="no EMA=1"`).
 
 Writes <out>.jsonl (the command and machine, then one line a run: variant, seed, every phase's test
 numbers, seconds) and <out>.md: per variant, the last phase's test accuracy plain, of the EMA and with
@@ -42,6 +43,8 @@ def define_flags():
   flags.DEFINE_integer('seeds', 3, 'Seeds 0 .. seeds - 1.')
   flags.DEFINE_string('root', '/tmp/ablate', 'Workdirs of the runs.')
   flags.DEFINE_list('only', [], 'Run just these variants ("full" is the recipe), e.g. for a first look.')
+  flags.DEFINE_multi_string('seeds_for', [], 'variant=k: seeds 0 .. k - 1 for that variant instead of --seeds '
+                            '(e.g. one seed of an ablation beside three of the recipe).')
   flags.DEFINE_multi_string('set', [], 'Overrides for every variant, key=value.')
   flags.DEFINE_string('out', None, 'Output path without extension (.jsonl and .md).', required=True)
   flags.DEFINE_bool('render_only', False, 'Only rewrite <out>.md from <out>.jsonl.')
@@ -68,6 +71,24 @@ def variant_config(module, overrides, seed, extra=()):
     apply_override(config, assignment)
   config.seed = seed
   return config
+
+
+def run_plan(names, seeds, seeds_for=()):
+  """[(seed, variant)] in training order, seed by seed, each variant up to its own seed count.
+
+  `seeds_for` holds 'variant=k' assignments that replace `seeds` for those variants; a name that is not
+  among `names` or a count that is not an integer >= 0 raises a ValueError naming the assignment.
+  """
+  counts = dict.fromkeys(names, seeds)
+  for assignment in seeds_for:
+    name, _, count = assignment.rpartition('=')
+    if name not in counts:
+      raise ValueError(f'--seeds_for={assignment}: no variant {name!r} is chosen (variants: {", ".join(names)})')
+    if not count.isdigit():
+      raise ValueError(f'--seeds_for={assignment}: expected variant=k with k an integer >= 0')
+    counts[name] = int(count)
+  return [(seed, name) for seed in range(max(counts.values(), default=0)) for name in names
+          if seed < counts[name]]
 
 
 def slug(name):
@@ -158,15 +179,20 @@ def main(argv):
             'command': shlex.join(['python'] + sys.argv), 'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind,
             'cpu_count': usable_cpus(), 'cpu_model': cpu_model, 'jax': jax.__version__}
   chosen = [(name, overrides) for name, overrides in variants(module) if not FLAGS.only or name in FLAGS.only]
+  try:
+    plan = run_plan([name for name, _ in chosen], FLAGS.seeds, FLAGS.seeds_for)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  overrides_of = dict(chosen)
   records = []
-  for seed in range(FLAGS.seeds):
-    for name, overrides in chosen:
-      workdir = os.path.join(FLAGS.root, slug(name), f'seed{seed}')
-      results = train.train_and_evaluate(variant_config(module, overrides, seed, FLAGS.set), workdir)
-      records.append({'variant': name, 'overrides': overrides, 'seed': seed, 'phases': results['phases'],
-                      'seconds': results['seconds']})
-      print(f'{name}, seed {seed}: {results["phases"][-1]}', flush=True)
-      _write(FLAGS.out, header, records)
+  for seed, name in plan:
+    workdir = os.path.join(FLAGS.root, slug(name), f'seed{seed}')
+    results = train.train_and_evaluate(variant_config(module, overrides_of[name], seed, FLAGS.set), workdir)
+    records.append({'variant': name, 'overrides': overrides_of[name], 'seed': seed, 'phases': results['phases'],
+                    'seconds': results['seconds']})
+    print(f'{name}, seed {seed}: {results["phases"][-1]}', flush=True)
+    _write(FLAGS.out, header, records)
 
 
 if __name__ == '__main__':

@@ -46,6 +46,19 @@ def test_the_table_compares_each_variant_with_the_full_recipe_by_its_most_comple
   assert noted[-2:] == ['Note: an earlier recipe.', 'Command: `python ablate.py`']
 
 
+def test_each_variant_runs_its_own_number_of_seeds_seed_by_seed():
+  names = ['full', 'no EMA', 'no flip']
+  assert ablate.run_plan(names, 2) == [(0, 'full'), (0, 'no EMA'), (0, 'no flip'),
+                                       (1, 'full'), (1, 'no EMA'), (1, 'no flip')]
+  assert ablate.run_plan(names, 3, ['no EMA=1', 'no flip=0']) == [(0, 'full'), (0, 'no EMA'), (1, 'full'),
+                                                                  (2, 'full')]
+  assert ablate.run_plan(names, 1, ['no flip=2']) == [(0, 'full'), (0, 'no EMA'), (0, 'no flip'), (1, 'no flip')]
+  with pytest.raises(ValueError, match=r"--seeds_for=no erasing=1: no variant 'no erasing' is chosen"):
+    ablate.run_plan(names, 3, ['no erasing=1'])
+  with pytest.raises(ValueError, match='--seeds_for=no EMA=two: expected variant=k'):
+    ablate.run_plan(names, 3, ['no EMA=two'])
+
+
 def test_a_smoke_ablation_trains_each_chosen_variant(tmp_path):
   out = str(tmp_path / 'ablation')
   command = [sys.executable, 'experiments/ablate.py', '--config=configs/cnn1_plus.py', '--seeds=1',
