@@ -13,7 +13,10 @@ five is dropped here to save its 15 s.
 
 Measured (experiments/results/speedrun-cpu-convnet-60s.md, 5 seeds, the 2-core AMD EPYC): 0.9207 +/-
 0.0015 with flip TTA, 4 of 5 seeds at 0.92 or above, in 63.1 s a run with compiled programs cached
-(60.1-65.2 s; 72.9 s compiling): the 0.92 on the mean, 3 s over the 60 s aimed at.
+(60.1-65.2 s; 72.9 s compiling): the 0.92 on the mean, 3 s over the 60 s aimed at. With batches of
+128 at peak 4e-3 (experiments/results/speedrun-cpu-trials/, five seeds each): four epochs 0.9222 +/-
+0.0014, 5 of 5 seeds at 0.92, in 62.7 s; three epochs 0.9196 +/- 0.0012, 2 of 5, in 43.5 s. The 60 s
+lies between three and four epochs, which the trainer counts in whole epochs.
 """
 
 from configs import speedrun_cpu_convnet
