@@ -81,11 +81,11 @@ def run_plan(names, seeds, seeds_for=()):
   """
   counts = dict.fromkeys(names, seeds)
   for assignment in seeds_for:
-    name, _, count = assignment.rpartition('=')
+    name, equals, count = assignment.rpartition('=')
+    if not equals or not count.isdigit():
+      raise ValueError(f'--seeds_for={assignment}: expected variant=k with k an integer >= 0')
     if name not in counts:
       raise ValueError(f'--seeds_for={assignment}: no variant {name!r} is chosen (variants: {", ".join(names)})')
-    if not count.isdigit():
-      raise ValueError(f'--seeds_for={assignment}: expected variant=k with k an integer >= 0')
     counts[name] = int(count)
   return [(seed, name) for seed in range(max(counts.values(), default=0)) for name in names
           if seed < counts[name]]
