@@ -25,6 +25,7 @@ import numpy as np
 from experiments import records as records_lib
 from experiments import benchmark
 from fashion_jax import transfer
+from fashion_jax.cpu_info import cpu_text
 from fashion_jax.models import fast_conv
 
 _OUT = benchmark._OUT  # pylint: disable=protected-access  (--out, defined there)
@@ -55,7 +56,7 @@ def main(argv):
                         'images_per_second': images_per_second(size, batch, count)})
       print(json.dumps(records[-1]), flush=True)
   records_lib.write_json_lines(_OUT.value, info, records)
-  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {info["cpu_count"]} CPU cores, JAX {info["jax"]}.',
+  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.',
            '', '| input | batch | images | convolutions | images/s |', '| --- | --- | --- | --- | --- |']
   lines += [f'| {r["input_size"]}x{r["input_size"]} | {r["batch"]} | {r["images"]:,} | {r["convolutions"]} | '
             f'{r["images_per_second"]:,.1f} |' for r in records]
