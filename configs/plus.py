@@ -66,10 +66,11 @@ def get_config(model):
 
 def ablations():
   """Name -> the overrides that take one choice of the recipe away (the article's setting instead)."""
+  article_augment = default.get_config().augment
   return {
       'adam at a constant 1e-3': {'optimizer.name': 'adam', 'optimizer.weight_decay': 0.0, 'learning_rate': 1e-3,
                               'schedule.name': 'constant', 'schedule.warmup_epochs': 0.0},
-      "the article's full warp": {f'augment.{name}': default.get_config().augment[name] for name in WARP_RANGES},
+      "the article's full warp": {f'augment.{name}': article_augment[name] for name in WARP_RANGES},
       'no label smoothing': {'label_smoothing': 0.0},
       # Mirrored test images help only a model that trained on mirrors: no flips means no flip TTA either.
       'no flip': {'augment.flip': False, 'tta_flip': False},
