@@ -58,7 +58,9 @@ def test_bfloat16_compute_keeps_float32_parameters():
   assert logits.dtype == jnp.float32
 
 
-@pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 4, 4, 16), 8)])
+# Features above and below the channels: im2col takes each of its two input-gradient routes.
+@pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 4, 4, 16), 8),
+                                             ((2, 7, 9, 8), 8)])
 @pytest.mark.parametrize('chunk_bytes', [fast_conv.CHUNK_BYTES, 1])
 def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, monkeypatch):
   # chunk_bytes=1: one image a chunk, so the chunked patch products and their accumulation are exercised.
@@ -75,7 +77,8 @@ def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, mo
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 28, 28, 1), 8)])
+@pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 28, 28, 1), 8),
+                                             ((2, 11, 10, 8), 8)])
 @pytest.mark.parametrize('chunk_bytes', [fast_conv.CHUNK_BYTES, 1])
 def test_fused_conv_relu_pool_agrees_with_its_parts(shape, features, chunk_bytes, monkeypatch):
   monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', chunk_bytes)

@@ -8,18 +8,20 @@ are both of its gradients:
   y  = patches(x) @ K                        K  = kernel.reshape(9 * C, F)
   dK = patches(x)^T @ dy
   dx = patches(pad(dy, 2)) @ flip(K)^T       (the 'full' correlation with the kernel rotated by 180 degrees)
+     = col2im(dy @ K^T)                      (each patch's gradient added back onto its pixels)
 
 Implementations (`impl`):
 - 'xla': `lax.conv_general_dilated`; the default on GPU and TPU, where cuDNN and the TPU's convolution
   units are the fastest.
-- 'im2col': the forward pass and the weight gradient as patch products, the input gradient as XLA's
-  convolution (a custom VJP); the default on the CPU, where it was measured fastest
+- 'im2col': the forward pass and the weight gradient as patch products, the input gradient as
+  col2im(dy @ K^T) for fused layers that widen their input and as XLA's convolution otherwise (a custom
+  VJP, see `_im2col_backward`); the default on the CPU, where it was measured fastest
   (experiments/results/benchmark-cpu.md). The patch products run over the batch in chunks whose patches
   fit in the CPU's caches (`CHUNK_BYTES`): the 9-fold patch tensor of a whole batch is tens to hundreds
   of MB, and building it in main memory cost more than the product it feeds (profiles taken while this
   was built, not committed, put XLA:CPU's traffic to this machine's memory an order of magnitude below
-  its traffic within the caches). The input gradient stays a whole-batch convolution: XLA:CPU ran it
-  much slower inside a loop over chunks (seen in the same profiles).
+  its traffic within the caches). XLA's convolution, where it computes the input gradient, runs over the
+  whole batch: XLA:CPU ran it much slower inside a loop over chunks (seen in the same profiles).
 
 A convolution that only runs forward (VGG19's frozen base) asks `forward_only_impl`: on the CPU, XLA's
 convolution where one image's patches alone overflow a chunk, the patch products otherwise.
@@ -119,25 +121,71 @@ def _im2col_forward(x, kernel):
   return _map_chunks(lambda xc: _matmul(_patches(xc), matrix), x, kernel.shape[-1])
 
 
-def _im2col_weight_gradient(x, dy_of_chunk, features):
-  """(sum of patches(x)^T @ dy, sum of dy) over the batch, chunk by chunk, accumulated in float32.
+def _col2im(dpatches, channels):
+  """The transpose of `_patches`: (N, H-2, W-2, 9*C) -> (N, H, W, C), every window's entries added back
+  onto the pixels `_patches` copied them from."""
+  total = 0
+  for i in range(3):
+    for j in range(3):
+      k = 3 * i + j
+      total += jnp.pad(dpatches[..., k * channels:(k + 1) * channels], ((0, 0), (i, 2 - i), (j, 2 - j), (0, 0)))
+  return total
 
-  `dy_of_chunk(i, size)` gives chunk i's dy: computed there, it need not exist for the whole batch.
-  (For the fused layer's first convolution, building dy and the bias gradient chunk by chunk took half
-  the time of building them for the whole batch first: 14 against 30 ms, 2-core CPU.)
+
+def input_gradient_in_chunks(channels, features, fused):
+  """Whether im2col computes a convolution's input gradient in its chunk loop (see `_im2col_backward`)."""
+  return fused and features > channels
+
+
+def _im2col_backward(x, kernel, dy_of_chunk, fused):
+  """(dx, dkernel, dbias) of the convolution, its weight gradients in one pass over the batch's chunks.
+
+  Per chunk: the weight gradient patches(x)^T @ dy and the bias gradient, summed over chunks in float32.
+  `dy_of_chunk(i, size)` gives chunk i's dy: computed there, dy need not exist for the whole batch.
+
+  The input gradient takes one of two routes (`input_gradient_in_chunks`; timings in
+  experiments/results/input-gradient-cpu-amd-epyc-avx2.md):
+  - for a fused conv-ReLU-pool layer (`fused`) that widens its input (features > channels: CNN-3's
+    second convolution), in the same loop: the patches' gradient dy @ K^T, added back onto the pixels
+    the patches came from (`_col2im`), cache-sized chunk by chunk, so the whole batch's dy is never
+    built. CNN-3's training step took 97.5 ms so, against 123.0 with XLA's convolution;
+  - otherwise as XLA's convolution over the whole batch's dy (`_input_gradient`). Timed alone, the loop
+    was faster for the other layers too, but in whole training steps the difference stayed within the
+    machine's noise (CNN-4's and the 32->32 ConvNet's steps ran 7-15% apart under two policies that
+    compile the same code), and for CNN-4's widening convolutions its rounding (gradients equal to
+    about 1e-6 of their size) moved the short CNN-4 run that pins the article's numbers
+    (tests/test_article_regression.py) beyond its tolerance.
+  Where x needs no gradient (a first layer), XLA drops dx and its part of the loop (seen in the
+  optimised HLO: no `_col2im` left), so the whole-batch dy is then never built either.
   """
-  c = x.shape[-1]
-
-  def add_chunk(i, totals, size):
-    xc = _rows(x, i, size)
-    dyc = dy_of_chunk(i, size).reshape(-1, features)
-    dkernel = lax.dot_general(_patches(xc).reshape(-1, 9 * c), dyc, (((0,), (0,)), ((), ())),
-                              preferred_element_type=jnp.float32)
-    return totals[0] + dkernel, totals[1] + dyc.astype(jnp.float32).sum(0)
-
+  n, _, _, c = x.shape
+  features = kernel.shape[-1]
+  matrix = kernel.reshape(-1, features)
   size = _chunk_size(x, features)
-  zeros = (jnp.zeros((9 * c, features), jnp.float32), jnp.zeros((features,), jnp.float32))
-  return lax.fori_loop(0, x.shape[0] // size, functools.partial(add_chunk, size=size), zeros)
+  dx_in_chunks = input_gradient_in_chunks(c, features, fused)
+
+  def add_chunk(i, carry):
+    dkernel, dbias, dx = carry
+    dyc = dy_of_chunk(i, size)
+    dy_rows = dyc.reshape(-1, features)
+    dkernel += lax.dot_general(_patches(_rows(x, i, size)).reshape(-1, 9 * c), dy_rows,
+                               (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
+    dbias += dy_rows.astype(jnp.float32).sum(0)
+    if dx_in_chunks:
+      dx = lax.dynamic_update_slice_in_dim(dx, _col2im(_matmul_transposed(dyc, matrix), c), i * size, 0)
+    return dkernel, dbias, dx
+
+  carry = (jnp.zeros((9 * c, features), jnp.float32), jnp.zeros((features,), jnp.float32),
+           jnp.zeros_like(x) if dx_in_chunks else None)
+  dkernel, dbias, dx = lax.fori_loop(0, n // size, add_chunk, carry)
+  if not dx_in_chunks:
+    dx = _input_gradient(x, kernel, dy_of_chunk(0, n))
+  return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype), dbias.astype(kernel.dtype)
+
+
+def _matmul_transposed(dy, matrix):
+  """dy @ matrix^T over dy's last axis."""
+  return lax.dot_general(dy, matrix, (((dy.ndim - 1,), (1,)), ((), ())))
 
 
 @jax.custom_vjp
@@ -151,8 +199,8 @@ def _conv_im2col_fwd(x, kernel):
 
 def _conv_im2col_bwd(residuals, dy):
   x, kernel = residuals
-  dkernel, _ = _im2col_weight_gradient(x, lambda i, size: _rows(dy, i, size), kernel.shape[-1])
-  return _input_gradient(x, kernel, dy), dkernel.reshape(kernel.shape).astype(kernel.dtype)
+  dx, dkernel, _ = _im2col_backward(x, kernel, lambda i, size: _rows(dy, i, size), fused=False)
+  return dx, dkernel
 
 
 _conv_im2col.defvjp(_conv_im2col_fwd, _conv_im2col_bwd)
@@ -204,11 +252,7 @@ def _conv_relu_pool_im2col_bwd(residuals, g):
     gc = jnp.where(_rows(pooled, i, size) > 0, _rows(g, i, size), 0)
     return pooling.unpool(_rows(index, i, size), gc, (size, h - 2, w - 2, f))
 
-  dkernel, dbias = _im2col_weight_gradient(x, dy_of_chunk, f)
-  # The input gradient needs the whole batch's dy; XLA drops all of it when x needs no gradient (the
-  # first layer), so the whole-batch dy is then never built.
-  dx = _input_gradient(x, kernel, dy_of_chunk(0, n))
-  return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype), dbias.astype(kernel.dtype)
+  return _im2col_backward(x, kernel, dy_of_chunk, fused=True)
 
 
 _conv_relu_pool_im2col.defvjp(_conv_relu_pool_im2col_fwd, _conv_relu_pool_im2col_bwd)
