@@ -1,21 +1,26 @@
 """The im2col convolution's two input-gradient routes, timed at the shapes of the project's models.
 
-  python experiments/input_gradient_routes.py --out=experiments/results/input-gradient-cpu
+  python experiments/input_gradient_routes.py --out=experiments/results/input-gradient-cpu-<processor>
 
 fast_conv computes a convolution's input gradient either in its loop over cache-sized chunks, as
 col2im(dy @ K^T), or as XLA's convolution over the whole batch; `fast_conv.input_gradient_in_chunks`
 chooses. This times each layer's forward and backward pass (all gradients, the fused layers with ReLU
-and pooling) both ways, alternating the two `--rounds` times, and reports the median of each round's
-median call, so that a slow spell of the machine falls on both routes. A layer timed alone misses what
+and pooling) both ways, `--rounds` times, each round in another order (which runs first rotates), and
+reports the median of each round's median call, so that a slow spell of the machine, or a process
+that slows as it ages, falls on every route alike. A layer timed alone misses what
 the route costs inside the step (the chunk loop's output buffer is allocated and zero-filled every
 step, and the step's memory traffic and page faults change), so the training steps of `--configs` are
 timed too under three policies: the chosen one, always in the loop, never in the loop (the code before
-the loop route existed), alternating the same way, with the step's minor page faults.
+the loop route existed), rotating the same way, with the minor page faults of the timed steps. Where a
+config has no layer whose route the chosen policy changes (CNN-4), "chosen" and "never" compile the
+same code: their difference is the measurement's own noise.
 Writes <out>.jsonl and <out>.md.
 """
 
+import gc
 import importlib
 import os
+import time
 import resource
 import statistics
 import sys
@@ -31,7 +36,7 @@ import jax.numpy as jnp
 
 from experiments import records as records_lib
 from experiments import benchmark, layer_shares
-from fashion_jax import data
+from fashion_jax import data, train
 from fashion_jax.cpu_info import cpu_text
 from fashion_jax.models import fast_conv
 
@@ -70,12 +75,26 @@ def layer_gradient(fused, shape, features):
   return grad, (x, kernel, bias)
 
 
+def rotated(items, start):
+  """`items` (a dict's items) in order, starting at index `start` modulo their number."""
+  items = list(items)
+  start %= len(items)
+  return items[start:] + items[:start]
+
+
+def fresh():
+  """Drops compiled programs and garbage of earlier measurements, so that none weighs on the next."""
+  jax.clear_caches()
+  gc.collect()
+
+
 def measure(rounds, repeats):
   records = []
   for where, fused, shape, features in LAYERS:
     seconds = {route: [] for route in ROUTES}
-    for _ in range(rounds):
-      for route, in_chunks in ROUTES.items():
+    for r in range(rounds):
+      for route, in_chunks in rotated(ROUTES.items(), r):
+        fresh()
         with policy(in_chunks):
           grad, args = layer_gradient(fused, shape, features)
           seconds[route].append(layer_shares.seconds_per_call(grad, *args, repeats=repeats))
@@ -99,20 +118,36 @@ def minor_faults():
   return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
+def step_seconds_and_faults(name, dataset, repeats):
+  """(batch, median seconds, minor page faults a step) of `repeats` training steps of configs/<name>.py,
+  after three untimed ones (which compile); the faults are counted over the timed steps only."""
+  config = importlib.import_module(f'configs.{name}').get_config()
+  trainer, state, metrics = benchmark.ready_trainer(config, dataset)
+  phase = train.phases_of(config)[0]
+  perm = trainer.shuffle(phase, 1)
+  times = []
+  for step in range(3 + repeats):
+    if step == 3:
+      before = minor_faults()
+    start = time.perf_counter()
+    state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phase, 1, 1, step), 1)
+    jax.block_until_ready(metrics)
+    times.append(time.perf_counter() - start)
+  return config.batch_size, statistics.median(times[3:]), (minor_faults() - before) / repeats
+
+
 def measure_steps(configs, rounds, repeats):
   """Median training step and minor page faults a step of each config under each policy."""
   dataset = data.load(importlib.import_module('configs.default').get_config().data)
   records = []
   for name in configs:
     seconds, faults = {p: [] for p in POLICIES}, {p: [] for p in POLICIES}
-    for _ in range(rounds):
-      for label, in_chunks in POLICIES.items():
+    for r in range(rounds):
+      for label, in_chunks in rotated(POLICIES.items(), r):
+        fresh()
         with policy(in_chunks):
-          layer_shares.time_step(name, dataset, 2)  # compiles under this policy
-          before = minor_faults()
-          _, batch, step = layer_shares.time_step(name, dataset, repeats)
-          # time_step runs repeats + 1 steps (one untimed); its set-up faults are counted too.
-          faults[label].append((minor_faults() - before) / (repeats + 1))
+          batch, step, step_faults = step_seconds_and_faults(name, dataset, repeats)
+          faults[label].append(step_faults)
           seconds[label].append(step)
     for label in POLICIES:
       records.append({'config': name, 'batch': batch, 'policy': label, 'round_seconds': seconds[label],
@@ -124,7 +159,7 @@ def measure_steps(configs, rounds, repeats):
 def markdown(info, records):
   lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
            'Forward and backward pass of one im2col layer (all gradients), ms: the median over rounds of '
-           'each round\'s median call, the two routes alternating; the route '
+           'each round\'s median call, which route ran first rotating between rounds; the route '
            '`fast_conv.input_gradient_in_chunks` takes is in bold.', '',
            '| layer | input | features | ' + ' | '.join(ROUTES) + ' | chunk loop / XLA |',
            '| --- | --- | --- | --- | --- | --- |']
@@ -139,8 +174,9 @@ def markdown(info, records):
   steps = [r for r in records if 'config' in r]
   if steps:
     lines += ['', 'The whole training step (the trainer\'s compiled step, batch gathered on the device, forward, '
-              'backward, optimizer), median ms over rounds of each round\'s median step, and minor page faults '
-              'a step (with the timing call\'s set-up spread over its steps):', '',
+              'backward, optimizer), median ms over rounds of each round\'s median step (the policies\' order '
+              'rotating between rounds), and the median minor page faults a timed step. Where the chosen '
+              'policy changes no layer\'s route (cnn4), "chosen" and "never" compile the same code.', '',
               '| config | ' + ' | '.join(POLICIES) + ' |', '| --- | --- | --- | --- |']
     for name in dict.fromkeys(r['config'] for r in steps):
       rows = [r for r in steps if r['config'] == name]

@@ -58,13 +58,16 @@ def test_bfloat16_compute_keeps_float32_parameters():
   assert logits.dtype == jnp.float32
 
 
-# Features above and below the channels: im2col takes each of its two input-gradient routes.
 @pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 4, 4, 16), 8),
                                              ((2, 7, 9, 8), 8)])
 @pytest.mark.parametrize('chunk_bytes', [fast_conv.CHUNK_BYTES, 1])
-def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, monkeypatch):
+@pytest.mark.parametrize('input_gradient_in_chunks', [False, True])
+def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, input_gradient_in_chunks,
+                                                monkeypatch):
   # chunk_bytes=1: one image a chunk, so the chunked patch products and their accumulation are exercised.
   monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', chunk_bytes)
+  # Both input-gradient routes, whichever the library would take for these shapes.
+  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: input_gradient_in_chunks)
   kx, kw, kd = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, shape)
   w = jax.random.normal(kw, (3, 3, shape[-1], features))
@@ -80,8 +83,11 @@ def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, mo
 @pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 28, 28, 1), 8),
                                              ((2, 11, 10, 8), 8)])
 @pytest.mark.parametrize('chunk_bytes', [fast_conv.CHUNK_BYTES, 1])
-def test_fused_conv_relu_pool_agrees_with_its_parts(shape, features, chunk_bytes, monkeypatch):
+@pytest.mark.parametrize('input_gradient_in_chunks', [False, True])
+def test_fused_conv_relu_pool_agrees_with_its_parts(shape, features, chunk_bytes, input_gradient_in_chunks,
+                                                    monkeypatch):
   monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', chunk_bytes)
+  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: input_gradient_in_chunks)
   kx, kw, kb, kg = jax.random.split(jax.random.key(0), 4)
   # Half the inputs zero: whole windows below zero after the bias, so ReLU ties and dead windows occur.
   x = jnp.maximum(jax.random.normal(kx, shape), 0.0)
@@ -97,11 +103,14 @@ def test_fused_conv_relu_pool_agrees_with_its_parts(shape, features, chunk_bytes
   assert float(jnp.mean(results['xla'][0] == 0)) > 0.1  # the dead windows were exercised
 
 
-def test_fused_conv_relu_pool_gradients_match_finite_differences():
+@pytest.mark.parametrize('features', [2, 4])
+@pytest.mark.parametrize('input_gradient_in_chunks', [False, True])
+def test_fused_conv_relu_pool_gradients_match_finite_differences(features, input_gradient_in_chunks, monkeypatch):
+  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: input_gradient_in_chunks)
   with jax.enable_x64(True):
     x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3), jnp.float64)
-    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 2), jnp.float64)
-    b = jax.random.normal(jax.random.key(2), (2,), jnp.float64)
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, features), jnp.float64)
+    b = jax.random.normal(jax.random.key(2), (features,), jnp.float64)
     check_grads(lambda x, w, b: fast_conv.conv3x3_valid_relu_pool(x, w, b, 'im2col'), (x, w, b), order=1,
                 modes=('rev',), eps=1e-6)
 
@@ -122,6 +131,20 @@ def test_forward_only_convolutions_leave_patch_products_where_one_image_overflow
   assert fast_conv.forward_only_impl((1, 50, 50, 32), 32, jnp.float32, platform='cpu') == 'xla'
   assert fast_conv.forward_only_impl((1, 50, 50, 32), 32, jnp.bfloat16, platform='cpu') == 'im2col'
   assert fast_conv.forward_only_impl((500, 4, 4, 512), 512, platform='gpu') == 'xla'
+
+
+def test_a_first_layer_builds_no_input_gradient(monkeypatch):
+  # The fused layer's chunk loop, where it computes dx, does so only for XLA to drop it where x needs no
+  # gradient (a model's first layer): the compiled kernel-only gradient holds none of dx's nine shifted
+  # additions (pads).
+  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: True)
+  x, w, b = jnp.ones((16, 28, 28, 1)), jnp.ones((3, 3, 1, 32)), jnp.zeros((32,))
+  def hlo(argnums):
+    grad = jax.jit(jax.grad(lambda x, w, b: fast_conv.conv3x3_valid_relu_pool(x, w, b, 'im2col').sum(),
+                            argnums=argnums))
+    return grad.lower(x, w, b).compile().as_text()
+  assert ' pad(' in hlo((0, 1, 2))  # the check can see dx's pads where dx is asked for
+  assert ' pad(' not in hlo((1, 2))
 
 
 def test_im2col_conv_gradients_match_finite_differences():

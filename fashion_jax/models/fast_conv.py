@@ -13,10 +13,9 @@ are both of its gradients:
 Implementations (`impl`):
 - 'xla': `lax.conv_general_dilated`; the default on GPU and TPU, where cuDNN and the TPU's convolution
   units are the fastest.
-- 'im2col': the forward pass and the weight gradient as patch products, the input gradient as
-  col2im(dy @ K^T) for fused layers that widen their input and as XLA's convolution otherwise (a custom
-  VJP, see `_im2col_backward`); the default on the CPU, where it was measured fastest
-  (experiments/results/benchmark-cpu.md). The patch products run over the batch in chunks whose patches
+- 'im2col': the forward pass and the weight gradient as patch products, the input gradient as XLA's
+  convolution (a custom VJP; `_im2col_backward` can also compute it as col2im(dy @ K^T)); the default
+  on the CPU, where it was measured fastest (experiments/results/benchmark-cpu.md). The patch products run over the batch in chunks whose patches
   fit in the CPU's caches (`CHUNK_BYTES`): the 9-fold patch tensor of a whole batch is tens to hundreds
   of MB, and building it in main memory cost more than the product it feeds (profiles taken while this
   was built, not committed, put XLA:CPU's traffic to this machine's memory an order of magnitude below
@@ -60,6 +59,11 @@ def _conv_xla(x, kernel):
 
 def _matmul(patches, matrix):
   return lax.dot_general(patches, matrix, (((patches.ndim - 1,), (0,)), ((), ())))
+
+
+def _matmul_transposed(dy, matrix):
+  """dy @ matrix^T over dy's last axis, in float32 (`_col2im` then sums nine of its slices)."""
+  return lax.dot_general(dy, matrix, (((dy.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
 
 
 # The patch tensor of one chunk: about the size of one core's L2 cache, well inside the shared L3.
@@ -123,7 +127,7 @@ def _im2col_forward(x, kernel):
 
 def _col2im(dpatches, channels):
   """The transpose of `_patches`: (N, H-2, W-2, 9*C) -> (N, H, W, C), every window's entries added back
-  onto the pixels `_patches` copied them from."""
+  onto the pixels `_patches` copied them from (in dpatches' dtype: the caller passes float32)."""
   total = 0
   for i in range(3):
     for j in range(3):
@@ -133,8 +137,10 @@ def _col2im(dpatches, channels):
 
 
 def input_gradient_in_chunks(channels, features, fused):
-  """Whether im2col computes a convolution's input gradient in its chunk loop (see `_im2col_backward`)."""
-  return fused and features > channels
+  """Whether im2col computes a convolution's input gradient in its chunk loop (see `_im2col_backward`):
+  never, as measured so far; experiments/input_gradient_routes.py times both routes on a new processor."""
+  del channels, features, fused  # what a choice by layer would look at
+  return False
 
 
 def _im2col_backward(x, kernel, dy_of_chunk, fused):
@@ -143,18 +149,18 @@ def _im2col_backward(x, kernel, dy_of_chunk, fused):
   Per chunk: the weight gradient patches(x)^T @ dy and the bias gradient, summed over chunks in float32.
   `dy_of_chunk(i, size)` gives chunk i's dy: computed there, dy need not exist for the whole batch.
 
-  The input gradient takes one of two routes (`input_gradient_in_chunks`; timings in
-  experiments/results/input-gradient-cpu-amd-epyc-avx2.md):
-  - for a fused conv-ReLU-pool layer (`fused`) that widens its input (features > channels: CNN-3's
-    second convolution), in the same loop: the patches' gradient dy @ K^T, added back onto the pixels
-    the patches came from (`_col2im`), cache-sized chunk by chunk, so the whole batch's dy is never
-    built. CNN-3's training step took 97.5 ms so, against 123.0 with XLA's convolution;
-  - otherwise as XLA's convolution over the whole batch's dy (`_input_gradient`). Timed alone, the loop
-    was faster for the other layers too, but in whole training steps the difference stayed within the
-    machine's noise (CNN-4's and the 32->32 ConvNet's steps ran 7-15% apart under two policies that
-    compile the same code), and for CNN-4's widening convolutions its rounding (gradients equal to
-    about 1e-6 of their size) moved the short CNN-4 run that pins the article's numbers
-    (tests/test_article_regression.py) beyond its tolerance.
+  The input gradient can take two routes (`input_gradient_in_chunks` chooses):
+  - in the same loop: the patches' gradient dy @ K^T (in float32), added back onto the pixels the
+    patches came from (`_col2im`), chunk by chunk (chunks sized for the forward pass's patches and
+    product; this loop also holds the patches' gradient, about as large again), so a fused layer never
+    builds the whole batch's dy;
+  - as XLA's convolution over the whole batch's dy (`_input_gradient`), the route every layer takes.
+  On the project's AMD EPYC (experiments/results/input-gradient-cpu-amd-epyc-avx2.md, taken while fused
+  layers that widen their input took the loop) the loop was faster for most layers timed alone, but no
+  training step gained from it: CNN-3 116-119 ms a step under every policy, CNN-4 slower with every
+  layer in the loop (558 against 502-521 ms, with more page faults: the loop's dx buffer is allocated
+  and zero-filled every step). Its rounding also moves CNN-4's short pinned run
+  (tests/test_article_regression.py) beyond that test's tolerance.
   Where x needs no gradient (a first layer), XLA drops dx and its part of the loop (seen in the
   optimised HLO: no `_col2im` left), so the whole-batch dy is then never built either.
   """
@@ -172,7 +178,8 @@ def _im2col_backward(x, kernel, dy_of_chunk, fused):
                                (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
     dbias += dy_rows.astype(jnp.float32).sum(0)
     if dx_in_chunks:
-      dx = lax.dynamic_update_slice_in_dim(dx, _col2im(_matmul_transposed(dyc, matrix), c), i * size, 0)
+      dxc = _col2im(_matmul_transposed(dyc, matrix), c).astype(dx.dtype)
+      dx = lax.dynamic_update_slice_in_dim(dx, dxc, i * size, 0)
     return dkernel, dbias, dx
 
   carry = (jnp.zeros((9 * c, features), jnp.float32), jnp.zeros((features,), jnp.float32),
@@ -181,11 +188,6 @@ def _im2col_backward(x, kernel, dy_of_chunk, fused):
   if not dx_in_chunks:
     dx = _input_gradient(x, kernel, dy_of_chunk(0, n))
   return dx, dkernel.reshape(kernel.shape).astype(kernel.dtype), dbias.astype(kernel.dtype)
-
-
-def _matmul_transposed(dy, matrix):
-  """dy @ matrix^T over dy's last axis."""
-  return lax.dot_general(dy, matrix, (((dy.ndim - 1,), (1,)), ((), ())))
 
 
 @jax.custom_vjp
@@ -243,7 +245,7 @@ def _conv_relu_pool_im2col_fwd(x, kernel, bias):
 
 def _conv_relu_pool_im2col_bwd(residuals, g):
   x, kernel, pooled, index = residuals
-  n, h, w, _ = x.shape
+  _, h, w, _ = x.shape
   f = kernel.shape[-1]
 
   def dy_of_chunk(i, size):
