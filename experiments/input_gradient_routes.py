@@ -7,13 +7,14 @@ col2im(dy @ K^T), or as XLA's convolution over the whole batch; `fast_conv.input
 chooses. This times each layer's forward and backward pass (all gradients, the fused layers with ReLU
 and pooling) both ways, `--rounds` times, each round in another order (which runs first rotates), and
 reports the median of each round's median call, so that a slow spell of the machine, or a process
-that slows as it ages, falls on every route alike. A layer timed alone misses what
-the route costs inside the step (the chunk loop's output buffer is allocated and zero-filled every
-step, and the step's memory traffic and page faults change), so the training steps of `--configs` are
-timed too under three policies: the chosen one, always in the loop, never in the loop (the code before
-the loop route existed), rotating the same way, with the minor page faults of the timed steps. Where a
-config has no layer whose route the chosen policy changes (CNN-4), "chosen" and "never" compile the
-same code: their difference is the measurement's own noise.
+that slows as it ages, falls on every route alike. A layer timed alone misses what the route costs
+inside the step (the chunk loop's output buffer is allocated and zero-filled every step, and the
+step's memory traffic and page faults change), so the training steps of `--configs` are timed too
+under three policies: the loop for fused layers that widen their input (the candidate, "chosen" when
+it was written), always in the loop, never in the loop (fast_conv's choice today), rotating the same
+way, with the minor page faults of the timed steps. Where a config has no layer whose route the
+candidate changes (CNN-4), it and "never" compile the same code: their difference is the
+measurement's own noise.
 Writes <out>.jsonl and <out>.md.
 """
 
@@ -57,7 +58,8 @@ LAYERS = [
     ('CNN-4 conv 4', False, (256, 10, 10, 64), 128),
 ]
 ROUTES = {'in the chunk loop': True, "XLA's whole-batch convolution": False}
-POLICIES = {'chosen (fused, features > channels)': None, 'always in the loop': True, 'never in the loop': False}
+POLICIES = {'chosen (fused, features > channels)': lambda c, f, fused: fused and f > c,
+            'always in the loop': True, 'never in the loop': False}
 
 
 def layer_gradient(fused, shape, features):
@@ -108,9 +110,12 @@ def measure(rounds, repeats):
 
 
 def policy(in_chunks):
-  """A patch of fast_conv.input_gradient_in_chunks: its own choice (None) or always `in_chunks`."""
+  """A patch of fast_conv.input_gradient_in_chunks: its own choice (None), a rule (a function of
+  channels, features, fused) or always `in_chunks`."""
   if in_chunks is None:
     return mock.patch.object(fast_conv, 'input_gradient_in_chunks', fast_conv.input_gradient_in_chunks)
+  if callable(in_chunks):
+    return mock.patch.object(fast_conv, 'input_gradient_in_chunks', in_chunks)
   return mock.patch.object(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: in_chunks)
 
 

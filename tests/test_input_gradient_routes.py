@@ -28,6 +28,11 @@ def test_policies_force_each_route_and_none_keeps_the_libraries_choice(monkeypat
   assert col2im_calls_while_tracing(monkeypatch, True, 8, 8) > 0
   assert col2im_calls_while_tracing(monkeypatch, True, 8, 8, fused=False) > 0
   assert col2im_calls_while_tracing(monkeypatch, False, 4, 8) == 0
+  # The candidate rule: the loop for a fused layer that widens its input, XLA's convolution otherwise.
+  rule = routes.POLICIES['chosen (fused, features > channels)']
+  assert col2im_calls_while_tracing(monkeypatch, rule, 4, 8) > 0
+  assert col2im_calls_while_tracing(monkeypatch, rule, 8, 8) == 0
+  assert col2im_calls_while_tracing(monkeypatch, rule, 4, 8, fused=False) == 0
   # The library's own choice, for now: XLA's convolution everywhere.
   assert col2im_calls_while_tracing(monkeypatch, None, 4, 8) == 0
   assert col2im_calls_while_tracing(monkeypatch, None, 4, 8, fused=False) == 0
