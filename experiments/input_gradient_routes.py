@@ -21,8 +21,6 @@ Writes <out>.jsonl and <out>.md.
 import gc
 import importlib
 import os
-import time
-import resource
 import statistics
 import sys
 from unittest import mock
@@ -37,7 +35,7 @@ import jax.numpy as jnp
 
 from experiments import records as records_lib
 from experiments import benchmark, layer_shares
-from fashion_jax import data, train
+from fashion_jax import data
 from fashion_jax.cpu_info import cpu_text
 from fashion_jax.models import fast_conv
 
@@ -119,28 +117,6 @@ def policy(in_chunks):
   return mock.patch.object(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: in_chunks)
 
 
-def minor_faults():
-  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-
-
-def step_seconds_and_faults(name, dataset, repeats):
-  """(batch, median seconds, minor page faults a step) of `repeats` training steps of configs/<name>.py,
-  after three untimed ones (which compile); the faults are counted over the timed steps only."""
-  config = importlib.import_module(f'configs.{name}').get_config()
-  trainer, state, metrics = benchmark.ready_trainer(config, dataset)
-  phase = train.phases_of(config)[0]
-  perm = trainer.shuffle(phase, 1)
-  times = []
-  for step in range(3 + repeats):
-    if step == 3:
-      before = minor_faults()
-    start = time.perf_counter()
-    state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phase, 1, 1, step), 1)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  return config.batch_size, statistics.median(times[3:]), (minor_faults() - before) / repeats
-
-
 def measure_steps(configs, rounds, repeats):
   """Median training step and minor page faults a step of each config under each policy."""
   dataset = data.load(importlib.import_module('configs.default').get_config().data)
@@ -151,7 +127,7 @@ def measure_steps(configs, rounds, repeats):
       for label, in_chunks in rotated(POLICIES.items(), r):
         fresh()
         with policy(in_chunks):
-          batch, step, step_faults = step_seconds_and_faults(name, dataset, repeats)
+          _, batch, step, step_faults = layer_shares.time_step(name, dataset, repeats, untimed=3)
           faults[label].append(step_faults)
           seconds[label].append(step)
     for label in POLICIES:
@@ -196,10 +172,9 @@ def main(argv):
   info = benchmark.machine()
   records = measure(_ROUNDS.value, _REPEATS.value)
   records += measure_steps(_CONFIGS.value, _ROUNDS.value, _REPEATS.value)
-  records_lib.write_json_lines(_OUT.value, info, records)
-  with open(_OUT.value + '.md', 'w') as f:
-    f.write(markdown(info, records))
-  print(open(_OUT.value + '.md').read())
+  table = markdown(info, records)
+  records_lib.write_records_and_table(_OUT.value, info, records, table)
+  print(table)
 
 
 if __name__ == '__main__':

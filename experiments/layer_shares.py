@@ -18,6 +18,7 @@ Writes <out>.jsonl and <out>.md.
 
 import importlib
 import os
+import resource
 import statistics
 import sys
 import time
@@ -95,24 +96,31 @@ def time_layer(module, shape, args, kwargs, input_gradient, repeats):
   return seconds_per_call(fn, params, x, cotangent, repeats=repeats)
 
 
-def time_step(model_name, dataset, repeats):
+def minor_faults():
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def time_step(model_name, dataset, repeats, untimed=1):
+  """(trainer, batch, median seconds a step, minor page faults a step) of `repeats` training steps of
+  configs/<model_name>.py, after `untimed` steps (the first compiles); faults over the timed steps only."""
   config = importlib.import_module(f'configs.{model_name}').get_config()
   trainer, state, metrics = benchmark.ready_trainer(config, dataset)
   phase = train.phases_of(config)[0]
   perm = trainer.shuffle(phase, 1)
-  state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phase, 1, 1, 0), 1)
-  jax.block_until_ready(metrics)
   times = []
-  for call in range(repeats):
+  for step in range(untimed + repeats):
+    if step == untimed:
+      faults_before = minor_faults()
     start = time.perf_counter()
-    state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phase, 1, 1, call + 1), 1)
+    state, metrics = trainer.train_steps(state, metrics, perm, train.Position(phase, 1, 1, step), 1)
     jax.block_until_ready(metrics)
     times.append(time.perf_counter() - start)
-  return trainer, config.batch_size, statistics.median(times)
+  faults = (minor_faults() - faults_before) / repeats
+  return trainer, config.batch_size, statistics.median(times[untimed:]), faults
 
 
 def measure(model_name, dataset, repeats):
-  trainer, batch, step_seconds = time_step(model_name, dataset, repeats)
+  trainer, batch, step_seconds, _ = time_step(model_name, dataset, repeats)
   records = [{'model': model_name, 'layer': 'training step', 'batch': batch, 'seconds': step_seconds}]
   for i, (name, module, shape, args, kwargs) in enumerate(layer_calls(trainer.model, trainer.input_shape, batch)):
     seconds = time_layer(module, shape, args, kwargs, input_gradient=i > 0, repeats=repeats)
@@ -148,10 +156,9 @@ def main(argv):
   records = []
   for model in _MODELS.value:
     records += measure(model, dataset, _REPEATS.value)
-  records_lib.write_json_lines(_OUT.value, info, records)
-  with open(_OUT.value + '.md', 'w') as f:
-    f.write(markdown(info, records))
-  print(open(_OUT.value + '.md').read())
+  table = markdown(info, records)
+  records_lib.write_records_and_table(_OUT.value, info, records, table)
+  print(table)
 
 
 if __name__ == '__main__':

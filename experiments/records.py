@@ -10,3 +10,10 @@ def write_json_lines(out, header, records):
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out + '.jsonl', 'w') as f:
     f.writelines(json.dumps(line) + '\n' for line in [header] + records)
+
+
+def write_records_and_table(out, header, records, table):
+  """Writes <out>.jsonl (`write_json_lines`) and <out>.md, the `table` rendered from those records."""
+  write_json_lines(out, header, records)
+  with open(out + '.md', 'w') as f:
+    f.write(table)

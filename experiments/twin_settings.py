@@ -122,10 +122,9 @@ def main(argv):
     for name, measure in measures:
       records.append({'framework': name, 'batch_size': batch_size, 'images_per_second': measure()})
       print(json.dumps(records[-1]), flush=True)
-  records_lib.write_json_lines(FLAGS.out, info, records)
-  with open(FLAGS.out + '.md', 'w') as f:
-    f.write(markdown(info, records))
-  print(markdown(info, records))
+  table = markdown(info, records)
+  records_lib.write_records_and_table(FLAGS.out, info, records, table)
+  print(table)
 
 
 if __name__ == '__main__':

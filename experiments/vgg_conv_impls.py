@@ -55,14 +55,12 @@ def main(argv):
         records.append({'input_size': size, 'batch': batch, 'images': count, 'convolutions': choice,
                         'images_per_second': images_per_second(size, batch, count)})
       print(json.dumps(records[-1]), flush=True)
-  records_lib.write_json_lines(_OUT.value, info, records)
   lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.',
            '', '| input | batch | images | convolutions | images/s |', '| --- | --- | --- | --- | --- |']
   lines += [f'| {r["input_size"]}x{r["input_size"]} | {r["batch"]} | {r["images"]:,} | {r["convolutions"]} | '
             f'{r["images_per_second"]:,.1f} |' for r in records]
   lines += ['', f'Command: `{info["command"]}`']
-  with open(_OUT.value + '.md', 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  records_lib.write_records_and_table(_OUT.value, info, records, '\n'.join(lines) + '\n')
 
 
 if __name__ == '__main__':
