@@ -21,8 +21,10 @@ def get_config():
 
   config.batch_size = 256
   config.eval_batch_size = 1000
-  config.num_epochs = 10  # phase 1
-  config.augment_epochs = 50  # phase 2 (augmented)
+  # Epochs may be fractional (floats, as Flax's examples count them): a run's last phase then ends
+  # inside its last epoch, after that fraction of the epoch's steps.
+  config.num_epochs = 10.0  # phase 1
+  config.augment_epochs = 50.0  # phase 2 (augmented)
   config.learning_rate = 1e-3  # the peak learning rate of the schedule
 
   config.optimizer = ml_collections.ConfigDict(dict(

@@ -187,7 +187,7 @@ def time_protocol(model):
     jax.config.update('jax_compilation_cache_dir', os.path.join(root, 'cache'))
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
     runs = [train.train_and_evaluate(config, os.path.join(root, f'run{i}')) for i in range(2)]
-  return {'model': model, 'measure': 'protocol', 'epochs': config.num_epochs + config.augment_epochs,
+  return {'model': model, 'measure': 'protocol', 'epochs': sum(p.epochs for p in train.phases_of(config)),
           'first_run_seconds': runs[0]['seconds'], 'cached_run_seconds': runs[1]['seconds'],
           'test_accuracy': [p['test_accuracy'] for p in runs[1]['phases']]}
 

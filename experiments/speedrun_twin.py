@@ -2,10 +2,10 @@
 keras_speedrun.py, run by `speedrun.py --torch_twin --keras_twin`).
 
 A twin trains the recipe's network, initialised as `model_kwargs.weight_init` says, on the same data
-split with the same batch size, epochs, Adam settings, learning rate at every step, label smoothing,
-random mirror images (in the augmented phase) and flip test-time augmentation, in its own framework's
-usual way. Only what the speedrun recipes use is translated: any other setting is refused with an error
-that names it, rather than silently dropped.
+split with the same batch size, epochs (a fractional last phase ending mid-epoch, as ours does), Adam
+settings, learning rate at every step, label smoothing, random mirror images (in the augmented phase)
+and flip test-time augmentation, in its own framework's usual way. Only what the speedrun recipes use
+is translated: any other setting is refused with an error that names it, rather than silently dropped.
 
 What stays each framework's own, as its users would have it: Adam's epsilon placement (Keras adds it
 outside the bias correction, PyTorch and optax inside: the same 1e-7 weighs differently in the first
@@ -20,7 +20,7 @@ initialisation but includes its end-of-phase checkpoint writes, which the twins 
 
 import numpy as np
 
-from fashion_jax import optim
+from fashion_jax import optim, train
 from fashion_jax.errors import UserError
 
 # Settings a twin cannot honour, with the value it needs (the defaults).
@@ -50,18 +50,24 @@ def check(config, framework):
                       f'{needed!r}')
 
 
+def total_steps(config, steps_per_epoch):
+  """The run's optimizer steps, as our trainer counts them (a fractional last phase ends mid-epoch)."""
+  return sum(optim.phase_steps(config[s], steps_per_epoch) for s in ('num_epochs', 'augment_epochs'))
+
+
 def learning_rates(config, steps_per_epoch):
   """The rate of every optimizer step of the run, from our own schedule (optim.create_schedule)."""
   schedule = optim.create_schedule(config, steps_per_epoch)
-  total = (config.num_epochs + config.augment_epochs) * steps_per_epoch
+  total = total_steps(config, steps_per_epoch)
   return np.asarray(schedule(np.arange(total)), np.float64)
 
 
-def summary(seed, seconds, accuracy, test_accuracy, val_accuracy, config, settings, compilation):
+def summary(seed, seconds, accuracy, test_accuracy, val_accuracy, config, settings, compilation, steps):
   """A twin run's record: `accuracy` is the flip-averaged test accuracy with config.tta_flip, else the plain
-  one, as our speedrun reports; `settings` says how the framework ran (batch, threads, layout...) and
-  `compilation` whether and when it compiles."""
+  one, as our speedrun reports; `settings` says how the framework ran (batch, threads, layout...),
+  `compilation` whether and when it compiles, and `steps` the optimizer steps it took."""
   return {'seed': seed, 'seconds': seconds, 'accuracy': accuracy, 'test_accuracy': test_accuracy,
-          'val_accuracy': val_accuracy, 'epochs': config.num_epochs + config.augment_epochs,
+          'val_accuracy': val_accuracy, 'steps': steps,
+          'epochs': train.whole_if_whole(config.num_epochs + config.augment_epochs),
           'batch_size': config.batch_size, 'weight_init': config.model_kwargs.get('weight_init', 'keras'),
           'settings': settings, 'compilation': compilation}

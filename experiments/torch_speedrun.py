@@ -10,6 +10,7 @@ The clock runs from the images as float tensors in memory to the final test accu
 epoch's validation pass, as the trainer's `seconds` does.
 """
 
+import math
 import time
 
 import numpy as np
@@ -117,7 +118,8 @@ def train(config, dataset, seed, batch_size=0, channels_last=False):
                             for y in (dataset.train_labels, dataset.val_labels, dataset.test_labels))
   steps_per_epoch = len(train_y) // config.batch_size
   rates = speedrun_twin.learning_rates(config, steps_per_epoch)
-  epochs = config.num_epochs + config.augment_epochs
+  total_steps = speedrun_twin.total_steps(config, steps_per_epoch)
+  epochs = math.ceil(config.num_epochs + config.augment_epochs)  # the last one partial if fractional
   memory_format = torch.channels_last if channels_last else torch.contiguous_format
   if channels_last:
     train_x, val_x, test_x = (x.contiguous(memory_format=memory_format) for x in (train_x, val_x, test_x))
@@ -133,7 +135,7 @@ def train(config, dataset, seed, batch_size=0, channels_last=False):
   for epoch in range(epochs):
     flip = config.augment.flip and epoch >= config.num_epochs  # phase 2 is the augmented one
     order = torch.randperm(len(train_y), generator=generator)
-    for b in range(steps_per_epoch):
+    for b in range(min(steps_per_epoch, total_steps - step)):
       index = order[b * config.batch_size:(b + 1) * config.batch_size]
       x, y = train_x[index], train_y[index]
       if flip:
@@ -153,4 +155,4 @@ def train(config, dataset, seed, batch_size=0, channels_last=False):
   settings = (f'batch {config.batch_size}, {torch.get_num_threads()} threads, '
               f'{"channels-last" if channels_last else "channels-first"}, eager')
   return speedrun_twin.summary(seed, seconds, accuracy, test_accuracy, val_accuracy, config, settings,
-                               'none (eager)')
+                               'none (eager)', step)

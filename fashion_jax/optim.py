@@ -12,8 +12,9 @@ structure and updates are bit-identical to what earlier versions built, so old c
 article's numbers do not move. Only a non-constant schedule (or a warm-up) passes a schedule callable,
 which adds a step counter to the state.
 
-Schedules. Phase 1 has `num_epochs` epochs, phase 2 `augment_epochs`, each of `steps_per_epoch` steps.
-With `schedule.over='run'` one schedule spans all (num_epochs + augment_epochs) * steps_per_epoch steps;
+Schedules. Phase 1 has `num_epochs` epochs, phase 2 `augment_epochs`, each of `steps_per_epoch` steps;
+a fractional count (the run's last phase only) ends the phase inside its last epoch (`phase_steps`).
+With `schedule.over='run'` one schedule spans all of the run's steps;
 with `over='phase'` it restarts at the first step of phase 2, each phase's schedule spanning that phase's
 steps (a phase of 0 epochs is absent). Within one schedule of S steps, t = 0 .. S-1 is the step's index,
 L = S - 1 its last, p = learning_rate (the peak), W = warmup_epochs * steps_per_epoch, f = final_fraction:
@@ -77,13 +78,20 @@ def _number(config, setting, ok, expected):
   return value
 
 
+def phase_steps(epochs, steps_per_epoch):
+  """The optimizer steps of a phase of `epochs` (whole or fractional) epochs: a fractional phase's last
+  epoch is cut after that fraction of its steps, rounded up, so any epochs > 0 train at least one step.
+  (Rounded to 6 places first, so that 1.1 * 230 = 253.00000000000003 is 253 steps, not 254.)"""
+  return math.ceil(round(epochs * steps_per_epoch, 6))
+
+
 def _schedule_epochs(config):
   """The length in epochs of each schedule: one for 'run', one per non-empty phase for 'phase'."""
   phases = []
   for setting in ('num_epochs', 'augment_epochs'):
     value = config[setting]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-      _fail(setting, value, 'expected an integer >= 0')
+    if not _is_number(value) or value < 0:
+      _fail(setting, value, 'expected a number >= 0')
     phases.append(value)
   if config.schedule.over == 'run':
     return [sum(phases)] if sum(phases) else []
@@ -191,7 +199,7 @@ def create_schedule(config, steps_per_epoch) -> Schedule:
   validate(config)
   sched = config.schedule
   peak = float(config.learning_rate)
-  phases = [config.num_epochs * steps_per_epoch, config.augment_epochs * steps_per_epoch]
+  phases = [phase_steps(config[setting], steps_per_epoch) for setting in ('num_epochs', 'augment_epochs')]
   if sched.over == 'run':
     spans = [(0, sum(phases))]
   else:

@@ -15,6 +15,7 @@ exactly as if it had never stopped.
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import tempfile
@@ -45,14 +46,26 @@ class Interrupted(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
+  """A phase of the protocol; `epochs` may be fractional (the run's last phase only, see validate)."""
   index: int
   name: str
-  epochs: int
+  epochs: int | float
   augment: bool
+
+  @property
+  def last_epoch(self):
+    """The number of the phase's last epoch, which is partial when `epochs` is fractional."""
+    return math.ceil(self.epochs)
+
+
+def whole_if_whole(epochs):
+  """10.0 -> 10, so whole epochs read as before in results.json and messages; 3.5 stays 3.5."""
+  return int(epochs) if float(epochs).is_integer() else float(epochs)
 
 
 def phases_of(config):
-  return [Phase(0, 'phase1', config.num_epochs, False), Phase(1, 'phase2', config.augment_epochs, True)]
+  return [Phase(0, 'phase1', whole_if_whole(config.num_epochs), False),
+          Phase(1, 'phase2', whole_if_whole(config.augment_epochs), True)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,25 +79,33 @@ class Position:
 
 
 class Timeline:
-  """Maps global steps to phases and epochs: every epoch has `steps_per_epoch` steps."""
+  """Maps global steps to phases and epochs: every epoch has `steps_per_epoch` steps, except the run's
+  last when its phase has a fractional number of epochs (it stops after optim.phase_steps' count)."""
 
   def __init__(self, phases, steps_per_epoch):
     self.phases = [p for p in phases if p.epochs]
     self.steps_per_epoch = steps_per_epoch
-    self.total_epochs = sum(p.epochs for p in self.phases)
-    self.total_steps = self.total_epochs * steps_per_epoch
+    self.total_epochs = sum(p.last_epoch for p in self.phases)  # a partial last epoch counts as one
+    self.total_steps = sum(optim.phase_steps(p.epochs, steps_per_epoch) for p in self.phases)
 
   def at(self, step):
+    if not 0 <= step < self.total_steps:
+      raise ValueError(f'step {step} is outside the run\'s {self.total_steps} steps')
+    # Only the last phase may be fractional, so every phase starts at an epoch's first step.
     epoch_index, step_in_epoch = divmod(step, self.steps_per_epoch)
     first = 0
     for phase in self.phases:
-      if epoch_index < first + phase.epochs:
+      if epoch_index < first + phase.last_epoch:
         return Position(phase, epoch_index - first + 1, epoch_index + 1, step_in_epoch)
-      first += phase.epochs
-    raise ValueError(f'step {step} is past the run\'s {self.total_steps} steps')
+      first += phase.last_epoch
+    raise AssertionError('unreachable: the steps before total_steps all fall in a phase')
+
+  def is_epoch_end(self, step):
+    """Whether global `step` (steps done) ends an epoch: a whole one, or the run's partial last one."""
+    return step % self.steps_per_epoch == 0 or step == self.total_steps
 
   def epochs_done(self, step):
-    return step // self.steps_per_epoch
+    return self.total_epochs if step >= self.total_steps else step // self.steps_per_epoch
 
 
 def _epoch_key(seed, stream, phase, epoch):
@@ -487,12 +508,12 @@ class _Run:
         perm = trainer.shuffle(position.phase, position.phase_epoch)
         epoch_start = last_progress = time.time()
         steps_timed = 0
-      num_steps = trainer.steps_in_next_call(self.step, position)
+      num_steps = min(trainer.steps_in_next_call(self.step, position), timeline.total_steps - self.step)
       self.state, self.metrics = trainer.train_steps(self.state, self.metrics, perm, position, num_steps)
       self.step += num_steps
       steps_timed += num_steps
-      at_epoch_end = self.step % timeline.steps_per_epoch == 0
-      phase_ended = at_epoch_end and position.phase_epoch == position.phase.epochs
+      at_epoch_end = timeline.is_epoch_end(self.step)
+      phase_ended = at_epoch_end and position.phase_epoch == position.phase.last_epoch
       saving = self.checkpoint_due(at_epoch_end, phase_ended)
       if at_epoch_end:
         host_metrics = self.check_finite(position)

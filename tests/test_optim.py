@@ -115,6 +115,22 @@ def test_onecycle_over_run():
                              PEAK * np.array([0, 0.5, 1, 0.6, 0.2, 0.2]), rtol=1e-6, atol=1e-12)
 
 
+def test_a_fractional_last_phase_ends_the_schedule_inside_its_epoch():
+  # 2.5 epochs of 4 steps: 10 steps, last 9, peak at 0.25 * 9 = 2.25, and 0 (final_fraction) at step 9,
+  # not at step 11 as three whole epochs would have it.
+  config = make_config(num_epochs=0, augment_epochs=2.5, schedule__name='onecycle')
+  _, schedule = optim.create(config, 4)
+  np.testing.assert_allclose(values(schedule, [0, 1, 5, 9]),
+                             PEAK * np.array([0, 1 / 2.25, (9 - 5) / 6.75, 0]), rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize('epochs, steps_per_epoch, steps', [
+    (3, 8, 24), (3.0, 8, 24), (2.5, 8, 20), (0.01, 8, 1),  # any epochs > 0 train at least one step
+    (3.55, 230, 817), (1.1, 230, 253)])  # 1.1 * 230 is 253.00000000000003 in floats: still 253 steps
+def test_phase_steps_round_a_fractional_epoch_up_to_whole_steps(epochs, steps_per_epoch, steps):
+  assert optim.phase_steps(epochs, steps_per_epoch) == steps
+
+
 # ----- schedules restarted per phase -----
 
 def test_cosine_restarts_at_the_phase_boundary():

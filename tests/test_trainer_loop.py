@@ -43,6 +43,40 @@ def test_step_checkpoints_without_epoch_checkpoints_train_every_step(tmp_path, r
   assert [step for step, _ in _checkpoints(str(tmp_path / 'stepped'))] == [21, 24]
 
 
+def test_the_timeline_ends_a_fractional_last_phase_inside_its_epoch():
+  phases = [train.Phase(0, 'phase1', 2, False), train.Phase(1, 'phase2', 1.5, True)]
+  timeline = train.Timeline(phases, steps_per_epoch=8)
+  assert (timeline.total_steps, timeline.total_epochs) == (28, 4)
+  last = timeline.at(27)
+  assert (last.phase.name, last.phase_epoch, last.epoch, last.step_in_epoch) == ('phase2', 2, 4, 3)
+  assert [step for step in range(1, 29) if timeline.is_epoch_end(step)] == [8, 16, 24, 28]
+  assert (timeline.epochs_done(27), timeline.epochs_done(28)) == (3, 4)
+  with pytest.raises(ValueError, match='outside the run'):
+    timeline.at(28)
+
+
+def test_a_fractional_run_ends_inside_its_last_epoch(tmp_path, real_data_dir):
+  # 8 steps an epoch: 8 plain steps, then 1.5 augmented epochs of 12 steps, the last 4 of them alone;
+  # one step a call (the CPU) and whole epochs a call (accelerators) must cut the same step.
+  histories = []
+  for steps_per_call in (1, 8):
+    config = small_config('cnn1', num_epochs=1, augment_epochs=1.5, steps_per_call=steps_per_call,
+                          **{'schedule.name': 'onecycle'})
+    workdir = str(tmp_path / f'calls{steps_per_call}')
+    results = train.train_and_evaluate(config, workdir)
+    assert [(p['name'], p['epochs']) for p in results['phases']] == [('phase1', 1), ('phase2', 1.5)]
+    assert _checkpoints(workdir)[-1][0] == 20
+    assert train.train_and_evaluate(config, workdir) == results  # finished: not trained again
+    histories.append(_stripped_history(workdir))
+  history = histories[0]
+  assert [(h['phase'], h['phase_epoch'], h['epoch']) for h in history] == [
+      ('phase1', 1, 1), ('phase2', 1, 2), ('phase2', 2, 3)]
+  assert history[-1]['learning_rate'] == 0.0  # the one-cycle schedule ends on the run's last step
+  for a, b in zip(*histories):
+    for key in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'):
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
 def test_a_diverged_run_keeps_no_nonfinite_checkpoint(tmp_path, real_data_dir):
   config = small_config('cnn1', learning_rate=1e30, num_epochs=2, checkpoint_every_steps=1)
   with pytest.raises(UserError, match=r'NaN or infinite at phase1 epoch 1 step \d+'):
