@@ -62,7 +62,7 @@ def time_config(config_name, repeats):
   return {'config': config_name, 'batch': batch, 'seconds': seconds, 'faults_per_step': faults}
 
 
-def measure(configs, settings, rounds, repeats):
+def measure(configs, settings, rounds, repeats, out):
   records, names = [], list(settings)
   for round_index in range(rounds):
     order = names[round_index % len(names):] + names[:round_index % len(names)]
@@ -72,7 +72,7 @@ def measure(configs, settings, rounds, repeats):
         env.update(SETTINGS[setting][1])
         output = subprocess.run(
             [sys.executable, os.path.abspath(__file__), f'--child={config_name}', f'--repeats={repeats}',
-             f'--out={_OUT.value}'],  # --out is required by the flag's definition; the child writes nothing
+             f'--out={out}'],  # --out is required by the flag's definition; the child writes nothing
             env=env, capture_output=True, text=True)
         if output.returncode:
           sys.exit(f'{config_name} under {setting!r} failed:\n{output.stderr[-3000:]}')
@@ -116,7 +116,7 @@ def main(argv):
   unknown = sorted(set(_SETTINGS.value) - set(SETTINGS))
   if unknown:
     sys.exit(f'--settings: unknown {unknown}; expected some of {list(SETTINGS)}')
-  records = measure(_CONFIGS.value, _SETTINGS.value, _ROUNDS.value, _REPEATS.value)
+  records = measure(_CONFIGS.value, _SETTINGS.value, _ROUNDS.value, _REPEATS.value, _OUT.value)
   table = markdown(info, records)
   records_lib.write_records_and_table(_OUT.value, info, records, table)
   print(table)
