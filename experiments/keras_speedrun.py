@@ -152,11 +152,13 @@ def train(config, dataset, seed, batch_size=0, jit_compile='auto'):
     if last > first:  # a pipeline a phase, each shuffled from its own seed
       batches = _batches(train_x, dataset.train_labels, config.batch_size, num_classes, seed * 2 + phase, flip)
       fit = dict(validation_data=validation, validation_batch_size=config.eval_batch_size, verbose=0)
-      whole = math.floor(last)  # a fractional last phase (only the last may be) ends inside an epoch
+      # A fractional last phase (only the last may be one) ends inside an epoch, after `partial` steps.
+      whole = math.floor(last)
+      partial = (speedrun_twin.total_steps(config, steps_per_epoch) - whole * steps_per_epoch
+                 if last > whole else 0)  # 0 too when the fraction rounds to whole epochs of steps
       if whole > first:
         history = model.fit(batches, initial_epoch=first, epochs=whole, **fit)
-      if last > whole:  # the first batches of one more pass over the pipeline, reshuffled as every pass
-        partial = speedrun_twin.total_steps(config, steps_per_epoch) - whole * steps_per_epoch
+      if partial:  # the first batches of one more pass over the pipeline, reshuffled as every pass is
         history = model.fit(batches, initial_epoch=whole, epochs=whole + 1, steps_per_epoch=partial, **fit)
       val_accuracy = history.history['val_accuracy'][-1]
   probabilities = np.asarray(keras.ops.softmax(model.predict(test_x, batch_size=config.eval_batch_size,

@@ -20,7 +20,7 @@ initialisation but includes its end-of-phase checkpoint writes, which the twins 
 
 import numpy as np
 
-from fashion_jax import optim, train
+from fashion_jax import optim
 from fashion_jax.errors import UserError
 
 # Settings a twin cannot honour, with the value it needs (the defaults).
@@ -40,7 +40,8 @@ def _get(config, dotted):
 def check(config, framework):
   """Raises UserError for a setting the `framework` twin does not translate."""
   if config.num_epochs + config.augment_epochs < 1:
-    raise UserError(f'config.num_epochs={config.num_epochs}, config.augment_epochs={config.augment_epochs}: '
+    raise UserError(f'config.num_epochs={optim.whole_if_whole(config.num_epochs)}, '
+                    f'config.augment_epochs={optim.whole_if_whole(config.augment_epochs)}: '
                     f'the {framework} speedrun twin needs at least one epoch')
   if config.model != 'convnet':
     raise UserError(f"config.model={config.model!r}: the {framework} speedrun twin builds 'convnet' only")
@@ -68,6 +69,6 @@ def summary(seed, seconds, accuracy, test_accuracy, val_accuracy, config, settin
   `compilation` whether and when it compiles, and `steps` the optimizer steps it took."""
   return {'seed': seed, 'seconds': seconds, 'accuracy': accuracy, 'test_accuracy': test_accuracy,
           'val_accuracy': val_accuracy, 'steps': steps,
-          'epochs': train.whole_if_whole(config.num_epochs + config.augment_epochs),
+          'epochs': optim.whole_if_whole(config.num_epochs + config.augment_epochs),
           'batch_size': config.batch_size, 'weight_init': config.model_kwargs.get('weight_init', 'keras'),
           'settings': settings, 'compilation': compilation}

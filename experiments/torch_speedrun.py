@@ -10,7 +10,6 @@ The clock runs from the images as float tensors in memory to the final test accu
 epoch's validation pass, as the trainer's `seconds` does.
 """
 
-import math
 import time
 
 import numpy as np
@@ -119,7 +118,7 @@ def train(config, dataset, seed, batch_size=0, channels_last=False):
   steps_per_epoch = len(train_y) // config.batch_size
   rates = speedrun_twin.learning_rates(config, steps_per_epoch)
   total_steps = speedrun_twin.total_steps(config, steps_per_epoch)
-  epochs = math.ceil(config.num_epochs + config.augment_epochs)  # the last one partial if fractional
+  epochs = -(-total_steps // steps_per_epoch)  # the last one partial when the epochs are fractional
   memory_format = torch.channels_last if channels_last else torch.contiguous_format
   if channels_last:
     train_x, val_x, test_x = (x.contiguous(memory_format=memory_format) for x in (train_x, val_x, test_x))

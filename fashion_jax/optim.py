@@ -82,7 +82,13 @@ def phase_steps(epochs, steps_per_epoch):
   """The optimizer steps of a phase of `epochs` (whole or fractional) epochs: a fractional phase's last
   epoch is cut after that fraction of its steps, rounded up, so any epochs > 0 train at least one step.
   (Rounded to 6 places first, so that 1.1 * 230 = 253.00000000000003 is 253 steps, not 254.)"""
-  return math.ceil(round(epochs * steps_per_epoch, 6))
+  steps = math.ceil(round(epochs * steps_per_epoch, 6))
+  return max(steps, 1) if epochs > 0 else 0
+
+
+def whole_if_whole(epochs):
+  """10.0 -> 10, so that whole epoch counts read as ints in results.json and messages; 3.5 stays 3.5."""
+  return int(epochs) if float(epochs).is_integer() else float(epochs)
 
 
 def _schedule_epochs(config):

@@ -14,8 +14,8 @@ exactly as if it had never stopped.
 """
 
 import dataclasses
+import itertools
 import json
-import math
 import os
 import signal
 import tempfile
@@ -52,20 +52,10 @@ class Phase:
   epochs: int | float
   augment: bool
 
-  @property
-  def last_epoch(self):
-    """The number of the phase's last epoch, which is partial when `epochs` is fractional."""
-    return math.ceil(self.epochs)
-
-
-def whole_if_whole(epochs):
-  """10.0 -> 10, so whole epochs read as before in results.json and messages; 3.5 stays 3.5."""
-  return int(epochs) if float(epochs).is_integer() else float(epochs)
-
 
 def phases_of(config):
-  return [Phase(0, 'phase1', whole_if_whole(config.num_epochs), False),
-          Phase(1, 'phase2', whole_if_whole(config.augment_epochs), True)]
+  return [Phase(0, 'phase1', optim.whole_if_whole(config.num_epochs), False),
+          Phase(1, 'phase2', optim.whole_if_whole(config.augment_epochs), True)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,29 +70,40 @@ class Position:
 
 class Timeline:
   """Maps global steps to phases and epochs: every epoch has `steps_per_epoch` steps, except the run's
-  last when its phase has a fractional number of epochs (it stops after optim.phase_steps' count)."""
+  last when its phase has a fractional number of epochs (it stops after optim.phase_steps' count).
+
+  Phases and epochs are counted from the steps (a phase of 3.0000000000000004 epochs is 3 epochs when
+  its steps are), and only the last phase may end inside an epoch (validate), so each phase starts at
+  an epoch's first step.
+  """
 
   def __init__(self, phases, steps_per_epoch):
     self.phases = [p for p in phases if p.epochs]
     self.steps_per_epoch = steps_per_epoch
-    self.total_epochs = sum(p.last_epoch for p in self.phases)  # a partial last epoch counts as one
-    self.total_steps = sum(optim.phase_steps(p.epochs, steps_per_epoch) for p in self.phases)
+    self.phase_ends = list(itertools.accumulate(optim.phase_steps(p.epochs, steps_per_epoch)
+                                                for p in self.phases))  # the global step after each
+    self.total_steps = self.phase_ends[-1] if self.phase_ends else 0
+    self.total_epochs = -(-self.total_steps // steps_per_epoch)  # a partial last epoch counts as one
 
   def at(self, step):
     if not 0 <= step < self.total_steps:
       raise ValueError(f'step {step} is outside the run\'s {self.total_steps} steps')
-    # Only the last phase may be fractional, so every phase starts at an epoch's first step.
     epoch_index, step_in_epoch = divmod(step, self.steps_per_epoch)
-    first = 0
-    for phase in self.phases:
-      if epoch_index < first + phase.last_epoch:
-        return Position(phase, epoch_index - first + 1, epoch_index + 1, step_in_epoch)
-      first += phase.last_epoch
+    first_step = 0
+    for phase, end in zip(self.phases, self.phase_ends):
+      if step < end:
+        first_epoch = first_step // self.steps_per_epoch
+        return Position(phase, epoch_index - first_epoch + 1, epoch_index + 1, step_in_epoch)
+      first_step = end
     raise AssertionError('unreachable: the steps before total_steps all fall in a phase')
 
   def is_epoch_end(self, step):
     """Whether global `step` (steps done) ends an epoch: a whole one, or the run's partial last one."""
     return step % self.steps_per_epoch == 0 or step == self.total_steps
+
+  def is_phase_end(self, step):
+    """Whether global `step` (steps done) is the end of a phase."""
+    return step in self.phase_ends
 
   def epochs_done(self, step):
     return self.total_epochs if step >= self.total_steps else step // self.steps_per_epoch
@@ -242,8 +243,9 @@ class Trainer:
   def _vgg_features(self, config, images):
     """The frozen VGG19 base's features of the train, validation and test images (transfer.py)."""
     if config.augment_epochs:
-      raise UserError(f'config.augment_epochs={config.augment_epochs}: the VGG19 transfer model trains its '
-                      'head on features computed once, which cannot be augmented; set it to 0')
+      raise UserError(f'config.augment_epochs={optim.whole_if_whole(config.augment_epochs)}: the VGG19 '
+                      'transfer model trains its head on features computed once, which cannot be '
+                      'augmented; set it to 0')
     if config.tta_flip:
       raise UserError('config.tta_flip=True: the VGG19 head sees features computed once, not images that '
                       'could be mirrored; set it to False')
@@ -513,7 +515,7 @@ class _Run:
       self.step += num_steps
       steps_timed += num_steps
       at_epoch_end = timeline.is_epoch_end(self.step)
-      phase_ended = at_epoch_end and position.phase_epoch == position.phase.last_epoch
+      phase_ended = timeline.is_phase_end(self.step)
       saving = self.checkpoint_due(at_epoch_end, phase_ended)
       if at_epoch_end:
         host_metrics = self.check_finite(position)

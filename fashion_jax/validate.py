@@ -42,13 +42,15 @@ def validate(config):
   _int(config, 'seed', 0)
   _int(config, 'batch_size', 1)
   _int(config, 'eval_batch_size', 1)
-  for setting in ('num_epochs', 'augment_epochs'):
-    _require(_number(config, setting) >= 0, setting, config[setting], 'a number of epochs >= 0')
-  _require(config.num_epochs + config.augment_epochs > 0, 'num_epochs', config.num_epochs,
+  for setting in ('num_epochs', 'augment_epochs'):  # shown as given: 10, not the config's 10.0
+    _require(_number(config, setting) >= 0, setting, optim.whole_if_whole(config[setting]),
+             'a number of epochs >= 0')
+  num_epochs = optim.whole_if_whole(config.num_epochs)
+  _require(config.num_epochs + config.augment_epochs > 0, 'num_epochs', num_epochs,
            'num_epochs + augment_epochs > 0')
   # Only the run's last phase may end inside an epoch, so every phase starts at an epoch's first step.
-  _require(not config.augment_epochs or float(config.num_epochs).is_integer(), 'num_epochs',
-           config.num_epochs, 'a whole number of epochs when phase 2 follows (augment_epochs > 0)')
+  _require(not config.augment_epochs or isinstance(num_epochs, int), 'num_epochs', num_epochs,
+           'a whole number of epochs when phase 2 follows (augment_epochs > 0)')
   _require(_number(config, 'learning_rate') > 0, 'learning_rate', config.learning_rate, 'a number > 0')
   optim.validate(config)
   _require(0 <= _number(config, 'label_smoothing') < 1, 'label_smoothing', config.label_smoothing,

@@ -125,7 +125,8 @@ def test_a_fractional_last_phase_ends_the_schedule_inside_its_epoch():
 
 
 @pytest.mark.parametrize('epochs, steps_per_epoch, steps', [
-    (3, 8, 24), (3.0, 8, 24), (2.5, 8, 20), (0.01, 8, 1),  # any epochs > 0 train at least one step
+    (3, 8, 24), (3.0, 8, 24), (2.5, 8, 20), (0.01, 8, 1), (1e-9, 8, 1),  # epochs > 0: one step at least
+    (0, 8, 0),
     (3.55, 230, 817), (1.1, 230, 253)])  # 1.1 * 230 is 253.00000000000003 in floats: still 253 steps
 def test_phase_steps_round_a_fractional_epoch_up_to_whole_steps(epochs, steps_per_epoch, steps):
   assert optim.phase_steps(epochs, steps_per_epoch) == steps

@@ -53,6 +53,10 @@ def test_the_timeline_ends_a_fractional_last_phase_inside_its_epoch():
   assert (timeline.epochs_done(27), timeline.epochs_done(28)) == (3, 4)
   with pytest.raises(ValueError, match='outside the run'):
     timeline.at(28)
+  assert [step for step in range(1, 29) if timeline.is_phase_end(step)] == [16, 28]
+  # Epochs are counted from the steps: 0.1 * 3 * 10 is 3.0000000000000004 epochs, 3 epochs of steps.
+  timeline = train.Timeline([train.Phase(1, 'phase2', 0.1 * 3 * 10, True)], steps_per_epoch=234)
+  assert (timeline.total_steps, timeline.total_epochs, timeline.is_phase_end(702)) == (702, 3, True)
 
 
 def test_a_fractional_run_ends_inside_its_last_epoch(tmp_path, real_data_dir):

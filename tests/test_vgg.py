@@ -202,7 +202,7 @@ def test_augmenting_vgg_features_is_refused(tmp_path, real_data_dir):
   config = small_config('vgg19', num_epochs=1, augment_epochs=1)
   config.vgg.weights = 'random'
   config.vgg.input_size = 32
-  with pytest.raises(UserError, match='config.augment_epochs=1.0: the VGG19 transfer model'):
+  with pytest.raises(UserError, match='config.augment_epochs=1: the VGG19 transfer model'):
     train.train_and_evaluate(config, str(tmp_path))
 
 
