@@ -148,23 +148,30 @@ def make_eval_fn(model, augmentation, batch_size, shard_batch, prepare=to_float_
   """fn(variables, images, labels, batch_index, key, augment) -> {'loss_sum', 'correct', 'count'}.
 
   `images` and `labels` are padded to whole batches; padded labels are -1 and count for nothing. With
-  `tta_flip`, each image's softmax is averaged with its left-right mirror's (test-time augmentation).
+  `tta_flip`, each image's softmax is averaged with its left-right mirror's (test-time augmentation), and
+  the sums of the plain prediction, computed on the way, come too ('plain_loss_sum', 'plain_correct'),
+  so one pass over the test set gives both accuracies.
   """
 
   def eval_fn(variables, images, labels, batch_index, key, augment):
     idx = _local_indices(jnp.arange(labels.shape[0]), batch_index * batch_size, batch_size)
     x = maybe_augment(key, shard_batch(prepare(images[idx])), augment, augmentation)
     y = shard_batch(labels[idx])
+    valid = y >= 0
+
+    def loss_and_correct(logits):
+      losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(y, 0))
+      return (jnp.sum(jnp.where(valid, losses, 0.0)),
+              jnp.sum(valid & (jnp.argmax(logits, -1) == y)).astype(jnp.float32))
+
     logits = model.apply(variables, x, train=False)
+    sums = {'count': jnp.sum(valid).astype(jnp.float32)}
     if tta_flip:
+      sums['plain_loss_sum'], sums['plain_correct'] = loss_and_correct(logits)
       # log of the mean of the two softmaxes: the loss and argmax of the averaged prediction.
       mirrored = model.apply(variables, jnp.flip(x, axis=2), train=False)
       logits = jnp.logaddexp(jax.nn.log_softmax(logits), jax.nn.log_softmax(mirrored)) - jnp.log(2.0)
-    valid = y >= 0
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(y, 0))
-    sums = {'loss_sum': jnp.sum(jnp.where(valid, losses, 0.0)),
-            'correct': jnp.sum(valid & (jnp.argmax(logits, -1) == y)).astype(jnp.float32),
-            'count': jnp.sum(valid).astype(jnp.float32)}
+    sums['loss_sum'], sums['correct'] = loss_and_correct(logits)
     name = batch_axis.current()
     return sums if name is None else jax.lax.psum(sums, name)
 

@@ -285,10 +285,21 @@ class Trainer:
     return self._train_fn(num_steps)(state, metrics, *self.train_data, perm, jnp.int32(position.step_in_epoch),
                                      key, jnp.bool_(position.phase.augment))
 
-  def evaluate(self, state, split, phase=None, epoch=0, augment=False, ema=False, tta_flip=False,
-               variables=None):
+  def evaluate(self, state, split, phase=None, epoch=0, augment=False, ema=False, variables=None):
     """Mean loss and accuracy over a split ('val' or 'test'), of the EMA weights with ema=True, or of
     `variables` (placed like the state) when given."""
+    totals = self._eval_totals(state, split, phase, epoch, augment, ema, variables, tta_flip=False)
+    return float(totals['loss_sum'] / totals['count']), float(totals['correct'] / totals['count'])
+
+  def evaluate_with_flip(self, state, split, ema=False):
+    """((loss, accuracy) of the plain prediction, (loss, accuracy) with flip TTA), from one pass."""
+    totals = self._eval_totals(state, split, None, 0, False, ema, None, tta_flip=True)
+    count = totals['count']
+    return ((float(totals['plain_loss_sum'] / count), float(totals['plain_correct'] / count)),
+            (float(totals['loss_sum'] / count), float(totals['correct'] / count)))
+
+  def _eval_totals(self, state, split, phase, epoch, augment, ema, variables, tta_flip):
+    """The eval function's sums over every batch of `split`, on the host."""
     images, labels = self.eval_data[split]
     key = _epoch_key(self.config.seed, STREAM_EVAL, phase or phases_of(self.config)[0], epoch)
     num_batches = labels.shape[-1] // self.config.eval_batch_size
@@ -298,22 +309,22 @@ class Trainer:
     for b in range(num_batches):
       sums = self._eval[tta_flip](variables, images, labels, jnp.int32(b), key, jnp.bool_(augment))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    totals = self.parallel.to_host(totals)
-    return float(totals['loss_sum'] / totals['count']), float(totals['correct'] / totals['count'])
+    return self.parallel.to_host(totals)
 
   def test_results(self, state):
-    """The test metrics after a phase: the weights, their EMA, flip TTA and both where configured."""
-    loss, accuracy = self.evaluate(state, 'test')
-    results = {'test_loss': loss, 'test_accuracy': accuracy}
-    if self.config.ema_decay:
-      loss, accuracy = self.evaluate(state, 'test', ema=True)
-      results.update(ema_test_loss=loss, ema_test_accuracy=accuracy)
-    if self.config.tta_flip:
-      loss, accuracy = self.evaluate(state, 'test', tta_flip=True)
-      results.update(tta_flip_test_loss=loss, tta_flip_test_accuracy=accuracy)
-      if self.config.ema_decay:  # the two combine: a recipe with both reports this as its number
-        loss, accuracy = self.evaluate(state, 'test', ema=True, tta_flip=True)
-        results.update(ema_tta_flip_test_loss=loss, ema_tta_flip_test_accuracy=accuracy)
+    """The test metrics after a phase: the weights, their EMA, flip TTA and both where configured
+    (EMA with TTA is the number a recipe with both reports)."""
+    plain, flipped = {}, {}
+    for ema in (False, True) if self.config.ema_decay else (False,):
+      if self.config.tta_flip:  # the flip-averaged pass computes the plain prediction on its way
+        plain[ema], flipped[ema] = self.evaluate_with_flip(state, 'test', ema)
+      else:
+        plain[ema] = self.evaluate(state, 'test', ema=ema)
+    results = {}
+    for prefix, metrics in (('', plain), ('tta_flip_', flipped)):
+      for ema, (loss, accuracy) in metrics.items():
+        name = ('ema_' if ema else '') + prefix
+        results.update({f'{name}test_loss': loss, f'{name}test_accuracy': accuracy})
     if self.config.precise_batch_norm:
       # The EMA's statistics are an average of running averages, the most lagged: recompute them too.
       for prefix, ema in (('', False),) + ((('ema_', True),) if self.config.ema_decay else ()):

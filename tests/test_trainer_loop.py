@@ -123,6 +123,19 @@ def test_history_records_the_schedule_and_ema_and_tta_are_reported(tmp_path, rea
   assert phase['ema_tta_flip_test_loss'] not in (phase['ema_test_loss'], phase['tta_flip_test_loss'])
 
 
+def test_flip_tta_reports_the_plain_test_numbers_of_its_own_pass(tmp_path, real_data_dir):
+  # The flip-averaged pass computes the plain prediction on its way; its plain numbers must be those
+  # a run without TTA reports (TTA changes no training), EMA's too.
+  settings = dict(num_epochs=1, ema_decay=0.9)
+  plain = train.train_and_evaluate(small_config('cnn1', **settings), str(tmp_path / 'plain'))['phases'][0]
+  flipped = train.train_and_evaluate(small_config('cnn1', tta_flip=True, **settings),
+                                     str(tmp_path / 'tta'))['phases'][0]
+  for key in ('test_accuracy', 'ema_test_accuracy', 'test_loss', 'ema_test_loss'):
+    assert flipped[key] == pytest.approx(plain[key], rel=1e-6, abs=1e-7), key
+  assert set(flipped) - set(plain) == {'tta_flip_test_loss', 'tta_flip_test_accuracy',
+                                       'ema_tta_flip_test_loss', 'ema_tta_flip_test_accuracy'}
+
+
 def test_a_run_does_not_import_tensorflow(tmp_path, real_data_dir):
   program = f'''
 import sys
