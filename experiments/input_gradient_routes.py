@@ -25,7 +25,7 @@ import statistics
 import sys
 from unittest import mock
 
-from absl import app, flags
+from absl import app
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -40,9 +40,7 @@ from fashion_jax.cpu_info import cpu_text
 from fashion_jax.models import fast_conv
 
 _OUT = benchmark._OUT  # pylint: disable=protected-access (--out, without extension, is benchmark.py's flag)
-_CONFIGS = flags.DEFINE_list('configs', ['cnn3', 'cnn4', 'speedrun_cpu_convnet_60s'],
-                             'Configs (configs/<name>.py) whose training step is timed under each policy.')
-_ROUNDS = flags.DEFINE_integer('rounds', 3, 'Alternations of the two routes.')
+_CONFIGS, _ROUNDS = layer_shares.STEP_CONFIGS, layer_shares.ROUNDS  # --configs and --rounds
 _REPEATS = layer_shares._REPEATS  # pylint: disable=protected-access (--repeats: timed calls a round)
 
 # (where in the models, fused with ReLU and pooling, input shape, features)

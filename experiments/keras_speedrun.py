@@ -150,7 +150,8 @@ def train(config, dataset, seed, batch_size=0, jit_compile='auto'):
   phases = ((0, config.num_epochs, False), (plain, plain + config.augment_epochs, config.augment.flip))
   for phase, (first, last, flip) in enumerate(phases):
     if last > first:  # a pipeline a phase, each shuffled from its own seed
-      batches = _batches(train_x, dataset.train_labels, config.batch_size, num_classes, seed * 2 + phase, flip)
+      batches = _batches(train_x, dataset.train_labels, config.batch_size, num_classes, seed * 2 + phase,
+                         flip)
       fit = dict(validation_data=validation, validation_batch_size=config.eval_batch_size, verbose=0)
       # A fractional last phase (only the last may be one) ends inside an epoch, after `partial` steps.
       whole = math.floor(last)

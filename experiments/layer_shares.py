@@ -38,6 +38,13 @@ from fashion_jax import data, train
 from fashion_jax.cpu_info import cpu_text
 
 _REPEATS = flags.DEFINE_integer('repeats', 20, 'Timed calls per measurement (after one untimed call).')
+# Shared with the scripts that time the training step under alternatives (input_gradient_routes.py,
+# malloc_settings.py): absl refuses a flag defined twice when two of them are imported in one process.
+STEP_CONFIGS = flags.DEFINE_list('configs', ['cnn3', 'cnn4', 'speedrun_cpu_convnet_60s'],
+                                 'Configs (configs/<name>.py) whose training step is timed under each '
+                                 'alternative.')
+ROUNDS = flags.DEFINE_integer('rounds', 3, 'Rounds: each times every alternative once, the alternatives\' '
+                              'order rotating from round to round.')
 # --models (configs/<model>.py) and --out (without extension) are benchmark.py's flags.
 _MODELS, _OUT = benchmark._MODELS, benchmark._OUT  # pylint: disable=protected-access
 

@@ -46,10 +46,9 @@ SETTINGS = {
 }
 
 _OUT = benchmark._OUT  # pylint: disable=protected-access (--out, without extension, is benchmark.py's flag)
-_CONFIGS = flags.DEFINE_list('configs', ['cnn4', 'cnn3', 'speedrun_cpu_convnet_60s'],
-                             'Configs (configs/<name>.py) whose training step is timed under each setting.')
-_ROUNDS = flags.DEFINE_integer('rounds', 3, 'Rounds; each runs every (setting, config) once.')
-_SETTINGS = flags.DEFINE_list('settings', list(SETTINGS), f'Allocator settings to compare, of {list(SETTINGS)}.')
+_CONFIGS, _ROUNDS = layer_shares.STEP_CONFIGS, layer_shares.ROUNDS  # --configs and --rounds
+_SETTINGS = flags.DEFINE_list('settings', list(SETTINGS),
+                              f'Allocator settings to compare, of {list(SETTINGS)}.')
 _CHILD = flags.DEFINE_string('child', '', 'Internal: time this config in this process and print JSON.')
 _REPEATS = layer_shares._REPEATS  # pylint: disable=protected-access (--repeats: timed steps a process)
 
@@ -102,7 +101,8 @@ def markdown(info, records):
     lines.append(f'| {config_name} | {rows[0]["batch"]} | ' + ' | '.join(cells) + ' |')
   environments = {r['setting']: r['environment'] for r in records}
   lines += ['', 'Settings (environment variables): ' + '; '.join(
-      f'{name}: {" ".join(f"{k}={v}" for k, v in env.items()) or "none"}' for name, env in environments.items()),
+      f'{name}: {" ".join(f"{k}={v}" for k, v in env.items()) or "none"}'
+      for name, env in environments.items()),
             '', f'Command: `{info["command"]}`']
   return '\n'.join(lines) + '\n'
 

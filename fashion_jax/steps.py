@@ -145,12 +145,13 @@ def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_b
 
 
 def make_eval_fn(model, augmentation, batch_size, shard_batch, prepare=to_float_images, tta_flip=False):
-  """fn(variables, images, labels, batch_index, key, augment) -> {'loss_sum', 'correct', 'count'}.
+  """fn(variables, images, labels, batch_index, key, augment) -> {'loss_sum', 'correct', 'count'} sums
+  (and 'plain_loss_sum', 'plain_correct' with `tta_flip`).
 
   `images` and `labels` are padded to whole batches; padded labels are -1 and count for nothing. With
   `tta_flip`, each image's softmax is averaged with its left-right mirror's (test-time augmentation), and
-  the sums of the plain prediction, computed on the way, come too ('plain_loss_sum', 'plain_correct'),
-  so one pass over the test set gives both accuracies.
+  the plain prediction's sums, computed on the way, come too, so one pass over the test set gives both
+  accuracies.
   """
 
   def eval_fn(variables, images, labels, batch_index, key, augment):

@@ -114,6 +114,13 @@ def _epoch_key(seed, stream, phase, epoch):
   return jax.random.fold_in(jax.random.fold_in(key, phase.index), epoch)
 
 
+def _loss_and_accuracy(totals, prefix=''):
+  """The mean loss and accuracy from an eval function's sums (`prefix` 'plain_': the TTA pass's plain
+  prediction)."""
+  count = totals['count']
+  return float(totals[f'{prefix}loss_sum'] / count), float(totals[f'{prefix}correct'] / count)
+
+
 def count_parameters(variables):
   return int(sum(np.size(x) for x in jax.tree.leaves(variables)))
 
@@ -289,14 +296,13 @@ class Trainer:
     """Mean loss and accuracy over a split ('val' or 'test'), of the EMA weights with ema=True, or of
     `variables` (placed like the state) when given."""
     totals = self._eval_totals(state, split, phase, epoch, augment, ema, variables, tta_flip=False)
-    return float(totals['loss_sum'] / totals['count']), float(totals['correct'] / totals['count'])
+    return _loss_and_accuracy(totals)
 
   def evaluate_with_flip(self, state, split, ema=False):
     """((loss, accuracy) of the plain prediction, (loss, accuracy) with flip TTA), from one pass."""
-    totals = self._eval_totals(state, split, None, 0, False, ema, None, tta_flip=True)
-    count = totals['count']
-    return ((float(totals['plain_loss_sum'] / count), float(totals['plain_correct'] / count)),
-            (float(totals['loss_sum'] / count), float(totals['correct'] / count)))
+    totals = self._eval_totals(state, split, phase=None, epoch=0, augment=False, ema=ema, variables=None,
+                               tta_flip=True)
+    return _loss_and_accuracy(totals, 'plain_'), _loss_and_accuracy(totals)
 
   def _eval_totals(self, state, split, phase, epoch, augment, ema, variables, tta_flip):
     """The eval function's sums over every batch of `split`, on the host."""
@@ -315,7 +321,7 @@ class Trainer:
     """The test metrics after a phase: the weights, their EMA, flip TTA and both where configured
     (EMA with TTA is the number a recipe with both reports)."""
     plain, flipped = {}, {}
-    for ema in (False, True) if self.config.ema_decay else (False,):
+    for ema in ((False, True) if self.config.ema_decay else (False,)):
       if self.config.tta_flip:  # the flip-averaged pass computes the plain prediction on its way
         plain[ema], flipped[ema] = self.evaluate_with_flip(state, 'test', ema)
       else:
