@@ -24,8 +24,9 @@ Measured (experiments/results/speedrun-cpu-convnet-60s.md, 5 seeds, the 2-core A
 (speedrun-cpu-trials/3.5epochs-batch128.md) gave the same accuracies seed by seed in 59.3 s a run: the
 machine's speed varies from run to run. Both predate the single test pass of flip TTA (the plain
 numbers now come from the TTA pass); a run after it (speedrun-cpu-convnet-60s-one-test-pass.md) gave the
-same accuracies in 53.5 s +/- 1.2 a run. In the same run, the recipe's PyTorch twin (channels-last, its
-fastest layout here) took 63.0 s a run (1.12x ours) and its Keras twin 113.5 s (2.02x), each at 0.9215.
+same accuracies in 53.5 s +/- 1.2 a run. In the 56.3 s run, the recipe's PyTorch twin (channels-last,
+its fastest layout here) took 63.0 s a run (1.12x ours) and its Keras twin 113.5 s (2.02x), each at
+0.9215.
 """
 
 from configs import speedrun_cpu_convnet
