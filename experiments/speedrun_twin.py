@@ -39,10 +39,10 @@ def _get(config, dotted):
 
 def check(config, framework):
   """Raises UserError for a setting the `framework` twin does not translate."""
-  if config.num_epochs + config.augment_epochs < 1:
+  if not config.num_epochs + config.augment_epochs > 0:  # a fraction of an epoch is a run too
     raise UserError(f'config.num_epochs={optim.whole_if_whole(config.num_epochs)}, '
                     f'config.augment_epochs={optim.whole_if_whole(config.augment_epochs)}: '
-                    f'the {framework} speedrun twin needs at least one epoch')
+                    f'the {framework} speedrun twin needs num_epochs + augment_epochs > 0')
   if config.model != 'convnet':
     raise UserError(f"config.model={config.model!r}: the {framework} speedrun twin builds 'convnet' only")
   for setting, needed in UNSUPPORTED.items():

@@ -37,6 +37,16 @@ def test_settings_they_cannot_translate_are_refused_by_name(setting, value):
     speedrun_twin.check(config, 'PyTorch')
 
 
+def test_a_twin_needs_some_training_and_takes_a_fraction_of_an_epoch():
+  config = speedrun_cpu_convnet.get_config()
+  config.augment_epochs = 0
+  with pytest.raises(UserError, match=r'config.num_epochs=0, config.augment_epochs=0: .* > 0'):
+    speedrun_twin.check(config, 'PyTorch')
+  config.augment_epochs = 0.5
+  speedrun_twin.check(config, 'PyTorch')  # accepted: half an epoch of steps
+  assert speedrun_twin.total_steps(config, steps_per_epoch=10) == 5
+
+
 def short_config():
   # 1.5 epochs: the twins end the run inside its last epoch, as our trainer does.
   config = small_config('convnet', num_epochs=0, augment_epochs=1.5, batch_size=32, learning_rate=3e-3,
