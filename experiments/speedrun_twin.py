@@ -53,7 +53,7 @@ def check(config, framework):
 
 def total_steps(config, steps_per_epoch):
   """The run's optimizer steps, as our trainer counts them (a fractional last phase ends mid-epoch)."""
-  return sum(optim.phase_steps(config[s], steps_per_epoch) for s in ('num_epochs', 'augment_epochs'))
+  return sum(optim.steps_of_phases(config, steps_per_epoch))
 
 
 def learning_rates(config, steps_per_epoch):

@@ -86,6 +86,11 @@ def phase_steps(epochs, steps_per_epoch):
   return max(steps, 1) if epochs > 0 else 0
 
 
+def steps_of_phases(config, steps_per_epoch):
+  """[phase 1's steps, phase 2's steps] of `config` (`phase_steps` of num_epochs and augment_epochs)."""
+  return [phase_steps(config[setting], steps_per_epoch) for setting in ('num_epochs', 'augment_epochs')]
+
+
 def whole_if_whole(epochs):
   """10.0 -> 10, so that whole epoch counts read as ints in results.json and messages; 3.5 stays 3.5."""
   return int(epochs) if float(epochs).is_integer() else float(epochs)
@@ -205,7 +210,7 @@ def create_schedule(config, steps_per_epoch) -> Schedule:
   validate(config)
   sched = config.schedule
   peak = float(config.learning_rate)
-  phases = [phase_steps(config[setting], steps_per_epoch) for setting in ('num_epochs', 'augment_epochs')]
+  phases = steps_of_phases(config, steps_per_epoch)
   if sched.over == 'run':
     spans = [(0, sum(phases))]
   else:

@@ -320,8 +320,9 @@ class Trainer:
   def test_results(self, state):
     """The test metrics after a phase: the weights, their EMA, flip TTA and both where configured
     (EMA with TTA is the number a recipe with both reports)."""
+    weights = (False, True) if self.config.ema_decay else (False,)  # ema=True: the EMA of the weights
     plain, flipped = {}, {}
-    for ema in ((False, True) if self.config.ema_decay else (False,)):
+    for ema in weights:
       if self.config.tta_flip:  # the flip-averaged pass computes the plain prediction on its way
         plain[ema], flipped[ema] = self.evaluate_with_flip(state, 'test', ema)
       else:
@@ -333,7 +334,8 @@ class Trainer:
         results.update({f'{name}test_loss': loss, f'{name}test_accuracy': accuracy})
     if self.config.precise_batch_norm:
       # The EMA's statistics are an average of running averages, the most lagged: recompute them too.
-      for prefix, ema in (('', False),) + ((('ema_', True),) if self.config.ema_decay else ()):
+      for ema in weights:
+        prefix = 'ema_' if ema else ''
         host_variables = self.parallel.to_host(steps.variables_of(state, ema))
         recomputed = precise_bn.recompute(self.model, host_variables, self.precise_bn_images,
                                           self.config.batch_size, self.prepare, self._precise_bn_moments)
