@@ -7,9 +7,9 @@ Starts from configs/speedrun_cpu_convnet_093.py (two conv-ReLU-pool blocks with 
 with dropout, flips, label smoothing, one-cycle Adam, flip TTA: 0.9302 in 20 epochs on the CPU) and
 spends what a GPU makes cheap: wider blocks (64 -> 128 channels, from 32 -> 32), a 512-wide hidden
 layer, batches of 512 (one jitted call an epoch on a GPU: `steps_per_call` defaults to the epoch there),
-bfloat16 compute, and 2-pixel random crops on top of the flips, which a wider model can use. Not measured yet:
-experiments/gpu_speedrun.sh runs it at several epoch counts, and its measured table replaces this
-paragraph's guesses.
+bfloat16 compute, and 2-pixel random crops on top of the flips, which a wider model can use. Not
+measured yet: experiments/gpu_speedrun.sh runs it at 12 and 8 epochs (inside `experiments/gpu_pending.sh
+1`), and its measured table replaces this paragraph's guesses.
 """
 
 from configs import speedrun_cpu_convnet_093

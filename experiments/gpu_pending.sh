@@ -1,39 +1,67 @@
 #!/usr/bin/env bash
-# Everything that still waits for a GPU, in priority order, for the two device calls a session can make
-# (each at most 10 minutes; 15 minutes of device time in all, start-up included).
+# Everything that still waits for a GPU, in priority order, for the device calls of a session that is
+# lent one (15 minutes of device time in all, the machine's start-up included; one call runs at most
+# 10 minutes). The first call:
 #
-#   call 1: bash experiments/gpu_pending.sh 1    (about 9 minutes)
-#     - versions, then the VGG19 extractor fix: bash experiments/gpu_vgg.sh (features at 150x150 in
-#       float32 and bfloat16, batch 500 and 1000; the transfer protocol with random weights)
-#     - CNN-4's article protocol with precise BatchNorm, 3 seeds (how much the running averages' lag
-#       costs; configs/cnn4.py with --set=precise_batch_norm=True)
-#     - the _plus recipes and their ablations: bash experiments/gpu_plus.sh
-#   call 2: bash experiments/gpu_pending.sh 2    (about 9 minutes)
-#     - the WRN-16-4 and ResNet-18 recipes, 3 seeds: bash experiments/gpu_recipes.sh
-#     - the speedruns toward 0.94 and 0.95: bash experiments/gpu_speedrun.sh
-#     - CNN-4's Keras baseline on Keras' JAX backend: bash experiments/gpu_keras.sh
+#   bash experiments/gpu_prepare.sh                      # here, before: the wheels and the data it carries
+#   device run: bash experiments/gpu_pending.sh 1        # carry .whl and .device_data, timeout_s 600
 #
-# Carry .whl/ (wheels of ml-collections, clu, keras, keras-preprocessing, namex, optree: what the image
-# lacks) and .device_data/ (the four IDX files), both ignored by git: `bash experiments/gpu_prepare.sh`
-# makes them here first. Everything comes back under $OUT;
-# commit it with the command and the versions.txt it wrote.
+# runs, each stage bounded so that the call ends in 570 s (unused time passes to the next stage):
+#   1. versions, then the VGG19 extractor fix (experiments/gpu_vgg.sh, <= 170 s)
+#   2. CNN-4's plus recipe over 3 seeds, then its ablation (experiments/gpu_plus.sh, <= 130 s)
+#   3. the speedruns toward 0.94 and 0.95 (experiments/gpu_speedrun.sh, <= 150 s)
+#   4. the modern models toward 0.96, WRN-16-4 seed 0 first (experiments/gpu_recipes.sh, the rest)
+# and a second call, with what the session has left (`bash experiments/gpu_pending.sh 2 SECONDS`):
+#   5. CNN-4's article protocol with precise BatchNorm, 3 seeds (how much the running averages' lag costs)
+#   6. more of the modern models' seeds (resuming those the first call cut, if the machine is still warm)
+#   7. CNN-4's Keras baseline on Keras' JAX backend (experiments/gpu_keras.sh)
+#
+# The device tool returns at most 8 files from $OUT, so the stages write into a folder of their own,
+# packed after each stage into $OUT/results-PART.tgz (what a cut call had done by then still comes
+# back), beside the call's log, $OUT/log-PART.txt. Unpack the archive into experiments/results/ and
+# commit what it holds with this command and the versions it records.
 set -uo pipefail
-part=${1:?usage: bash experiments/gpu_pending.sh 1|2}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 FASHION_MNIST_DIR=$PWD/.device_data TF_CPP_MIN_LOG_LEVEL=3
+part=${1:?usage: bash experiments/gpu_pending.sh 1|2 [SECONDS]}
+seconds=${2:-570}
+returned=$OUT
+export GPU_SCRATCH=${GPU_SCRATCH:-/tmp}  # the runs' workdirs and the installed wheels
+# 25 s are kept for the last pack.
+export OUT=$GPU_SCRATCH/gpu-pending-$part GPU_DEADLINE=$(( $(date +%s) + seconds - 25 ))
+mkdir -p "$OUT"
+log=$returned/log-$part.txt
+pack() {
+  tar czf $GPU_SCRATCH/results-$part.tgz -C $GPU_SCRATCH --exclude=checkpoints --exclude=best --exclude='events.*' \
+    --exclude=.jax_cache gpu-pending-$part \
+    && cp $GPU_SCRATCH/results-$part.tgz "$returned/.results-$part.tgz" \
+    && mv "$returned/.results-$part.tgz" "$returned/results-$part.tgz"
+}
+source experiments/gpu_env.sh "$seconds"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  python3 -c "import sys, jax, flax, optax; print(sys.version); print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__); print(jax.devices())"
-} 2>&1 | tee $OUT/versions-$part.txt
+  python3 -c "import sys, jax, flax, optax; print(sys.version); print(jax.devices())
+print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__)"
+} 2>&1 | tee "$OUT/versions.txt" | tee -a "$log"
+stage() {  # name command...: runs one stage into the log (and the call's output), then packs
+  echo "=== $1 ($(date -u +%T), $(( GPU_DEADLINE - $(date +%s) )) s left)" | tee -a "$log"
+  shift
+  "$@" 2>&1 | tee -a "$log"
+  pack
+}
+precise_bn() {  # CNN-4's article protocol, each seed also tested with recomputed BatchNorm statistics
+  bounded 120 python3 experiments/run_study.py --root=$GPU_SCRATCH/precise-bn --models=cnn4 --seeds=3 \
+    --set=precise_batch_norm=True --set=checkpoint_every_epochs=10 --set=report.plots=False 2>&1 | quiet
+  [ -d $GPU_SCRATCH/precise-bn ] && (cd $GPU_SCRATCH && tar czf "$OUT/precise-bn.tgz" \
+    --exclude=checkpoints --exclude=best --exclude='events.*' --exclude=.jax_cache precise-bn)
+  return 0
+}
 if [ "$part" = 1 ]; then
-  timeout 200 bash experiments/gpu_vgg.sh
-  timeout 90 python3 experiments/run_study.py --root=/tmp/precise-bn --models=cnn4 --seeds=3 \
-    --set=precise_batch_norm=True --set=checkpoint_every_epochs=10 --set=report.plots=False 2>&1 \
-    | grep -v -i warn | tee $OUT/precise-bn.log
-  (cd /tmp && tar czf $OUT/precise-bn.tgz --exclude=checkpoints --exclude=best --exclude='events.*' --exclude=.jax_cache precise-bn)
-  bash experiments/gpu_plus.sh 240
+  stage vgg19 bash experiments/gpu_vgg.sh 170
+  stage cnn4-plus bash experiments/gpu_plus.sh 130 cnn4
+  stage speedruns bash experiments/gpu_speedrun.sh 150
+  stage recipes bash experiments/gpu_recipes.sh 600
 else
-  bash experiments/gpu_recipes.sh 240
-  bash experiments/gpu_speedrun.sh 150
-  bash experiments/gpu_keras.sh 100
+  stage precise-bn precise_bn
+  stage recipes bash experiments/gpu_recipes.sh 240
+  stage keras bash experiments/gpu_keras.sh 600
 fi
+echo "=== done ($(date -u +%T))" >> "$log"
