@@ -420,6 +420,57 @@ def _check_checkpoint_position(meta, step, steps_per_epoch, workdir):
                     'use another workdir')
 
 
+def _phases_ended_by(recorded, timeline, step, workdir):
+  """(the recorded test results of the phases that end by `step` in this run's timeline, the name of a
+  phase that ended at `step` and now goes on, or None).
+
+  A run may be given another length when its schedule does not depend on it (`_check_workdir`), as long
+  as the steps already taken are the new config's: a phase that ended must end where it did, except one
+  that ended at the checkpoint, on a whole epoch, which may go on (its results at the old length are
+  dropped and recorded again when it ends). A checkpoint at or past a phase end the run never reached is
+  refused, as are phases that ended elsewhere: the steps taken would not be this config's.
+  """
+  steps_per_epoch, lengths = timeline.steps_per_epoch, '(config.num_epochs, config.augment_epochs)'
+  ended = sum(end <= step for end in timeline.phase_ends)
+  advice = f'ask for at least as many epochs {lengths}, or use another workdir'
+  if step > timeline.total_steps:
+    raise UserError(f'--workdir={workdir} holds a run at step {step} ({_epochs(step / steps_per_epoch)}), past '
+                    f'this config\'s end at step {timeline.total_steps} '
+                    f'({_epochs(timeline.total_steps / steps_per_epoch)}): {advice}')
+  if len(recorded) < ended:
+    phase, end = timeline.phases[len(recorded)], timeline.phase_ends[len(recorded)]
+    raise UserError(f'--workdir={workdir} holds a run at step {step} ({_epochs(step / steps_per_epoch)}) that '
+                    f'did not end {phase.name} at step {end}, where this config ends it '
+                    f'({_epochs(phase.epochs)}): {advice}')
+  grown = recorded[ended:]  # at most one phase, the one going on at `step`, which ended there before
+  old_end = sum(optim.phase_steps(r['epochs'], steps_per_epoch) for r in recorded)
+  same_ends = all(r['name'] == p.name and optim.phase_steps(r['epochs'], steps_per_epoch)
+                  == optim.phase_steps(p.epochs, steps_per_epoch)
+                  for r, p in zip(recorded[:ended], timeline.phases[:ended]))
+  goes_on = (len(grown) == 1 and ended < len(timeline.phases)
+             and grown[0]['name'] == timeline.phases[ended].name and old_end == step)
+  if not same_ends or (grown and not goes_on):
+    raise UserError(f'--workdir={workdir} holds a run at step {step} whose ended phases '
+                    f'({_phase_list(recorded)}) this config ({_phase_list(timeline.phases)}) does not '
+                    f'continue: a phase that has ended keeps its length {lengths}; use another workdir')
+  if grown and step % steps_per_epoch:
+    raise UserError(f'--workdir={workdir} holds a run that ended part-way through epoch '
+                    f'{step // steps_per_epoch + 1}: it cannot be lengthened from there; use another workdir')
+  return recorded[:ended], (grown[0]['name'] if grown else None)
+
+
+def _epochs(count):
+  """'1 epoch', '3 epochs', '2.5 epochs' (a step count over steps an epoch, rounded as phase_steps does)."""
+  count = optim.whole_if_whole(round(count, 6))
+  return f'{count} epoch' + ('' if count == 1 else 's')
+
+
+def _phase_list(phases):
+  """'phase1: 10 epochs, phase2: 50 epochs' of recorded results (dicts) or of a timeline's phases."""
+  named = [(p['name'], p['epochs']) if isinstance(p, dict) else (p.name, p.epochs) for p in phases]
+  return ', '.join(f'{name}: {_epochs(epochs)}' for name, epochs in named) or 'none'
+
+
 class _Run:
   """One run's loop state: the device state, the epoch's metrics, the files, and how to save them."""
 
@@ -429,8 +480,8 @@ class _Run:
     self.checkpoints = checkpoint_lib.Checkpointer(os.path.join(workdir, 'checkpoints'))
     self.best = checkpoint_lib.Checkpointer(os.path.join(workdir, 'best'), max_to_keep=1)
     self.best_variables = None  # the best epoch's variables, until the next checkpoint writes them
-    self.reporter = run_files.Reporter(workdir, config.report.writer, jax.process_index() == 0)
     self.zero_metrics = jax.device_get(steps.zero_metrics())
+    self.lengthened_phase = None  # a phase that had ended at the checkpoint and now goes on
     host_state, host_metrics = trainer.initial_state(), self.zero_metrics
     # What the checkpoints carry beside the state: the test results of finished phases, the best
     # validation accuracy so far, and the seconds spent. Where the run is comes from state.step.
@@ -441,8 +492,17 @@ class _Run:
     if restored:
       tree, meta = restored
       host_state, host_metrics = tree['state'], tree['metrics']
-      _check_checkpoint_position(meta, int(host_state.step), trainer.steps_per_epoch, workdir)
-      self.progress.update({k: meta[k] for k in self.progress if k in meta})
+      try:
+        _check_checkpoint_position(meta, int(host_state.step), trainer.steps_per_epoch, workdir)
+        self.progress.update({k: meta[k] for k in self.progress if k in meta})
+        self.progress['phases'], self.lengthened_phase = _phases_ended_by(
+            self.progress['phases'], self.timeline, int(host_state.step), workdir)
+      except UserError:
+        self.checkpoints.close()
+        self.best.close()
+        raise
+    # Opened once the checkpoint is accepted: a refused run leaves no new event file behind.
+    self.reporter = run_files.Reporter(workdir, config.report.writer, jax.process_index() == 0)
     self.host_state = host_state
     self.step = int(host_state.step)
     self.state = parallel.replicate(host_state)
@@ -622,6 +682,14 @@ def _train_and_evaluate(config, workdir):
     position = run.timeline.at(min(run.step, run.timeline.total_steps - 1))
     reporter.say(f'resuming from checkpoint at step {run.step}: {run.timeline.epochs_done(run.step)} epochs '
                  f'and {position.step_in_epoch if run.step < run.timeline.total_steps else 0} steps done')
+    if run.lengthened_phase:
+      # The finished run's results no longer describe this run: removed, so that neither this config nor
+      # the old one takes the workdir for finished until the longer run ends.
+      reporter.say(f'{run.lengthened_phase} goes on to {_epochs(position.phase.epochs)}')
+      if is_primary:
+        for name in ('results.json', 'test_predictions.npz'):
+          if os.path.exists(os.path.join(workdir, name)):
+            os.remove(os.path.join(workdir, name))
   else:
     reporter.say(f'{config.model}: {parameters:,} parameters; {dataset.name} {dataset.image_shape}, '
                  f'{dataset.num_classes} classes, {len(dataset.train_labels):,} train / '

@@ -205,3 +205,79 @@ def test_a_workdir_of_the_previous_version_is_recognised(tmp_path, real_data_dir
   assert train.train_and_evaluate(config, str(tmp_path)) == results
   with pytest.raises(UserError, match=r'other settings \(optimizer\)'):
     train.train_and_evaluate(small_config('cnn1', **{'optimizer.b1': 0.8}), str(tmp_path))
+
+
+_TRAIN_STEPS = train.Trainer.train_steps  # as the trainer has it, before any test patches it
+
+
+def _crash_after_calls(monkeypatch, calls):
+  """Makes Trainer.train_steps raise _Crash after `calls` calls (never if -1); returns the steps trained,
+  counted."""
+  original, trained = _TRAIN_STEPS, {'calls': 0, 'steps': 0}
+
+  def crashing(self, state, metrics, perm, position, num_steps):
+    if trained['calls'] == calls:
+      raise _Crash()
+    trained['calls'] += 1
+    trained['steps'] += num_steps
+    return original(self, state, metrics, perm, position, num_steps)
+  monkeypatch.setattr(train.Trainer, 'train_steps', crashing)
+  return trained
+
+
+def test_a_finished_run_given_more_epochs_equals_a_run_that_long(tmp_path, real_data_dir, monkeypatch):
+  # The article's constant rate does not depend on the run's length, so a finished run may be trained
+  # longer: from its last checkpoint (8 steps an epoch), its last phase's results at the old length
+  # giving way to those at the new one.
+  longer = small_config('cnn1', num_epochs=1, augment_epochs=2, steps_per_call=1)
+  reference = train.train_and_evaluate(longer, str(tmp_path / 'reference'))
+  workdir = str(tmp_path / 'run')
+  first = train.train_and_evaluate(small_config('cnn1', num_epochs=1, augment_epochs=1, steps_per_call=1), workdir)
+  assert [p['epochs'] for p in first['phases']] == [1, 1]
+  # Cut after one step: the finished run's results.json must not outlive the start of the longer run.
+  _crash_after_calls(monkeypatch, 1)
+  with pytest.raises(_Crash):
+    train.train_and_evaluate(longer, workdir)
+  assert not os.path.exists(os.path.join(workdir, 'results.json'))
+  trained = _crash_after_calls(monkeypatch, -1)  # counts, never crashes
+  resumed = train.train_and_evaluate(longer, workdir)
+  assert trained['steps'] == 8  # from the checkpoint at step 16: the third epoch only
+  assert resumed['phases'] == reference['phases']
+  assert resumed['best_val_accuracy'] == reference['best_val_accuracy']
+  assert _stripped_history(workdir) == _stripped_history(tmp_path / 'reference')
+  # Now finished at the new length: reported, not trained again.
+  assert train.train_and_evaluate(longer, workdir) == resumed
+  assert trained['steps'] == 8
+
+
+def test_a_run_is_not_continued_by_a_config_whose_steps_it_did_not_take(tmp_path, real_data_dir, monkeypatch):
+  finished = str(tmp_path / 'finished')
+  train.train_and_evaluate(small_config('cnn1', num_epochs=1, augment_epochs=1), finished)
+  files = {name: os.path.getmtime(os.path.join(finished, name)) for name in os.listdir(finished)}
+  for num_epochs, augment_epochs, message in [
+      (1, 0, r'at step 16 \(2 epochs\), past this config\'s end at step 8 \(1 epoch\): ask for at least'),
+      (2, 1, r'ended phases \(phase1: 1 epoch, phase2: 1 epoch\) this config \(phase1: 2 epochs, '
+             r'phase2: 1 epoch\) does not continue: a phase that has ended keeps its length'),
+      (0, 3, r'does not continue'),
+      (2, 0, r'does not continue')]:
+    with pytest.raises(UserError, match=message):
+      train.train_and_evaluate(small_config('cnn1', num_epochs=num_epochs, augment_epochs=augment_epochs),
+                               finished)
+    assert {name: os.path.getmtime(os.path.join(finished, name)) for name in os.listdir(finished)} == files
+  # A run cut in phase 2 after its first epoch (checkpointed at step 16), then given a phase 2 that ends
+  # there: it never ended phase 2 at that step.
+  cut = str(tmp_path / 'cut')
+  _crash_after_calls(monkeypatch, 17)
+  with pytest.raises(_Crash):
+    train.train_and_evaluate(small_config('cnn1', num_epochs=1, augment_epochs=3, steps_per_call=1), cut)
+  with pytest.raises(UserError, match=r'at step 16 \(2 epochs\) that did not end phase2 at step 16, where '
+                                      r'this config ends it \(1 epoch\)'):
+    train.train_and_evaluate(small_config('cnn1', num_epochs=1, augment_epochs=1, steps_per_call=1), cut)
+
+
+def test_a_run_that_ended_inside_an_epoch_is_not_lengthened(tmp_path, real_data_dir):
+  # Its last, partial epoch is recorded with that part's metrics: continuing it would record the
+  # epoch a second time from the other part.
+  train.train_and_evaluate(small_config('cnn1', num_epochs=1, augment_epochs=1.5), str(tmp_path))
+  with pytest.raises(UserError, match=r'ended part-way through epoch 3: it cannot be lengthened'):
+    train.train_and_evaluate(small_config('cnn1', num_epochs=1, augment_epochs=2), str(tmp_path))
