@@ -22,11 +22,17 @@ from experiments.config_overrides import apply_override
 from fashion_jax import train
 from fashion_jax.errors import UserError
 
-_ROOT = flags.DEFINE_string('root', 'runs/study', 'Folder that holds one workdir per run.')
-_MODELS = flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models (configs/<model>.py).')
-_SEEDS = flags.DEFINE_integer('seeds', 3, 'How many seeds: seed_offset .. seed_offset + seeds - 1.')
-_SEED_OFFSET = flags.DEFINE_integer('seed_offset', 0, 'The first seed.')
-_SET = flags.DEFINE_multi_string('set', [], 'Config overrides, key=value (e.g. report.plots=False).')
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defined when run as a script: other experiments define flags of the same names (--models, --root),
+  and absl refuses a name defined twice in one process."""
+  flags.DEFINE_string('root', 'runs/study', 'Folder that holds one workdir per run.')
+  flags.DEFINE_list('models', ['cnn1', 'cnn3', 'cnn4'], 'Models (configs/<model>.py).')
+  flags.DEFINE_integer('seeds', 3, 'How many seeds: seed_offset .. seed_offset + seeds - 1.')
+  flags.DEFINE_integer('seed_offset', 0, 'The first seed.')
+  flags.DEFINE_multi_string('set', [], 'Config overrides, key=value (e.g. report.plots=False).')
 
 
 def study_config(model, seed, overrides=()):
@@ -42,14 +48,14 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top
   # Later runs of the same model load their compiled programs instead of compiling again.
-  jax.config.update('jax_compilation_cache_dir', os.path.join(_ROOT.value, '.jax_cache'))
-  for seed in range(_SEED_OFFSET.value, _SEED_OFFSET.value + _SEEDS.value):
-    for model in _MODELS.value:
-      workdir = os.path.join(_ROOT.value, f'{model}-seed{seed}')
+  jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.root, '.jax_cache'))
+  for seed in range(FLAGS.seed_offset, FLAGS.seed_offset + FLAGS.seeds):
+    for model in FLAGS.models:
+      workdir = os.path.join(FLAGS.root, f'{model}-seed{seed}')
       start = time.time()
       print(f'=== {workdir}', flush=True)
       try:
-        results = train.train_and_evaluate(study_config(model, seed, _SET.value), workdir)
+        results = train.train_and_evaluate(study_config(model, seed, FLAGS.set), workdir)
       except UserError as e:
         print(f'error: {e}', file=sys.stderr)
         sys.exit(2)
@@ -58,4 +64,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

@@ -19,10 +19,17 @@ import sys
 
 from absl import app, flags
 
-_ROOT = flags.DEFINE_string('root', None, 'A run_study.py root: one workdir per (model, seed).', required=True)
-_OUT = flags.DEFINE_string('out', None, 'Folder for README.md and the copied run files.', required=True)
-_THRESHOLD = flags.DEFINE_float('threshold', 0.90, 'Accuracy that each seed is compared with.')
-_COMMAND = flags.DEFINE_string('command', '', 'The command that trained the runs, quoted in the README.')
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """Defined when run as a script: other experiments define flags of the same names (--root, --out),
+  and absl refuses a name defined twice in one process."""
+  flags.DEFINE_string('root', None, 'A run_study.py root: one workdir per (model, seed).', required=True)
+  flags.DEFINE_string('out', None, 'Folder for README.md and the copied run files.', required=True)
+  flags.DEFINE_float('threshold', 0.90, 'Accuracy that each seed is compared with.')
+  flags.DEFINE_string('command', '', 'The command that trained the runs, quoted in the README.')
+
 
 _RUN_FILES = ('config.json', 'history.jsonl', 'results.json')
 
@@ -57,7 +64,7 @@ def summary(runs, threshold):
 
 def main(argv):
   del argv
-  runs = load_runs(_ROOT.value)
+  runs = load_runs(FLAGS.root)
   first = next(iter(runs.values()))
   # The runs' own results.json name their devices; the CPU count is this (summarising) machine's.
   header = [f'# Test accuracy over seeds: {", ".join(sorted({r["model"] for r in runs.values()}))}', '',
@@ -65,17 +72,18 @@ def main(argv):
             f'{first.get("jax_version")}; summarised on {platform.machine()} with {os.cpu_count()} CPU '
             f'cores. {len(runs)} runs, seconds per run: '
             f'{min(r["seconds"] for r in runs.values()):.0f}-{max(r["seconds"] for r in runs.values()):.0f}.']
-  if _COMMAND.value:
-    header += ['', f'Command: `{_COMMAND.value}`']
-  os.makedirs(_OUT.value, exist_ok=True)
+  if FLAGS.command:
+    header += ['', f'Command: `{FLAGS.command}`']
+  os.makedirs(FLAGS.out, exist_ok=True)
   for name in runs:
-    os.makedirs(os.path.join(_OUT.value, name), exist_ok=True)
+    os.makedirs(os.path.join(FLAGS.out, name), exist_ok=True)
     for file in _RUN_FILES:
-      shutil.copyfile(os.path.join(_ROOT.value, name, file), os.path.join(_OUT.value, name, file))
-  with open(os.path.join(_OUT.value, 'README.md'), 'w') as f:
-    f.write('\n'.join(header + [''] + summary(runs, _THRESHOLD.value)) + '\n')
-  print(open(os.path.join(_OUT.value, 'README.md')).read())
+      shutil.copyfile(os.path.join(FLAGS.root, name, file), os.path.join(FLAGS.out, name, file))
+  with open(os.path.join(FLAGS.out, 'README.md'), 'w') as f:
+    f.write('\n'.join(header + [''] + summary(runs, FLAGS.threshold)) + '\n')
+  print(open(os.path.join(FLAGS.out, 'README.md')).read())
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

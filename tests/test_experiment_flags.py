@@ -1,0 +1,30 @@
+"""The experiment scripts can be imported into one process (a notebook, a test, another script): absl
+refuses a flag name defined twice, so a script defines at import time only flags no other defines, and
+reuses the shared ones (benchmark.py's --models and --out, layer_shares.py's --repeats and --configs);
+the others define theirs when run."""
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+# Every script under experiments/ that needs neither TensorFlow nor PyTorch to be imported.
+_SCRIPTS = ['ablate', 'benchmark', 'input_gradient_routes', 'layer_shares', 'malloc_settings', 'run_study',
+            'seed_spread', 'speed_accuracy', 'speedrun', 'step_profile', 'study_report', 'twin_settings',
+            'vgg_conv_impls']
+
+
+def test_every_script_imports_beside_the_others():
+  for name in _SCRIPTS:
+    importlib.import_module(f'experiments.{name}')
+
+
+@pytest.mark.parametrize('script, flag', [('run_study', '--seed_offset'), ('seed_spread', '--threshold')])
+def test_a_script_run_alone_still_has_its_flags(script, flag):
+  # absl prints the script's own flags for --helpshort (and exits with status 1 after help).
+  out = subprocess.run([sys.executable, f'experiments/{script}.py', '--helpshort'], cwd=REPO,
+                       capture_output=True, text=True)
+  assert flag in out.stdout, out.stdout + out.stderr
