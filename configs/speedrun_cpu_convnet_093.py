@@ -13,7 +13,9 @@ compilation included (experiments/results/speedrun-cpu-trials/a_f20_do3).
 Measured (experiments/results/speedrun-cpu-convnet-093-20epochs.md, 5 seeds, 2-core AMD EPYC; run as
 `--config.augment_epochs=20` of this file's first version, which trained 18): 0.9302 +/- 0.0015 with
 flip TTA, 3 of 5 seeds at 0.93 or above, in 292 s a run (281-298 s) with compiled programs cached: 0.93
-on the mean within the five minutes, with little to spare on either. Eighteen epochs
+on the mean within the five minutes, with little to spare on either. Its twins in one run, seed by seed
+(experiments/results/speedrun-cpu-convnet-093-twins.md, where ours took 326 s a run): PyTorch 431 s
+(1.32x ours; 0.9308), Keras 700 s (2.15x; 0.9302). Eighteen epochs
 (speedrun-cpu-trials/093-18epochs.md) gave 0.9297 +/- 0.0010, 1 of 5 at 0.93, in 267 s; the 60 s
 recipe's PyTorch initialisation for 14 epochs, one seed (speedrun-cpu-trials/t093_torch_e14), 0.9257
 (0.9240 plain) in 221 s.
