@@ -35,5 +35,13 @@ bounded() {
   return $status
 }
 
+# Packs the workdirs under $GPU_SCRATCH/$1 into $OUT/$2 (if any ran), without what a later call cannot
+# use and the tool could not return: checkpoints, best weights, event files, compiled programs.
+pack_runs() {
+  [ -d "$GPU_SCRATCH/$1" ] || return 0
+  (cd "$GPU_SCRATCH" && tar czf "$OUT/$2" --exclude=checkpoints --exclude=best --exclude='events.*' \
+    --exclude=.jax_cache "$1")
+}
+
 # Keeps the lines a log needs: JAX and XLA print warnings by the hundred on a GPU.
 quiet() { grep -v -i warn; }

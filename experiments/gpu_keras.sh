@@ -16,7 +16,7 @@ for seed in 0 1 2; do
   bounded 600 python3 experiments/keras_study.py --models=cnn4 --seeds=$seed --root=$GPU_SCRATCH/keras-gpu 2>&1 \
     | quiet | tail -2
   status=${PIPESTATUS[0]}
-  [ -d $GPU_SCRATCH/keras-gpu ] && (cd $GPU_SCRATCH && tar czf $OUT/keras-gpu.tgz keras-gpu)
+  pack_runs keras-gpu keras-gpu.tgz
   case $status in 124|137) exit 0;; esac  # out of time
 done
 exit 0

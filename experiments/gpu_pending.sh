@@ -50,9 +50,7 @@ stage() {  # name command...: runs one stage into the log (and the call's output
 precise_bn() {  # CNN-4's article protocol, each seed also tested with recomputed BatchNorm statistics
   bounded 120 python3 experiments/run_study.py --root=$GPU_SCRATCH/precise-bn --models=cnn4 --seeds=3 \
     --set=precise_batch_norm=True --set=checkpoint_every_epochs=10 --set=report.plots=False 2>&1 | quiet
-  [ -d $GPU_SCRATCH/precise-bn ] && (cd $GPU_SCRATCH && tar czf "$OUT/precise-bn.tgz" \
-    --exclude=checkpoints --exclude=best --exclude='events.*' --exclude=.jax_cache precise-bn)
-  return 0
+  pack_runs precise-bn precise-bn.tgz
 }
 if [ "$part" = 1 ]; then
   stage vgg19 bash experiments/gpu_vgg.sh 170

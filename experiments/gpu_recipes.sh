@@ -12,8 +12,7 @@ for seed in 0 1 2; do
       --seed_offset=$seed --set=dtype=bfloat16 --set=checkpoint_every_epochs=5 --set=report.plots=False \
       2>&1 | quiet | tail -4
     status=${PIPESTATUS[0]}
-    [ -d $GPU_SCRATCH/recipes ] && (cd $GPU_SCRATCH && tar czf $OUT/recipes.tgz --exclude=checkpoints \
-      --exclude=best --exclude='events.*' --exclude=.jax_cache recipes)
+    pack_runs recipes recipes.tgz
     case $status in 124|137) exit 0;; esac  # out of time
   done
 done

@@ -12,6 +12,5 @@ bounded 30 python3 experiments/benchmark.py --models= --vgg_features=bfloat16 --
   --out=$OUT/benchmark-h200-vgg19-batch1000 2>&1 | quiet | tail -3
 bounded 70 python3 -m fashion_jax.main --config=configs/vgg19.py --workdir=$GPU_SCRATCH/vgg19-random \
   --config.vgg.weights=random --config.dtype=bfloat16 --config.report.plots=False 2>&1 | quiet | tail -6
-[ -d $GPU_SCRATCH/vgg19-random ] && (cd $GPU_SCRATCH && tar czf $OUT/vgg19-random-h200.tgz \
-  --exclude=checkpoints --exclude=best --exclude='events.*' vgg19-random)
+pack_runs vgg19-random vgg19-random-h200.tgz
 exit 0
