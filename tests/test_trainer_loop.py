@@ -155,6 +155,24 @@ class _Crash(Exception):
   pass
 
 
+_TRAIN_STEPS = train.Trainer.train_steps  # as the trainer has it, before any test patches it
+
+
+def _crash_after_calls(monkeypatch, calls):
+  """Makes Trainer.train_steps raise _Crash after `calls` calls (never if -1); returns the steps trained,
+  counted."""
+  original, trained = _TRAIN_STEPS, {'calls': 0, 'steps': 0}
+
+  def crashing(self, state, metrics, perm, position, num_steps):
+    if trained['calls'] == calls:
+      raise _Crash()
+    trained['calls'] += 1
+    trained['steps'] += num_steps
+    return original(self, state, metrics, perm, position, num_steps)
+  monkeypatch.setattr(train.Trainer, 'train_steps', crashing)
+  return trained
+
+
 def test_resume_is_exact_with_the_new_recipe_settings(tmp_path, real_data_dir, monkeypatch):
   # Flip, crop and erasing draws, the EMA, SGD's momentum and a warm-up + cosine schedule all have to
   # continue exactly from a mid-epoch checkpoint of phase 2.
@@ -165,18 +183,10 @@ def test_resume_is_exact_with_the_new_recipe_settings(tmp_path, real_data_dir, m
                            'schedule.warmup_epochs': 0.5, 'augment.flip': True, 'augment.crop_padding': 2,
                            'augment.erasing_probability': 0.5})
   reference = train.train_and_evaluate(config, str(tmp_path / 'reference'))
-  original = train.Trainer.train_steps
-  calls = {'n': 0}
-
-  def crashing(self, *args, **kwargs):
-    calls['n'] += 1
-    if calls['n'] > 13:  # step 14 of 16: after the checkpoint at step 12, in phase 2
-      raise _Crash()
-    return original(self, *args, **kwargs)
-  monkeypatch.setattr(train.Trainer, 'train_steps', crashing)
+  _crash_after_calls(monkeypatch, 13)  # at step 14 of 16: after the checkpoint at step 12, in phase 2
   with pytest.raises(_Crash):
     train.train_and_evaluate(config, str(tmp_path / 'resumed'))
-  monkeypatch.setattr(train.Trainer, 'train_steps', original)
+  monkeypatch.setattr(train.Trainer, 'train_steps', _TRAIN_STEPS)
   resumed = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
   assert resumed['phases'] == reference['phases']
   assert _stripped_history(tmp_path / 'resumed') == _stripped_history(tmp_path / 'reference')
@@ -205,24 +215,6 @@ def test_a_workdir_of_the_previous_version_is_recognised(tmp_path, real_data_dir
   assert train.train_and_evaluate(config, str(tmp_path)) == results
   with pytest.raises(UserError, match=r'other settings \(optimizer\)'):
     train.train_and_evaluate(small_config('cnn1', **{'optimizer.b1': 0.8}), str(tmp_path))
-
-
-_TRAIN_STEPS = train.Trainer.train_steps  # as the trainer has it, before any test patches it
-
-
-def _crash_after_calls(monkeypatch, calls):
-  """Makes Trainer.train_steps raise _Crash after `calls` calls (never if -1); returns the steps trained,
-  counted."""
-  original, trained = _TRAIN_STEPS, {'calls': 0, 'steps': 0}
-
-  def crashing(self, state, metrics, perm, position, num_steps):
-    if trained['calls'] == calls:
-      raise _Crash()
-    trained['calls'] += 1
-    trained['steps'] += num_steps
-    return original(self, state, metrics, perm, position, num_steps)
-  monkeypatch.setattr(train.Trainer, 'train_steps', crashing)
-  return trained
 
 
 def test_a_finished_run_given_more_epochs_equals_a_run_that_long(tmp_path, real_data_dir, monkeypatch):
