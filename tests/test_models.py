@@ -9,7 +9,7 @@ from flax import linen as nn
 from jax.test_util import check_grads
 
 from fashion_jax import batch_axis
-from fashion_jax.models import cnn, fast_conv, fast_random
+from fashion_jax.models import cnn, fast_conv, fast_random, layers
 from fashion_jax.models.layers import Conv3x3, Dropout, max_pool_2x2
 
 PARAMETERS = {'cnn1': (cnn.CNN1, 693_962, 693_962), 'cnn3': (cnn.CNN3, 241_546, 241_546),
@@ -113,6 +113,85 @@ def test_fused_conv_relu_pool_gradients_match_finite_differences(features, input
     b = jax.random.normal(jax.random.key(2), (features,), jnp.float64)
     check_grads(lambda x, w, b: fast_conv.conv3x3_valid_relu_pool(x, w, b, 'im2col'), (x, w, b), order=1,
                 modes=('rev',), eps=1e-6)
+
+
+@pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 28, 28, 1), 8)])
+@pytest.mark.parametrize('chunk_bytes', [fast_conv.CHUNK_BYTES, 1])
+@pytest.mark.parametrize('input_gradient_in_chunks', [False, True])
+def test_conv_relu_statistics_agree_across_impls(shape, features, chunk_bytes, input_gradient_in_chunks,
+                                                 monkeypatch):
+  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', chunk_bytes)
+  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: input_gradient_in_chunks)
+  kx, kw, kb, kg, ks = jax.random.split(jax.random.key(0), 5)
+  x = jnp.maximum(jax.random.normal(kx, shape), 0.0)
+  w = jax.random.normal(kw, (3, 3, shape[-1], features))
+  b = jax.random.normal(kb, (features,))
+  # Cotangents for the output and for both statistics: each reaches the kernel, bias and input gradients.
+  g = (jax.random.normal(kg, (shape[0], shape[1] - 2, shape[2] - 2, features)),) + tuple(
+      jax.random.normal(k, (features,)) for k in jax.random.split(ks))
+  results = {}
+  for impl in fast_conv.IMPLS:
+    out, vjp = jax.vjp(lambda x, w, b: fast_conv.conv3x3_valid_relu_statistics(x, w, b, impl), x, w, b)
+    results[impl] = out + vjp(g)
+  r, mean, variance = results['xla'][:3]
+  np.testing.assert_allclose(mean, np.mean(r, (0, 1, 2)), rtol=1e-5)  # the statistics are what they say
+  np.testing.assert_allclose(variance, np.var(np.asarray(r, np.float64), (0, 1, 2)), rtol=1e-5)
+  for a, b in zip(results['xla'], results['im2col']):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  assert float(jnp.mean(r == 0)) > 0.1  # ReLU's zeros were exercised
+
+
+def test_chunked_variance_stays_accurate_where_the_mean_dwarfs_the_spread(monkeypatch):
+  # A channel at 1000 +- 0.01: E[r^2] - E[r]^2 in float32 cancels to noise (its terms are ~1e6, their
+  # spacing 0.06); the chunks' variances and means combined keep the float64 variance.
+  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', 1)
+  x = 0.01 * jax.random.normal(jax.random.key(0), (8, 6, 6, 1))
+  w = jnp.zeros((3, 3, 1, 1)).at[1, 1].set(1.0)  # copies the centre pixel
+  _, mean, variance = fast_conv.conv3x3_valid_relu_statistics(x, w, jnp.full((1,), 1000.0), 'im2col')
+  centre = np.asarray(x, np.float64)[:, 1:-1, 1:-1] + 1000.0
+  np.testing.assert_allclose(mean, centre.mean(), rtol=1e-7)
+  np.testing.assert_allclose(variance, centre.var(), rtol=1e-3)
+
+
+def test_conv_relu_statistics_gradients_match_finite_differences():
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3), jnp.float64)
+    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 4), jnp.float64)
+    b = jax.random.normal(jax.random.key(2), (4,), jnp.float64)
+    check_grads(lambda x, w, b: fast_conv.conv3x3_valid_relu_statistics(x, w, b, 'im2col'), (x, w, b), order=1,
+                modes=('rev',), eps=1e-6)
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_batch_norm_given_its_statistics_equals_flax_batch_norm(train):
+  """layers.BatchNorm after Conv3x3(relu=True), statistics from the conv's chunk loop, equals
+  nn.BatchNorm after the same ReLU: outputs, updated running statistics and every gradient."""
+  x = jax.random.uniform(jax.random.key(0), (8, 12, 12, 3))
+  conv = Conv3x3(16, impl='im2col', relu=True)
+  conv_params = conv.init(jax.random.key(1), x)['params']
+  reference = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3)
+  ours = layers.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3)
+  bn_variables = reference.init(jax.random.key(2), jnp.zeros((1, 10, 10, 16)))
+  assert jax.tree.structure(bn_variables) == jax.tree.structure(ours.init(jax.random.key(2), jnp.zeros((1, 10, 10, 16))))
+  bn_variables = jax.tree.map(lambda v: v + 0.3 * jax.random.normal(jax.random.key(3), v.shape), bn_variables)
+
+  def loss(conv_params, bn_params, fused):
+    variables = {**bn_variables, 'params': bn_params}
+    if fused and train:
+      r, statistics = conv.apply({'params': conv_params}, x, statistics=True)
+      y, updates = ours.apply(variables, r, statistics=statistics, mutable=['batch_stats'])
+    else:
+      r = conv.apply({'params': conv_params}, x)
+      y, updates = (ours if fused else reference).apply(variables, r, mutable=['batch_stats'])
+    return jnp.sum(jnp.sin(y)), (y, updates)
+
+  results = {}
+  for fused in (False, True):
+    (_, aux), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
+        conv_params, bn_variables['params'], fused)
+    results[fused] = (aux, grads)
+  for a, b in zip(jax.tree.leaves(results[False]), jax.tree.leaves(results[True])):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
 def test_conv_chunks_divide_the_batch_within_the_byte_budget(monkeypatch):
@@ -231,14 +310,15 @@ def test_max_pool_gradient_goes_to_the_first_maximum_like_tensorflow():
   np.testing.assert_allclose(mine, reference, rtol=1e-6)
 
 
-def test_pmap_batch_norm_uses_global_batch_statistics():
+@pytest.mark.parametrize('conv_impl', fast_conv.IMPLS)
+def test_pmap_batch_norm_uses_global_batch_statistics(conv_impl):
   """CNN-4 under pmap (BatchNorm and dropout reduce over the axis) has the single-device gradients."""
   x = jax.random.uniform(jax.random.key(0), (16, 28, 28, 1))
   y = jnp.arange(16) % 10
-  variables = cnn.CNN4().init(jax.random.key(1), x[:1])
+  variables = cnn.CNN4(conv_impl=conv_impl).init(jax.random.key(1), x[:1])
 
   def grads(axis_name, x, y):
-    model = cnn.CNN4()
+    model = cnn.CNN4(conv_impl=conv_impl)
 
     def loss(params):
       logits, _ = model.apply({'params': params, 'batch_stats': variables['batch_stats']}, x, train=True,

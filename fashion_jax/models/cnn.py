@@ -14,6 +14,16 @@ from fashion_jax.models import layers
 from fashion_jax.models.layers import KERNEL_INIT, Conv3x3, Dropout, max_pool_2x2
 
 
+# How CNN-4's Conv -> ReLU -> BatchNorm blocks are computed with the 'im2col' convolution (the same
+# parameters and, up to float rounding, the same results; experiments/batch_norm_fusion.py times each):
+# - 'separate' (chosen): the convolution, then ReLU and BatchNorm as XLA's operations over the batch;
+# - 'relu': ReLU applied in the convolution's chunk loop (fast_conv.py);
+# - 'relu+statistics': the BatchNorm's batch mean and variance computed in that loop too.
+# With XLA's convolution (GPUs, TPUs), always 'separate': XLA fuses these operations itself there.
+CONV_RELU_BATCH_NORM = 'separate'
+CONV_RELU_BATCH_NORM_CHOICES = ('separate', 'relu', 'relu+statistics')
+
+
 class _Base(nn.Module):
   num_classes: int = 10
   conv_impl: str = 'xla'
@@ -25,6 +35,20 @@ class _Base(nn.Module):
   def conv_relu_pool(self, features):
     """Conv -> ReLU -> MaxPool as one layer: the same parameters, computed in one pass on the CPU."""
     return Conv3x3(features, impl=self.conv_impl, dtype=self.dtype, relu_pool=True)
+
+  def conv_relu_batch_norm(self, x, features, train):
+    """BatchNorm(ReLU(Conv(x))), computed as CONV_RELU_BATCH_NORM says: in training the convolution can
+    also return the BatchNorm's batch statistics (fast_conv.conv3x3_valid_relu_statistics)."""
+    if CONV_RELU_BATCH_NORM not in CONV_RELU_BATCH_NORM_CHOICES:
+      raise ValueError(f'cnn.CONV_RELU_BATCH_NORM={CONV_RELU_BATCH_NORM!r}: expected one of '
+                       f'{CONV_RELU_BATCH_NORM_CHOICES}')
+    if CONV_RELU_BATCH_NORM == 'separate' or self.conv_impl != 'im2col':
+      return self.batch_norm(train)(nn.relu(self.conv(features)(x)))
+    conv = Conv3x3(features, impl=self.conv_impl, dtype=self.dtype, relu=True)
+    if not train or CONV_RELU_BATCH_NORM == 'relu':
+      return self.batch_norm(train)(conv(x))
+    r, statistics = conv(x, statistics=True)
+    return self.batch_norm(train)(r, statistics=statistics)
 
   def dense(self, features):
     return nn.Dense(features, kernel_init=KERNEL_INIT, dtype=self.dtype, param_dtype=jnp.float32)
@@ -76,12 +100,12 @@ class CNN4(_Base):
 
   @nn.compact
   def __call__(self, x, train=False, return_features=False):
-    x = self.batch_norm(train)(nn.relu(self.conv(32)(x.astype(self.dtype))))
-    x = self.batch_norm(train)(nn.relu(self.conv(32)(x)))
+    x = self.conv_relu_batch_norm(x.astype(self.dtype), 32, train)
+    x = self.conv_relu_batch_norm(x, 32, train)
     x = self.dropout(0.25)(max_pool_2x2(x), not train)
-    x = self.batch_norm(train)(nn.relu(self.conv(64)(x)))
+    x = self.conv_relu_batch_norm(x, 64, train)
     x = self.dropout(0.25)(x, not train)
-    x = self.batch_norm(train)(nn.relu(self.conv(128)(x)))
+    x = self.conv_relu_batch_norm(x, 128, train)
     x = self.dropout(0.25)(max_pool_2x2(x), not train)
     x = self.batch_norm(train)(nn.relu(self.dense(512)(x.reshape(x.shape[0], -1))))
     x = self.dropout(0.5)(x, not train)

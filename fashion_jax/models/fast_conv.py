@@ -28,6 +28,9 @@ convolution where one image's patches alone overflow a chunk, the patch products
 
 `conv3x3_valid_relu_pool` adds bias, ReLU and 2x2 max pooling; with 'im2col' all of it runs chunk by
 chunk, so the convolution's output (the models' largest tensor) never reaches main memory.
+`conv3x3_valid_relu_statistics` adds bias and ReLU and also returns the result's per-channel mean and
+variance (a following BatchNorm's batch statistics); with 'im2col' they are computed in the chunk loop,
+and its backward pass applies ReLU's and the statistics' gradients there too.
 """
 
 import functools
@@ -278,3 +281,84 @@ def conv3x3_valid_relu_pool(x, kernel, bias, impl='xla'):
     return _conv_relu_pool_im2col(x, kernel, bias)
   raise ValueError(f'unknown convolution impl {impl!r}, expected one of {IMPLS}')
 
+
+
+def _statistics_dtype(dtype):
+  """float32 at least: bfloat16 sums over a whole batch would lose most of their digits."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def _mean_and_variance(r):
+  """Per-channel mean and variance of NHWC `r`, the variance as the mean squared deviation from the mean
+  (two passes: E[r^2] - E[r]^2 cancels in float32 where a channel's mean is large against its spread)."""
+  r = r.astype(_statistics_dtype(r.dtype))
+  mean = r.mean((0, 1, 2))
+  return mean, jnp.square(r - mean).mean((0, 1, 2))
+
+
+def _conv_relu_statistics_xla(x, kernel, bias):
+  r = jax.nn.relu(_conv_xla(x, kernel) + bias)
+  return (r,) + _mean_and_variance(r)
+
+
+def _relu_statistics_forward(x, kernel, bias):
+  """relu(conv(x) + bias) chunk by chunk, with its per-channel mean and variance over the batch.
+
+  Each chunk's mean and variance are taken while the chunk is in the caches; the chunks (all of one
+  size) are then combined exactly: the variance of the whole is the mean of the chunks' variances plus
+  the variance of their means."""
+  matrix = kernel.reshape(-1, kernel.shape[-1])
+
+  def chunk(xc):
+    r = jax.nn.relu(_matmul(_patches(xc), matrix) + bias)
+    return (r,) + _mean_and_variance(r)
+
+  r, means, variances = lax.map(chunk, _chunks(x, _chunk_size(x, kernel.shape[-1])))
+  mean = means.mean(0)
+  variance = variances.mean(0) + jnp.square(means - mean).mean(0)
+  return r.reshape((x.shape[0],) + r.shape[2:]), mean, variance
+
+
+@jax.custom_vjp
+def _conv_relu_statistics_im2col(x, kernel, bias):
+  return _relu_statistics_forward(x, kernel, bias)
+
+
+def _conv_relu_statistics_im2col_fwd(x, kernel, bias):
+  r, mean, variance = _relu_statistics_forward(x, kernel, bias)
+  return (r, mean, variance), (x, kernel, r, mean)
+
+
+def _conv_relu_statistics_im2col_bwd(residuals, cotangents):
+  x, kernel, r, mean = residuals
+  dr, dmean, dvariance = cotangents
+  count = r.shape[0] * r.shape[1] * r.shape[2]
+
+  def dy_of_chunk(i, size):
+    # d mean / dr is 1/count, d variance / dr is 2 (r - mean)/count; ReLU passes their sum with dr where
+    # r > 0 (there y = r).
+    rc = _rows(r, i, size).astype(dmean.dtype)
+    total = _rows(dr, i, size) + (dmean + 2.0 * (rc - mean) * dvariance) / count
+    return jnp.where(rc > 0, total, 0).astype(dr.dtype)
+
+  return _im2col_backward(x, kernel, dy_of_chunk, fused=True)
+
+
+_conv_relu_statistics_im2col.defvjp(_conv_relu_statistics_im2col_fwd, _conv_relu_statistics_im2col_bwd)
+
+
+@functools.partial(jax.named_call, name='conv3x3_relu_statistics')
+def conv3x3_valid_relu_statistics(x, kernel, bias, impl='xla'):
+  """(r, mean, variance): r = relu(conv3x3_valid(x, kernel) + bias), and its mean and variance per channel
+  over the batch and positions, in float32 at least.
+
+  For CNN-4, whose BatchNorms follow ReLUs: with 'im2col' the bias, ReLU and the BatchNorm's statistics
+  are computed while each chunk's product is still in the caches, instead of in more passes over the
+  whole batch's output; the backward pass likewise applies ReLU's gradient and the statistics'
+  gradients to each chunk of dy where the weight gradient reads it.
+  """
+  if impl == 'xla':
+    return _conv_relu_statistics_xla(x, kernel, bias)
+  if impl == 'im2col':
+    return _conv_relu_statistics_im2col(x, kernel, bias)
+  raise ValueError(f'unknown convolution impl {impl!r}, expected one of {IMPLS}')

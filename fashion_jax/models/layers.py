@@ -9,7 +9,8 @@
   first-maximum gradient.
 - `Dropout`: inverted dropout whose mask is drawn for the global batch, so that data-parallel modes that
   see only a shard of the batch (pmap) draw exactly the mask a single device would.
-- `batch_norm`: `nn.BatchNorm` whose statistics cover the global batch under pmap.
+- `BatchNorm`: `nn.BatchNorm` (the same variables) that can take its batch statistics from the layer
+  before it, and `batch_norm`, which builds it with statistics over the global batch under pmap.
 
 Neither `Dropout` nor `batch_norm` takes an axis name: both read the pmap axis of the function being
 traced (`fashion_jax.batch_axis.current()`), which the trainer sets, so models need not carry one.
@@ -46,12 +47,17 @@ class Conv3x3(nn.Module):
   padding: str = 'VALID'  # or 'SAME'
   # Then ReLU and 2x2 max pooling, as one operation (fused in 'im2col', fast_conv.py).
   relu_pool: bool = False
+  # Then ReLU, fused with the convolution in 'im2col'; called with `statistics=True`, the layer also
+  # returns its output's per-channel (mean, variance), the batch statistics of a BatchNorm that follows.
+  relu: bool = False
   use_bias: bool = True
   kernel_init: Callable = KERNEL_INIT
   bias_init: Callable = nn.initializers.zeros
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, statistics=False):
+    if statistics and not self.relu:
+      raise ValueError('Conv3x3: statistics=True needs relu=True')
     kernel = self.param('kernel', self.kernel_init, (3, 3, x.shape[-1], self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if self.padding == 'SAME':
@@ -62,9 +68,13 @@ class Conv3x3(nn.Module):
       bias = self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
     else:
       bias = None
-    if self.relu_pool:
+    if self.relu_pool or self.relu:
       bias = jnp.zeros((self.features,), self.dtype) if bias is None else bias
+    if self.relu_pool:
       return fast_conv.conv3x3_valid_relu_pool(x, kernel, bias, self.impl)
+    if self.relu:
+      r, mean, variance = fast_conv.conv3x3_valid_relu_statistics(x, kernel, bias, self.impl)
+      return (r, (mean, variance)) if statistics else r
     y = fast_conv.conv3x3_valid(x, kernel, self.impl)
     return y if bias is None else y + bias
 
@@ -94,8 +104,43 @@ class Dropout(nn.Module):
     return jnp.where(mask, x / keep, jnp.zeros_like(x))
 
 
+class BatchNorm(nn.BatchNorm):
+  """`nn.BatchNorm` that can take its batch statistics from the layer before it.
+
+  `statistics=(mean, variance)`, per feature of the last axis over this device's batch and positions,
+  as a layer computes them while its output is still in the caches (`Conv3x3(relu=True)`); under pmap
+  they are combined exactly over the axis (every device holds as many examples). Then, as nn.BatchNorm:
+  the running statistics updated (not while initialising) and y = (x - mean) * (rsqrt(var + epsilon) *
+  scale) + bias. Without them (or with the running averages) this is nn.BatchNorm itself, its
+  arithmetic unchanged.
+  """
+
+  @nn.compact
+  def __call__(self, x, use_running_average=None, *, statistics=None):
+    if statistics is None or nn.merge_param('use_running_average', self.use_running_average, use_running_average):
+      return super().__call__(x, use_running_average)
+    if self.axis != -1 or not (self.use_scale and self.use_bias):
+      raise ValueError('layers.BatchNorm takes statistics for the last axis, with scale and bias')
+    features = (x.shape[-1],)
+    # nn.BatchNorm's variables, created in its order.
+    running_mean = self.variable('batch_stats', 'mean', lambda s: jnp.zeros(s, jnp.float32), features)
+    running_var = self.variable('batch_stats', 'var', lambda s: jnp.ones(s, jnp.float32), features)
+    mean, var = statistics
+    if self.axis_name is not None and not self.is_initializing():
+      # The global variance: the devices' mean variance plus the variance of their means.
+      global_mean = jax.lax.pmean(mean, self.axis_name)
+      var = jax.lax.pmean(var + jnp.square(mean - global_mean), self.axis_name)
+      mean = global_mean
+    if not self.is_initializing():
+      running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
+      running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
+    multiplier = jax.lax.rsqrt(var + self.epsilon) * self.param('scale', self.scale_init, features, self.param_dtype)
+    y = (x - mean) * multiplier + self.param('bias', self.bias_init, features, self.param_dtype)
+    return jnp.asarray(y, self.dtype or jnp.result_type(x, jnp.float32))
+
+
 def batch_norm(train, momentum=0.99, epsilon=1e-3, dtype=jnp.float32, **kwargs):
-  """`nn.BatchNorm` with float32 parameters and statistics over the global batch under pmap.
+  """`BatchNorm` with float32 parameters and statistics over the global batch under pmap.
 
   The defaults are Keras' (the article's CNN-4); PyTorch's, which the ResNet recipes use, are
   momentum=0.9, epsilon=1e-5 (PyTorch's momentum 0.1 weighs the new batch as flax's 0.9). Call it inside
@@ -103,5 +148,5 @@ def batch_norm(train, momentum=0.99, epsilon=1e-3, dtype=jnp.float32, **kwargs):
   (or `name=`), and it reads the pmap axis then, while the step function is traced. Other keyword
   arguments go to nn.BatchNorm.
   """
-  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, dtype=dtype,
-                      param_dtype=jnp.float32, axis_name=batch_axis.current(), **kwargs)
+  return BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, dtype=dtype,
+                   param_dtype=jnp.float32, axis_name=batch_axis.current(), **kwargs)

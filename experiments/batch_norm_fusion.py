@@ -1,0 +1,90 @@
+"""CNN-4's Conv -> ReLU -> BatchNorm blocks computed three ways, timed in the whole training step.
+
+  python experiments/batch_norm_fusion.py --out=experiments/results/batch-norm-fusion-cpu-<processor>
+
+`cnn.CONV_RELU_BATCH_NORM` chooses how the blocks run with the 'im2col' convolution: 'separate' (ReLU
+and BatchNorm as XLA's operations over the whole batch's convolution output), 'relu' (ReLU in the
+convolution's chunk loop) or 'relu+statistics' (the BatchNorm's batch mean and variance in that loop too, and
+their gradients in the backward loop). The trainer's compiled step of each `--configs` entry is timed
+under each, `--rounds` times, which variant runs first rotating between rounds, with the minor page
+faults of the timed steps; the table gives the median over rounds of each round's median step.
+Writes <out>.jsonl and <out>.md.
+"""
+
+import importlib
+import os
+import statistics
+import sys
+from unittest import mock
+
+from absl import app
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import records as records_lib
+from experiments import benchmark, input_gradient_routes, layer_shares
+from fashion_jax import data
+from fashion_jax.cpu_info import cpu_text
+from fashion_jax.models import cnn
+
+_OUT = benchmark._OUT  # pylint: disable=protected-access (--out, without extension, is benchmark.py's flag)
+_CONFIGS, _ROUNDS = layer_shares.STEP_CONFIGS, layer_shares.ROUNDS  # --configs and --rounds
+_REPEATS = layer_shares._REPEATS  # pylint: disable=protected-access (--repeats: timed steps a round)
+
+
+def measure(configs, rounds, repeats):
+  """Median training step and minor page faults a step of each config under each variant."""
+  dataset = data.load(importlib.import_module('configs.default').get_config().data)
+  records = []
+  variants = {v: v for v in cnn.CONV_RELU_BATCH_NORM_CHOICES}
+  for name in configs:
+    seconds, faults = {v: [] for v in variants}, {v: [] for v in variants}
+    for r in range(rounds):
+      for variant, _ in input_gradient_routes.rotated(variants.items(), r):
+        input_gradient_routes.fresh()
+        with mock.patch.object(cnn, 'CONV_RELU_BATCH_NORM', variant):
+          _, batch, step, step_faults = layer_shares.time_step(name, dataset, repeats, untimed=3)
+        seconds[variant].append(step)
+        faults[variant].append(step_faults)
+    for variant in variants:
+      records.append({'config': name, 'batch': batch, 'variant': variant,
+                      'chosen': variant == cnn.CONV_RELU_BATCH_NORM, 'round_seconds': seconds[variant],
+                      'seconds': statistics.median(seconds[variant]),
+                      'minor_faults': statistics.median(faults[variant])})
+    print(name, {r['variant']: round(r['seconds'] * 1e3, 1) for r in records[-len(variants):]}, flush=True)
+  return records
+
+
+def markdown(info, records):
+  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
+           'The trainer\'s compiled training step (batch gathered on the device, forward, backward, '
+           'optimizer) with CNN-4\'s Conv -> ReLU -> BatchNorm blocks computed each way '
+           '(`cnn.CONV_RELU_BATCH_NORM`; the chosen one in bold): the median over rounds of each round\'s '
+           'median step, which variant ran first rotating between rounds, against "separate"; and the '
+           'median minor page faults a timed step.', '',
+           '| config | variant | ms a step | / separate | minor faults a step | ms in each round |',
+           '| --- | --- | --- | --- | --- | --- |']
+  for name in dict.fromkeys(r['config'] for r in records):
+    rows = [r for r in records if r['config'] == name]
+    separate = next(r for r in rows if r['variant'] == 'separate')['seconds']
+    for r in rows:
+      variant = f'**{r["variant"]}**' if r['chosen'] else r['variant']
+      rounds = ', '.join(f'{s * 1e3:.1f}' for s in r['round_seconds'])
+      lines.append(f'| {name} (batch {r["batch"]}) | {variant} | {r["seconds"] * 1e3:.1f} | '
+                   f'{r["seconds"] / separate:.3f} | {r["minor_faults"]:,.0f} | {rounds} |')
+  lines += ['', f'Command: `{info["command"]}`']
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  info = benchmark.machine()
+  records = measure(_CONFIGS.value, _ROUNDS.value, _REPEATS.value)
+  table = markdown(info, records)
+  records_lib.write_records_and_table(_OUT.value, info, records, table)
+  print(table)
+
+
+if __name__ == '__main__':
+  app.run(main)
