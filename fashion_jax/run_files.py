@@ -121,12 +121,12 @@ class _CluScalars:
 class Reporter:
   """Writes a run's files into `workdir`. Only the primary process (process 0) writes anything."""
 
-  def __init__(self, workdir, writer='tensorboard', is_primary=True, stream=sys.stdout):
+  def __init__(self, workdir, writer='tensorboard', is_primary=True, stream=None):
     if writer not in WRITERS:
       raise UserError(f'config.report.writer={writer!r}: expected one of {WRITERS}')
     self.workdir = workdir
     self.is_primary = is_primary
-    self._stream = stream
+    self._stream = stream  # None: sys.stdout as it is when a line is said (pytest's capture swaps it)
     self._scalars = None
     if is_primary and writer != 'none':
       self._scalars = (_TensorBoardScalars if writer == 'tensorboard' else _CluScalars)(workdir)
@@ -137,7 +137,7 @@ class Reporter:
 
   def say(self, line):
     if self.is_primary:
-      print(line, file=self._stream, flush=True)
+      print(line, file=self._stream or sys.stdout, flush=True)
 
   def write_json(self, name, obj):
     if self.is_primary:

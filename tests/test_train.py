@@ -208,3 +208,12 @@ def test_bfloat16_compute_reaches_float32_accuracy(tmp_path, real_data_dir):
     accuracy[dtype] = train.train_and_evaluate(config, str(tmp_path / dtype))['phases'][0]['test_accuracy']
   assert accuracy['float32'] > 0.6
   assert abs(accuracy['bfloat16'] - accuracy['float32']) <= 0.03, accuracy
+
+
+def test_reporter_lines_go_to_stdout_as_it_is_when_said(tmp_path, capsys):
+  # Not the sys.stdout of import time: a notebook or pytest that swaps it still sees the run's lines.
+  reporter = run_files.Reporter(str(tmp_path), writer='none')
+  reporter.say('phase1 epoch 1/1: a line')
+  assert capsys.readouterr().out == 'phase1 epoch 1/1: a line\n'
+  run_files.Reporter(str(tmp_path), writer='none', is_primary=False).say('not from process 0')
+  assert capsys.readouterr().out == ''
