@@ -16,7 +16,8 @@ def loss_and_grads(variant, monkeypatch, x, labels, variables):
   monkeypatch.setattr(cnn, 'CONV_RELU_BATCH_NORM', variant)
   fused_calls = []
   original = fast_conv.conv3x3_valid_relu_statistics
-  monkeypatch.setattr(fast_conv, 'conv3x3_valid_relu_statistics', lambda *a: fused_calls.append(1) or original(*a))
+  monkeypatch.setattr(fast_conv, 'conv3x3_valid_relu_statistics',
+                      lambda *a: fused_calls.append(1) or original(*a))
   model = cnn.CNN4(conv_impl='im2col')
 
   def loss(params):

@@ -172,7 +172,8 @@ def test_batch_norm_given_its_statistics_equals_flax_batch_norm(train):
   reference = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3)
   ours = layers.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3)
   bn_variables = reference.init(jax.random.key(2), jnp.zeros((1, 10, 10, 16)))
-  assert jax.tree.structure(bn_variables) == jax.tree.structure(ours.init(jax.random.key(2), jnp.zeros((1, 10, 10, 16))))
+  ours_variables = ours.init(jax.random.key(2), jnp.zeros((1, 10, 10, 16)))
+  assert jax.tree.structure(bn_variables) == jax.tree.structure(ours_variables)
   bn_variables = jax.tree.map(lambda v: v + 0.3 * jax.random.normal(jax.random.key(3), v.shape), bn_variables)
 
   def loss(conv_params, bn_params, fused):

@@ -19,6 +19,11 @@ from fashion_jax.models.layers import KERNEL_INIT, Conv3x3, Dropout, max_pool_2x
 # - 'separate' (chosen): the convolution, then ReLU and BatchNorm as XLA's operations over the batch;
 # - 'relu': ReLU applied in the convolution's chunk loop (fast_conv.py);
 # - 'relu+statistics': the BatchNorm's batch mean and variance computed in that loop too.
+# On the project's AMD EPYC neither fused variant made the training step faster (7 rounds: 498 ms
+# separate, 523 relu, 517 relu+statistics:
+# experiments/results/batch-norm-fusion-cpu-amd-epyc-avx2-7rounds.md), so 'separate' stays, and
+# with it the arithmetic the article's runs were made with; the script tells whether another
+# processor gains from them.
 # With XLA's convolution (GPUs, TPUs), always 'separate': XLA fuses these operations itself there.
 CONV_RELU_BATCH_NORM = 'separate'
 CONV_RELU_BATCH_NORM_CHOICES = ('separate', 'relu', 'relu+statistics')

@@ -117,7 +117,8 @@ class BatchNorm(nn.BatchNorm):
 
   @nn.compact
   def __call__(self, x, use_running_average=None, *, statistics=None):
-    if statistics is None or nn.merge_param('use_running_average', self.use_running_average, use_running_average):
+    running = nn.merge_param('use_running_average', self.use_running_average, use_running_average)
+    if statistics is None or running:
       return super().__call__(x, use_running_average)
     if self.axis != -1 or not (self.use_scale and self.use_bias):
       raise ValueError('layers.BatchNorm takes statistics for the last axis, with scale and bias')
@@ -134,7 +135,8 @@ class BatchNorm(nn.BatchNorm):
     if not self.is_initializing():
       running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
       running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
-    multiplier = jax.lax.rsqrt(var + self.epsilon) * self.param('scale', self.scale_init, features, self.param_dtype)
+    scale = self.param('scale', self.scale_init, features, self.param_dtype)
+    multiplier = jax.lax.rsqrt(var + self.epsilon) * scale
     y = (x - mean) * multiplier + self.param('bias', self.bias_init, features, self.param_dtype)
     return jnp.asarray(y, self.dtype or jnp.result_type(x, jnp.float32))
 
