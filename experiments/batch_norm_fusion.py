@@ -1,14 +1,18 @@
-"""CNN-4's Conv -> ReLU -> BatchNorm blocks computed three ways, timed in the whole training step.
+"""CNN-4's Conv -> ReLU -> BatchNorm blocks computed each way, timed in the whole training step.
 
-  python experiments/batch_norm_fusion.py --out=experiments/results/batch-norm-fusion-cpu-<processor>
+  python experiments/batch_norm_fusion.py --configs=cnn4 \
+      --out=experiments/results/batch-norm-fusion-cpu-<processor>
 
-`cnn.CONV_RELU_BATCH_NORM` chooses how the blocks run with the 'im2col' convolution: 'separate' (ReLU
-and BatchNorm as XLA's operations over the whole batch's convolution output), 'relu' (ReLU in the
-convolution's chunk loop) or 'relu+statistics' (the BatchNorm's batch mean and variance in that loop too, and
-their gradients in the backward loop). The trainer's compiled step of each `--configs` entry is timed
-under each, `--rounds` times, which variant runs first rotating between rounds, with the minor page
-faults of the timed steps; the table gives the median over rounds of each round's median step.
-Writes <out>.jsonl and <out>.md.
+`cnn.CONV_RELU_BATCH_NORM` chooses how the blocks run in training with the 'im2col' convolution:
+'separate' (ReLU and BatchNorm as XLA's operations over the whole batch's convolution output) or
+'relu+statistics' (ReLU and the BatchNorm's batch mean and variance in the convolution's chunk loop,
+their gradients in the backward loop). The trainer's compiled step of each `--configs` entry (configs
+of CNN-4 only: no other model has these blocks) is timed under each, `--rounds` times, which variant
+runs first rotating between rounds, with the minor page faults of the timed steps; the table gives the
+median over rounds of each round's median step. Writes <out>.jsonl and <out>.md.
+
+The committed runs of 2026-11-30 also timed a third variant, 'relu' (ReLU alone in the chunk loop),
+since removed: it computed the statistics too and dropped them, so its row measured little of its own.
 """
 
 import importlib
@@ -33,15 +37,22 @@ _CONFIGS, _ROUNDS = layer_shares.STEP_CONFIGS, layer_shares.ROUNDS  # --configs 
 _REPEATS = layer_shares._REPEATS  # pylint: disable=protected-access (--repeats: timed steps a round)
 
 
+def check_configs(configs):
+  for name in configs:
+    model = importlib.import_module(f'configs.{name}').get_config().model
+    if model != 'cnn4':
+      raise app.UsageError(f'--configs: configs/{name}.py trains {model!r}; only CNN-4 has these blocks')
+
+
 def measure(configs, rounds, repeats):
   """Median training step and minor page faults a step of each config under each variant."""
   dataset = data.load(importlib.import_module('configs.default').get_config().data)
   records = []
-  variants = {v: v for v in cnn.CONV_RELU_BATCH_NORM_CHOICES}
+  variants = cnn.CONV_RELU_BATCH_NORM_CHOICES
   for name in configs:
     seconds, faults = {v: [] for v in variants}, {v: [] for v in variants}
     for r in range(rounds):
-      for variant, _ in input_gradient_routes.rotated(variants.items(), r):
+      for variant in input_gradient_routes.rotated(variants, r):
         input_gradient_routes.fresh()
         with mock.patch.object(cnn, 'CONV_RELU_BATCH_NORM', variant):
           _, batch, step, step_faults = layer_shares.time_step(name, dataset, repeats, untimed=3)
@@ -79,6 +90,7 @@ def markdown(info, records):
 
 def main(argv):
   del argv
+  check_configs(_CONFIGS.value)
   info = benchmark.machine()
   records = measure(_CONFIGS.value, _ROUNDS.value, _REPEATS.value)
   table = markdown(info, records)

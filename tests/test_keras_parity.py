@@ -115,9 +115,11 @@ def test_outputs_with_running_statistics_equal_keras(name, real_images):
   np.testing.assert_allclose(ours, np.asarray(theirs), atol=2e-6)
 
 
-# CNN-4 with 'im2col' too: there its BatchNorms take their statistics from the convolutions' chunk loops.
-@pytest.mark.parametrize('name, conv_impl', [(name, 'xla') for name in sorted(MODELS)] + [('cnn4', 'im2col')])
-def test_loss_gradients_and_batch_statistics_equal_keras(name, conv_impl, real_images):
+# CNN-4 also with 'im2col' and its BatchNorms' statistics from the convolutions' chunk loops.
+@pytest.mark.parametrize('name, conv_impl, blocks', [(name, 'xla', 'separate') for name in sorted(MODELS)] +
+                         [('cnn4', 'im2col', 'relu+statistics')])
+def test_loss_gradients_and_batch_statistics_equal_keras(name, conv_impl, blocks, real_images, monkeypatch):
+  monkeypatch.setattr(cnn, 'CONV_RELU_BATCH_NORM', blocks)
   images, labels = real_images
   model = _without_dropout(MODELS[name])(conv_impl=conv_impl)
   variables = _random_variables(model, images)

@@ -162,28 +162,32 @@ def test_conv_relu_statistics_gradients_match_finite_differences():
                 modes=('rev',), eps=1e-6)
 
 
-@pytest.mark.parametrize('train', [False, True])
-def test_batch_norm_given_its_statistics_equals_flax_batch_norm(train):
-  """layers.BatchNorm after Conv3x3(relu=True), statistics from the conv's chunk loop, equals
-  nn.BatchNorm after the same ReLU: outputs, updated running statistics and every gradient."""
+def test_batch_norm_given_its_statistics_equals_flax_batch_norm():
+  """layers.BatchNorm after Conv3x3(relu_statistics=True), statistics from the conv's chunk loop, equals
+  nn.BatchNorm after the same ReLU: its variables as created, outputs, updated running statistics and
+  every gradient."""
   x = jax.random.uniform(jax.random.key(0), (8, 12, 12, 3))
-  conv = Conv3x3(16, impl='im2col', relu=True)
+  conv = Conv3x3(16, impl='im2col', relu_statistics=True)
   conv_params = conv.init(jax.random.key(1), x)['params']
-  reference = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3)
-  ours = layers.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-3)
-  bn_variables = reference.init(jax.random.key(2), jnp.zeros((1, 10, 10, 16)))
-  ours_variables = ours.init(jax.random.key(2), jnp.zeros((1, 10, 10, 16)))
-  assert jax.tree.structure(bn_variables) == jax.tree.structure(ours_variables)
+  r, statistics = conv.apply({'params': conv_params}, x)
+  reference = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-3)
+  ours = layers.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-3)
+  bn_variables = reference.init(jax.random.key(2), r)
+  # Created through the statistics' path: the same names, shapes, dtypes and initial values.
+  ours_variables = ours.init(jax.random.key(2), r, statistics=statistics)
+  assert jax.tree.map(lambda v: (v.shape, v.dtype), ours_variables) == jax.tree.map(
+      lambda v: (v.shape, v.dtype), bn_variables)
+  for a, b in zip(jax.tree.leaves(bn_variables), jax.tree.leaves(ours_variables)):
+    np.testing.assert_array_equal(a, b)
   bn_variables = jax.tree.map(lambda v: v + 0.3 * jax.random.normal(jax.random.key(3), v.shape), bn_variables)
 
   def loss(conv_params, bn_params, fused):
     variables = {**bn_variables, 'params': bn_params}
-    if fused and train:
-      r, statistics = conv.apply({'params': conv_params}, x, statistics=True)
+    r, statistics = conv.apply({'params': conv_params}, x)
+    if fused:
       y, updates = ours.apply(variables, r, statistics=statistics, mutable=['batch_stats'])
     else:
-      r = conv.apply({'params': conv_params}, x)
-      y, updates = (ours if fused else reference).apply(variables, r, mutable=['batch_stats'])
+      y, updates = reference.apply(variables, r, mutable=['batch_stats'])
     return jnp.sum(jnp.sin(y)), (y, updates)
 
   results = {}
@@ -193,6 +197,12 @@ def test_batch_norm_given_its_statistics_equals_flax_batch_norm(train):
     results[fused] = (aux, grads)
   for a, b in zip(jax.tree.leaves(results[False]), jax.tree.leaves(results[True])):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_conv3x3_refuses_both_fused_endings():
+  with pytest.raises(ValueError, match='relu_pool and relu_statistics'):
+    Conv3x3(4, impl='im2col', relu_pool=True, relu_statistics=True).init(jax.random.key(0),
+                                                                         jnp.zeros((1, 6, 6, 1)))
 
 
 def test_conv_chunks_divide_the_batch_within_the_byte_budget(monkeypatch):
@@ -311,9 +321,13 @@ def test_max_pool_gradient_goes_to_the_first_maximum_like_tensorflow():
   np.testing.assert_allclose(mine, reference, rtol=1e-6)
 
 
-@pytest.mark.parametrize('conv_impl', fast_conv.IMPLS)
-def test_pmap_batch_norm_uses_global_batch_statistics(conv_impl):
-  """CNN-4 under pmap (BatchNorm and dropout reduce over the axis) has the single-device gradients."""
+# With 'relu+statistics', the convolutions' per-device statistics are combined over the axis.
+@pytest.mark.parametrize('conv_impl, blocks', [('xla', 'separate'), ('im2col', 'separate'),
+                                               ('im2col', 'relu+statistics')])
+def test_pmap_batch_norm_uses_global_batch_statistics(conv_impl, blocks, monkeypatch):
+  """CNN-4 under pmap (BatchNorm and dropout reduce over the axis) has the single-device gradients and
+  running statistics."""
+  monkeypatch.setattr(cnn, 'CONV_RELU_BATCH_NORM', blocks)
   x = jax.random.uniform(jax.random.key(0), (16, 28, 28, 1))
   y = jnp.arange(16) % 10
   variables = cnn.CNN4(conv_impl=conv_impl).init(jax.random.key(1), x[:1])
@@ -322,12 +336,12 @@ def test_pmap_batch_norm_uses_global_batch_statistics(conv_impl):
     model = cnn.CNN4(conv_impl=conv_impl)
 
     def loss(params):
-      logits, _ = model.apply({'params': params, 'batch_stats': variables['batch_stats']}, x, train=True,
-                              rngs={'dropout': jax.random.key(2)}, mutable=['batch_stats'])
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+      logits, updates = model.apply({'params': params, 'batch_stats': variables['batch_stats']}, x,
+                                    train=True, rngs={'dropout': jax.random.key(2)}, mutable=['batch_stats'])
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), updates['batch_stats']
     with batch_axis.named(axis_name):
-      g = jax.grad(loss)(variables['params'])
-    return g if axis_name is None else jax.lax.pmean(g, axis_name)
+      g, statistics = jax.grad(loss, has_aux=True)(variables['params'])
+    return (g if axis_name is None else jax.lax.pmean(g, axis_name)), statistics
 
   single = jax.jit(lambda x, y: grads(None, x, y))(x, y)
   sharded = jax.pmap(lambda x, y: grads('i', x, y), axis_name='i', devices=jax.local_devices()[:4])(

@@ -14,19 +14,20 @@ from fashion_jax.models import layers
 from fashion_jax.models.layers import KERNEL_INIT, Conv3x3, Dropout, max_pool_2x2
 
 
-# How CNN-4's Conv -> ReLU -> BatchNorm blocks are computed with the 'im2col' convolution (the same
-# parameters and, up to float rounding, the same results; experiments/batch_norm_fusion.py times each):
+# How CNN-4's Conv -> ReLU -> BatchNorm blocks are computed in training with the 'im2col' convolution
+# (the same parameters and, up to float rounding, the same results; experiments/batch_norm_fusion.py
+# times each):
 # - 'separate' (chosen): the convolution, then ReLU and BatchNorm as XLA's operations over the batch;
-# - 'relu': ReLU applied in the convolution's chunk loop (fast_conv.py);
-# - 'relu+statistics': the BatchNorm's batch mean and variance computed in that loop too.
-# On the project's AMD EPYC neither fused variant made the training step faster (7 rounds: 498 ms
-# separate, 523 relu, 517 relu+statistics:
-# experiments/results/batch-norm-fusion-cpu-amd-epyc-avx2-7rounds.md), so 'separate' stays, and
-# with it the arithmetic the article's runs were made with; the script tells whether another
-# processor gains from them.
-# With XLA's convolution (GPUs, TPUs), always 'separate': XLA fuses these operations itself there.
+# - 'relu+statistics': ReLU and the BatchNorm's batch mean and variance computed in the convolution's
+#   chunk loop (fast_conv.conv3x3_valid_relu_statistics), their gradients in its backward loop.
+# On the project's AMD EPYC the fused blocks did not make the training step faster (7 rounds: 498 ms
+# separate, 517 relu+statistics: experiments/results/batch-norm-fusion-cpu-amd-epyc-avx2-7rounds.md),
+# so 'separate' stays, and with it the arithmetic the article's runs were made with; the script tells
+# whether another processor gains. This is a switch for that experiment (as fast_conv's CHUNK_BYTES),
+# not a setting: runs do not record it. Evaluation, and XLA's convolution (GPUs, TPUs, where XLA fuses
+# these operations itself), always take 'separate'.
 CONV_RELU_BATCH_NORM = 'separate'
-CONV_RELU_BATCH_NORM_CHOICES = ('separate', 'relu', 'relu+statistics')
+CONV_RELU_BATCH_NORM_CHOICES = ('separate', 'relu+statistics')
 
 
 class _Base(nn.Module):
@@ -42,17 +43,13 @@ class _Base(nn.Module):
     return Conv3x3(features, impl=self.conv_impl, dtype=self.dtype, relu_pool=True)
 
   def conv_relu_batch_norm(self, x, features, train):
-    """BatchNorm(ReLU(Conv(x))), computed as CONV_RELU_BATCH_NORM says: in training the convolution can
-    also return the BatchNorm's batch statistics (fast_conv.conv3x3_valid_relu_statistics)."""
+    """BatchNorm(ReLU(Conv(x))), computed as CONV_RELU_BATCH_NORM says."""
     if CONV_RELU_BATCH_NORM not in CONV_RELU_BATCH_NORM_CHOICES:
       raise ValueError(f'cnn.CONV_RELU_BATCH_NORM={CONV_RELU_BATCH_NORM!r}: expected one of '
                        f'{CONV_RELU_BATCH_NORM_CHOICES}')
-    if CONV_RELU_BATCH_NORM == 'separate' or self.conv_impl != 'im2col':
+    if CONV_RELU_BATCH_NORM == 'separate' or self.conv_impl != 'im2col' or not train:
       return self.batch_norm(train)(nn.relu(self.conv(features)(x)))
-    conv = Conv3x3(features, impl=self.conv_impl, dtype=self.dtype, relu=True)
-    if not train or CONV_RELU_BATCH_NORM == 'relu':
-      return self.batch_norm(train)(conv(x))
-    r, statistics = conv(x, statistics=True)
+    r, statistics = Conv3x3(features, impl=self.conv_impl, dtype=self.dtype, relu_statistics=True)(x)
     return self.batch_norm(train)(r, statistics=statistics)
 
   def dense(self, features):

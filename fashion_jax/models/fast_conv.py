@@ -283,7 +283,6 @@ def conv3x3_valid_relu_pool(x, kernel, bias, impl='xla'):
   raise ValueError(f'unknown convolution impl {impl!r}, expected one of {IMPLS}')
 
 
-
 def _statistics_dtype(dtype):
   """float32 at least: bfloat16 sums over a whole batch would lose most of their digits."""
   return jnp.promote_types(dtype, jnp.float32)

@@ -47,17 +47,17 @@ class Conv3x3(nn.Module):
   padding: str = 'VALID'  # or 'SAME'
   # Then ReLU and 2x2 max pooling, as one operation (fused in 'im2col', fast_conv.py).
   relu_pool: bool = False
-  # Then ReLU, fused with the convolution in 'im2col'; called with `statistics=True`, the layer also
-  # returns its output's per-channel (mean, variance), the batch statistics of a BatchNorm that follows.
-  relu: bool = False
+  # Then ReLU, fused with the convolution in 'im2col', and the layer returns (output, (mean, variance)):
+  # its output's per-channel batch statistics, for a BatchNorm that follows (fast_conv.py).
+  relu_statistics: bool = False
   use_bias: bool = True
   kernel_init: Callable = KERNEL_INIT
   bias_init: Callable = nn.initializers.zeros
 
   @nn.compact
-  def __call__(self, x, statistics=False):
-    if statistics and not self.relu:
-      raise ValueError('Conv3x3: statistics=True needs relu=True')
+  def __call__(self, x):
+    if self.relu_pool and self.relu_statistics:
+      raise ValueError('Conv3x3: relu_pool and relu_statistics exclude each other')
     kernel = self.param('kernel', self.kernel_init, (3, 3, x.shape[-1], self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if self.padding == 'SAME':
@@ -68,13 +68,13 @@ class Conv3x3(nn.Module):
       bias = self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
     else:
       bias = None
-    if self.relu_pool or self.relu:
+    if self.relu_pool or self.relu_statistics:
       bias = jnp.zeros((self.features,), self.dtype) if bias is None else bias
     if self.relu_pool:
       return fast_conv.conv3x3_valid_relu_pool(x, kernel, bias, self.impl)
-    if self.relu:
+    if self.relu_statistics:
       r, mean, variance = fast_conv.conv3x3_valid_relu_statistics(x, kernel, bias, self.impl)
-      return (r, (mean, variance)) if statistics else r
+      return r, (mean, variance)
     y = fast_conv.conv3x3_valid(x, kernel, self.impl)
     return y if bias is None else y + bias
 
@@ -108,20 +108,22 @@ class BatchNorm(nn.BatchNorm):
   """`nn.BatchNorm` that can take its batch statistics from the layer before it.
 
   `statistics=(mean, variance)`, per feature of the last axis over this device's batch and positions,
-  as a layer computes them while its output is still in the caches (`Conv3x3(relu=True)`); under pmap
-  they are combined exactly over the axis (every device holds as many examples). Then, as nn.BatchNorm:
-  the running statistics updated (not while initialising) and y = (x - mean) * (rsqrt(var + epsilon) *
-  scale) + bias. Without them (or with the running averages) this is nn.BatchNorm itself, its
-  arithmetic unchanged.
+  as a layer computes them while its output is still in the caches (`Conv3x3(relu_statistics=True)`);
+  under pmap they are combined exactly over the axis (every device holds as many examples). Then, as
+  nn.BatchNorm: the running statistics updated (not while initialising) and
+  y = (x - mean) * (rsqrt(var + epsilon) * scale) + bias. Without them (or with the running averages)
+  this is nn.BatchNorm itself, its arithmetic unchanged.
   """
 
   @nn.compact
-  def __call__(self, x, use_running_average=None, *, statistics=None):
+  def __call__(self, x, use_running_average=None, *, mask=None, statistics=None):
     running = nn.merge_param('use_running_average', self.use_running_average, use_running_average)
     if statistics is None or running:
-      return super().__call__(x, use_running_average)
-    if self.axis != -1 or not (self.use_scale and self.use_bias):
-      raise ValueError('layers.BatchNorm takes statistics for the last axis, with scale and bias')
+      return super().__call__(x, use_running_average, mask=mask)
+    if (self.axis != -1 or not (self.use_scale and self.use_bias) or mask is not None
+        or self.axis_index_groups is not None or not self.force_float32_reductions):
+      raise ValueError('layers.BatchNorm takes statistics for the last axis, with scale and bias, '
+                       'float32 reductions, and no mask or axis_index_groups')
     features = (x.shape[-1],)
     # nn.BatchNorm's variables, created in its order.
     running_mean = self.variable('batch_stats', 'mean', lambda s: jnp.zeros(s, jnp.float32), features)
