@@ -153,6 +153,21 @@ def test_chunked_variance_stays_accurate_where_the_mean_dwarfs_the_spread(monkey
   np.testing.assert_allclose(variance, centre.var(), rtol=1e-3)
 
 
+def test_conv_relu_statistics_in_bfloat16_are_float32_and_match_xla():
+  kx, kw, kb = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.uniform(kx, (4, 12, 12, 8), jnp.bfloat16)
+  w = (0.3 * jax.random.normal(kw, (3, 3, 8, 16))).astype(jnp.bfloat16)
+  b = (0.1 * jax.random.normal(kb, (16,))).astype(jnp.bfloat16)
+  results = {impl: fast_conv.conv3x3_valid_relu_statistics(x, w, b, impl) for impl in fast_conv.IMPLS}
+  r, mean, variance = results['im2col']
+  assert r.dtype == jnp.bfloat16 and mean.dtype == variance.dtype == jnp.float32
+  r64 = np.asarray(r, np.float64)  # the statistics of the bfloat16 output, taken in float64
+  np.testing.assert_allclose(mean, r64.mean((0, 1, 2)), rtol=1e-5)
+  np.testing.assert_allclose(variance, r64.var((0, 1, 2)), rtol=1e-4)
+  for a, b in zip(results['xla'], results['im2col']):
+    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=2e-2, atol=2e-2)
+
+
 def test_conv_relu_statistics_gradients_match_finite_differences():
   with jax.enable_x64(True):
     x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3), jnp.float64)
