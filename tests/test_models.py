@@ -58,6 +58,15 @@ def test_bfloat16_compute_keeps_float32_parameters():
   assert logits.dtype == jnp.float32
 
 
+def _outputs_and_gradients_per_impl(layer, args, cotangent):
+  """{impl: (layer(*args, impl)'s outputs..., the gradients of <outputs, cotangent> for each arg...)}."""
+  results = {}
+  for impl in fast_conv.IMPLS:
+    outputs, vjp = jax.vjp(lambda *a: layer(*a, impl), *args)
+    results[impl] = (outputs if isinstance(outputs, tuple) else (outputs,)) + vjp(cotangent)
+  return results
+
+
 @pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 4, 4, 16), 8),
                                              ((2, 7, 9, 8), 8)])
 @pytest.mark.parametrize('chunk_bytes', [fast_conv.CHUNK_BYTES, 1])
@@ -72,10 +81,7 @@ def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, in
   x = jax.random.normal(kx, shape)
   w = jax.random.normal(kw, (3, 3, shape[-1], features))
   dy = jax.random.normal(kd, (shape[0], shape[1] - 2, shape[2] - 2, features))
-  results = {}
-  for impl in fast_conv.IMPLS:
-    y, vjp = jax.vjp(lambda x, w: fast_conv.conv3x3_valid(x, w, impl), x, w)
-    results[impl] = (y,) + vjp(dy)
+  results = _outputs_and_gradients_per_impl(fast_conv.conv3x3_valid, (x, w), dy)
   for a, b in zip(results['xla'], results['im2col']):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -94,10 +100,7 @@ def test_fused_conv_relu_pool_agrees_with_its_parts(shape, features, chunk_bytes
   w = jax.random.normal(kw, (3, 3, shape[-1], features))
   b = jax.random.normal(kb, (features,))
   g = jax.random.normal(kg, (shape[0], (shape[1] - 2) // 2, (shape[2] - 2) // 2, features))
-  results = {}
-  for impl in fast_conv.IMPLS:
-    y, vjp = jax.vjp(lambda x, w, b: fast_conv.conv3x3_valid_relu_pool(x, w, b, impl), x, w, b)
-    results[impl] = (y,) + vjp(g)
+  results = _outputs_and_gradients_per_impl(fast_conv.conv3x3_valid_relu_pool, (x, w, b), g)
   for a, b in zip(results['xla'], results['im2col']):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
   assert float(jnp.mean(results['xla'][0] == 0)) > 0.1  # the dead windows were exercised
@@ -129,10 +132,7 @@ def test_conv_relu_statistics_agree_across_impls(shape, features, chunk_bytes, i
   # Cotangents for the output and for both statistics: each reaches the kernel, bias and input gradients.
   g = (jax.random.normal(kg, (shape[0], shape[1] - 2, shape[2] - 2, features)),) + tuple(
       jax.random.normal(k, (features,)) for k in jax.random.split(ks))
-  results = {}
-  for impl in fast_conv.IMPLS:
-    out, vjp = jax.vjp(lambda x, w, b: fast_conv.conv3x3_valid_relu_statistics(x, w, b, impl), x, w, b)
-    results[impl] = out + vjp(g)
+  results = _outputs_and_gradients_per_impl(fast_conv.conv3x3_valid_relu_statistics, (x, w, b), g)
   r, mean, variance = results['xla'][:3]
   np.testing.assert_allclose(mean, np.mean(r, (0, 1, 2)), rtol=1e-5)  # the statistics are what they say
   np.testing.assert_allclose(variance, np.var(np.asarray(r, np.float64), (0, 1, 2)), rtol=1e-5)
