@@ -11,14 +11,18 @@ from experiments import batch_norm_fusion
 from fashion_jax.models import cnn, fast_conv
 
 
+def count_fused_calls(monkeypatch):
+  """A list that grows by one at each call of fast_conv's ReLU-and-statistics convolution."""
+  calls, original = [], fast_conv.conv3x3_valid_relu_statistics
+  monkeypatch.setattr(fast_conv, 'conv3x3_valid_relu_statistics', lambda *a: calls.append(1) or original(*a))
+  return calls
+
+
 def loss_and_grads(variant, monkeypatch, x, labels, variables):
   """((loss, batch statistics), gradients) of a CNN-4 training step under `variant`, and how many of its
   convolutions went through fast_conv's ReLU-and-statistics kernel."""
   monkeypatch.setattr(cnn, 'CONV_RELU_BATCH_NORM', variant)
-  fused_calls = []
-  original = fast_conv.conv3x3_valid_relu_statistics
-  monkeypatch.setattr(fast_conv, 'conv3x3_valid_relu_statistics',
-                      lambda *a: fused_calls.append(1) or original(*a))
+  fused_calls = count_fused_calls(monkeypatch)
   model = cnn.CNN4(conv_impl='im2col')
 
   def loss(params):
@@ -45,9 +49,7 @@ def test_every_variant_trains_the_same_model(monkeypatch):
 
 def test_evaluation_takes_the_separate_blocks(monkeypatch):
   monkeypatch.setattr(cnn, 'CONV_RELU_BATCH_NORM', 'relu+statistics')
-  calls = []
-  original = fast_conv.conv3x3_valid_relu_statistics
-  monkeypatch.setattr(fast_conv, 'conv3x3_valid_relu_statistics', lambda *a: calls.append(1) or original(*a))
+  calls = count_fused_calls(monkeypatch)
   model = cnn.CNN4(conv_impl='im2col')
   variables = model.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)))
   model.apply(variables, jnp.zeros((2, 28, 28, 1)), train=False)

@@ -58,6 +58,13 @@ def test_bfloat16_compute_keeps_float32_parameters():
   assert logits.dtype == jnp.float32
 
 
+def _chunk_as(monkeypatch, chunk_bytes, input_gradient_in_chunks):
+  # chunk_bytes=1: one image a chunk, so the chunked patch products and their accumulation are exercised;
+  # and either input-gradient route, whichever the library would take for the shapes.
+  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', chunk_bytes)
+  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: input_gradient_in_chunks)
+
+
 def _outputs_and_gradients_per_impl(layer, args, cotangent):
   """{impl: (layer(*args, impl)'s outputs..., the gradients of <outputs, cotangent> for each arg...)}."""
   results = {}
@@ -73,10 +80,7 @@ def _outputs_and_gradients_per_impl(layer, args, cotangent):
 @pytest.mark.parametrize('input_gradient_in_chunks', [False, True])
 def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, input_gradient_in_chunks,
                                                 monkeypatch):
-  # chunk_bytes=1: one image a chunk, so the chunked patch products and their accumulation are exercised.
-  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', chunk_bytes)
-  # Both input-gradient routes, whichever the library would take for these shapes.
-  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: input_gradient_in_chunks)
+  _chunk_as(monkeypatch, chunk_bytes, input_gradient_in_chunks)
   kx, kw, kd = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, shape)
   w = jax.random.normal(kw, (3, 3, shape[-1], features))
@@ -92,8 +96,7 @@ def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, in
 @pytest.mark.parametrize('input_gradient_in_chunks', [False, True])
 def test_fused_conv_relu_pool_agrees_with_its_parts(shape, features, chunk_bytes, input_gradient_in_chunks,
                                                     monkeypatch):
-  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', chunk_bytes)
-  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: input_gradient_in_chunks)
+  _chunk_as(monkeypatch, chunk_bytes, input_gradient_in_chunks)
   kx, kw, kb, kg = jax.random.split(jax.random.key(0), 4)
   # Half the inputs zero: whole windows below zero after the bias, so ReLU ties and dead windows occur.
   x = jnp.maximum(jax.random.normal(kx, shape), 0.0)
@@ -123,8 +126,7 @@ def test_fused_conv_relu_pool_gradients_match_finite_differences(features, input
 @pytest.mark.parametrize('input_gradient_in_chunks', [False, True])
 def test_conv_relu_statistics_agree_across_impls(shape, features, chunk_bytes, input_gradient_in_chunks,
                                                  monkeypatch):
-  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', chunk_bytes)
-  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: input_gradient_in_chunks)
+  _chunk_as(monkeypatch, chunk_bytes, input_gradient_in_chunks)
   kx, kw, kb, kg, ks = jax.random.split(jax.random.key(0), 5)
   x = jnp.maximum(jax.random.normal(kx, shape), 0.0)
   w = jax.random.normal(kw, (3, 3, shape[-1], features))
