@@ -10,7 +10,9 @@ three elsewhere), and seconds an epoch.
 `--keras` times the article's Keras models (model.fit, batch 256) on the same machine in the same run
 (needs tensorflow), and with `--vgg_features` Keras' VGG19 base (model.predict) too. `--torch` times the
 same models in PyTorch (experiments/torch_baseline.py: eager, batch 256, Adam; channels-first and
-channels-last activations, the faster counts), also in the same run.
+channels-last activations, the faster counts), also in the same run. `--rounds=N` times every side of
+every model N times, the models in turn, and pairs the sides by round: the table gives medians, and each
+ratio as the median of the rounds' ratios with their range (a 2-core VM's speed drifts between minutes).
 
 The VGG19 row times the head's training on cached features; the base's features are timed by
 `--vgg_features`. `--vgg_stand_in_features` gives the head features of zeros instead of computing them:
@@ -33,6 +35,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -57,6 +60,8 @@ _DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to time.')
 _CALLS = flags.DEFINE_integer('calls', 0, 'Timed calls per measurement (0: one epoch on the CPU, 3 elsewhere).')
 _KERAS = flags.DEFINE_bool('keras', False, 'Also time the Keras models (needs tensorflow).')
 _TORCH = flags.DEFINE_bool('torch', False, 'Also time the same models in PyTorch (needs torch).')
+_ROUNDS = flags.DEFINE_integer('rounds', 1, 'Time every model (ours, Keras, PyTorch) this many times, the '
+                               'models in turn: the table gives medians and each ratio\'s range over the rounds.')
 _TORCH_STEPS = flags.DEFINE_integer('torch_steps', 100, 'Timed PyTorch steps per layout (after 5 untimed).')
 _KERAS_AUGMENT = flags.DEFINE_list('keras_augment', [], 'Models also timed in Keras with ImageDataGenerator.')
 _PROTOCOL = flags.DEFINE_list('protocol', [], 'Models whose full protocol is timed.')
@@ -202,8 +207,11 @@ def markdown(records, info):
               'x images/s; the same FLOPs for Keras\' (and PyTorch\'s) model, the same layers.', '']
   # Notes added to a run's header afterwards (what it did not record itself), each saying so.
   lines += [f'Note: {note}' for note in info.get('notes', [])] + ([''] if info.get('notes') else [])
-  keras = {r['model']: r for r in records if r.get('measure') == 'keras'}
-  torch = {r['model']: r for r in records if r.get('measure') == 'torch'}
+  ours, keras, torch, rounds = over_rounds(records)
+  if rounds > 1:
+    lines += [f'{rounds} rounds, each timing every model once, the models in turn: images/s are medians over '
+              'the rounds, and each ratio is the median of the rounds\' ratios (both sides from the same '
+              'round, minutes apart), with their range in brackets.', '']
   # PyTorch's columns only in runs that timed it, so that earlier runs render as they always did.
   torch_header = (' PyTorch img/s plain | ours aug / PyTorch plain | GFLOP/s PyTorch |' if torch else '')
   lines += [
@@ -212,27 +220,21 @@ def markdown(records, info):
            + torch_header,
            '| --- ' * (11 + 3 * bool(torch)) + '|']
   number = lambda r, key, form: format(r[key], form) if key in r else '-'
-  for r in records:
-    if 'plain_images_per_second' not in r:
-      continue
-    if r['model'] == 'vgg19':
-      # The head has no augmented phase (an early version timed its plain step a second time as one).
-      r = {k: v for k, v in r.items() if k not in ('augmented_images_per_second', 'augment_time_ratio',
-                                                   'epoch_seconds_augmented')}
-    k = keras.get(r['model'])
-    # Ours at our slowest (augmented, where the model has that phase) over Keras' plain model.fit.
-    ours = r.get('augmented_images_per_second', r['plain_images_per_second'])
-    keras_cells = f'{k["images_per_second"]:,.0f} | {ours / k["images_per_second"]:.2f}' if k else '- | -'
+  for r, by_round in ours:
     mflop = r.get('train_mflop_per_image')
     gflops = lambda images_per_second: (
         '-' if not mflop else f'{mflop * images_per_second / 1e3:,.1f}'
         + (f' ({mflop * images_per_second / 1e3 / peak:.0%})' if peak and r['dtype'] == 'float32' else ''))
-    flop_cells = f'{gflops(ours)} | {gflops(k["images_per_second"]) if k else "-"}'
-    t = torch.get(r['model'])
+    keras_cells, flop_cells = '- | -', f'{gflops(_slowest(r))} | -'
+    if keras.get(r['model']):
+      speed, ratio = _speed_and_ratio(by_round, keras[r['model']])
+      keras_cells, flop_cells = f'{speed:,.0f} | {ratio}', f'{gflops(_slowest(r))} | {gflops(speed)}'
     torch_cells = ''
     if torch:
-      torch_cells = (f' {t["images_per_second"]:,.0f} | {ours / t["images_per_second"]:.2f} | '
-                     f'{gflops(t["images_per_second"])} |' if t else ' - | - | - |')
+      torch_cells = ' - | - | - |'
+      if torch.get(r['model']):
+        speed, ratio = _speed_and_ratio(by_round, torch[r['model']])
+        torch_cells = f' {speed:,.0f} | {ratio} | {gflops(speed)} |'
     lines.append(f'| {r["model"]} | {r["dtype"]} | {r["compile_seconds"]:.1f} | '
                  f'{r["plain_images_per_second"]:,.0f} | {number(r, "augmented_images_per_second", ",.0f")} | '
                  f'{number(r, "augment_time_ratio", ".2f")} | {number(r, "epoch_seconds_augmented", ".2f")} | '
@@ -245,9 +247,7 @@ def markdown(records, info):
   if torch:
     lines += ['', 'PyTorch: eager, the faster of its two activation layouts per model (images/s by layout, '
               'each over the steps shown after 5 untimed): ' + '; '.join(
-                  f'{m} {r.get("layout", "?")} (' + ', '.join(
-                      f'{layout} {speed:,.0f}' for layout, speed in r.get('images_per_second_by_layout', {}).items())
-                  + f'; {r.get("steps", "?")} steps; PyTorch {r.get("torch", "?")})' for m, r in torch.items()) + '.']
+                  pytorch_layouts(model, by_round) for model, by_round in torch.items()) + '.']
   keras_aug = [r for r in records if r.get('measure') == 'keras_augmented']
   if keras_aug:
     lines += ['', 'Keras with the article\'s ImageDataGenerator (host augmentation): ' + ', '.join(
@@ -272,6 +272,69 @@ def markdown(records, info):
   if 'command' in info:
     lines += ['', f'Command: `{info["command"]}`']
   return '\n'.join(lines) + '\n'
+
+
+# The numbers of ours that a row with several rounds shows as their median.
+_MEDIAN_FIELDS = ('compile_seconds', 'plain_images_per_second', 'augmented_images_per_second',
+                  'augment_time_ratio', 'epoch_seconds_augmented')
+
+
+def over_rounds(records):
+  """The training measurements grouped over `--rounds`: (ours, keras, torch, number of rounds).
+
+  `ours` is [(row, {round: record})] in the order measured, one a (model, dtype), the row's numbers the
+  medians over its rounds; `keras` and `torch` map a model to {round: record}. A run without rounds has
+  one, round 0, and its rows are its records.
+  """
+  ours, keras, torch = {}, {}, {}
+  for r in records:
+    index = r.get('round', 0)
+    if 'plain_images_per_second' in r:
+      if r['model'] == 'vgg19':
+        # The head has no augmented phase (an early version timed its plain step a second time as one).
+        r = {k: v for k, v in r.items() if k not in ('augmented_images_per_second', 'augment_time_ratio',
+                                                     'epoch_seconds_augmented')}
+      ours.setdefault((r['model'], r['dtype']), {})[index] = r
+    elif r.get('measure') in ('keras', 'torch'):
+      (keras if r['measure'] == 'keras' else torch).setdefault(r['model'], {})[index] = r
+  rows = []
+  for by_round in ours.values():
+    row = dict(next(iter(by_round.values())))
+    for key in _MEDIAN_FIELDS:
+      values = [r[key] for r in by_round.values() if key in r]
+      if values:
+        row[key] = statistics.median(values)
+    rows.append((row, by_round))
+  return rows, keras, torch, len({r.get('round', 0) for r in records})
+
+
+def _slowest(record):
+  """Ours at our slowest: augmented where the model has that phase (the other sides are timed plain)."""
+  return record.get('augmented_images_per_second', record['plain_images_per_second'])
+
+
+def _speed_and_ratio(ours_by_round, theirs_by_round):
+  """(their images/s, the cell of ours over theirs): the median over rounds of their speed, and of the
+  ratios of ours to theirs within each round both ran in, with the ratios' range where there are several."""
+  speed = statistics.median(r['images_per_second'] for r in theirs_by_round.values())
+  ratios = [_slowest(ours_by_round[i]) / theirs['images_per_second']
+            for i, theirs in theirs_by_round.items() if i in ours_by_round]
+  if not ratios:
+    return speed, '-'
+  cell = f'{statistics.median(ratios):.2f}'
+  return speed, cell + (f' ({min(ratios):.2f}-{max(ratios):.2f})' if len(ratios) > 1 else '')
+
+
+def pytorch_layouts(model, by_round):
+  """'cnn4 channels_first (channels_first 570, channels_last 530; 100 steps; PyTorch 2.1)': the layout
+  PyTorch was faster in (each round's, where rounds differ) and each layout's images/s (median over rounds)."""
+  records = list(by_round.values())
+  picks = '/'.join(sorted({r.get('layout', '?') for r in records}))
+  layouts = records[0].get('images_per_second_by_layout', {})
+  speeds = ', '.join(f'{layout} {statistics.median(r["images_per_second_by_layout"][layout] for r in records):,.0f}'
+                     for layout in layouts)
+  return (f'{model} {picks} ({speeds}; {records[0].get("steps", "?")} steps; '
+          f'PyTorch {records[0].get("torch", "?")})')
 
 
 def render(out):
@@ -301,29 +364,38 @@ def main(argv):
     with open(_OUT.value + '.md', 'w') as f:
       f.write(markdown(records, info))
 
-  for model in _MODELS.value:
-    for dtype in _DTYPES.value:
-      emit(time_training(model, dtype, dataset, _CALLS.value))
-    if _KERAS.value:
-      from experiments import keras_baseline
-      n = (len(dataset.train_labels) // 256) * 256
-      seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels,
-                                          vgg_features_shape=vgg.features_shape(_VGG_SIZE.value))
-      emit({'model': model, 'measure': 'keras', 'images_per_second': n / seconds, 'epoch_seconds': seconds})
-      if model in _KERAS_AUGMENT.value:
-        seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels, augment=True)
-        emit({'model': model, 'measure': 'keras_augmented', 'images_per_second': n / seconds,
-              'epoch_seconds': seconds})
-    if _TORCH.value:
-      from experiments import torch_baseline
-      # Both activation layouts; the faster is PyTorch's figure (--torch_steps steps: CNN-4's epoch is minutes).
-      speeds = {layout: torch_baseline.images_per_second(
-          model, dataset.train_images, dataset.train_labels, steps=_TORCH_STEPS.value,
-          channels_last=layout == 'channels_last', vgg_features_shape=vgg.features_shape(_VGG_SIZE.value))
-                for layout in ('channels_first', 'channels_last')}
-      layout = max(speeds, key=speeds.get)
-      emit({'model': model, 'measure': 'torch', 'images_per_second': speeds[layout], 'layout': layout,
-            'images_per_second_by_layout': speeds, 'steps': _TORCH_STEPS.value, 'torch': torch_baseline.version()})
+  for index in range(_ROUNDS.value):
+    # This machine's speed drifts by 5-20% over minutes, so one timing of each side can put the drift in
+    # the ratio: a round times every side of every model once, and the table pairs the sides by round.
+    def emit_timing(record, index=index):
+      emit(dict(record, round=index) if _ROUNDS.value > 1 else record)
+
+    for model in _MODELS.value:
+      for dtype in _DTYPES.value:
+        emit_timing(time_training(model, dtype, dataset, _CALLS.value))
+      if _KERAS.value:
+        from experiments import keras_baseline
+        n = (len(dataset.train_labels) // 256) * 256
+        seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels,
+                                            vgg_features_shape=vgg.features_shape(_VGG_SIZE.value))
+        emit_timing({'model': model, 'measure': 'keras', 'images_per_second': n / seconds,
+                     'epoch_seconds': seconds})
+        if model in _KERAS_AUGMENT.value:
+          seconds = keras_baseline.time_epoch(model, dataset.train_images, dataset.train_labels, augment=True)
+          emit_timing({'model': model, 'measure': 'keras_augmented', 'images_per_second': n / seconds,
+                       'epoch_seconds': seconds})
+      if _TORCH.value:
+        from experiments import torch_baseline
+        # Both activation layouts; the faster is PyTorch's figure (--torch_steps steps: CNN-4's epoch is
+        # minutes).
+        speeds = {layout: torch_baseline.images_per_second(
+            model, dataset.train_images, dataset.train_labels, steps=_TORCH_STEPS.value,
+            channels_last=layout == 'channels_last', vgg_features_shape=vgg.features_shape(_VGG_SIZE.value))
+                  for layout in ('channels_first', 'channels_last')}
+        layout = max(speeds, key=speeds.get)
+        emit_timing({'model': model, 'measure': 'torch', 'images_per_second': speeds[layout], 'layout': layout,
+                     'images_per_second_by_layout': speeds, 'steps': _TORCH_STEPS.value,
+                     'torch': torch_baseline.version()})
   vgg_images = dataset.train_images[:_VGG_IMAGES.value]
   for dtype in _VGG_FEATURES.value:
     emit(time_vgg_features(dtype, vgg_images, _VGG_BATCH.value))

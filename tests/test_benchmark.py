@@ -191,3 +191,32 @@ def test_pytorch_timing_trains_in_both_layouts():
   for channels_last in (False, True):
     assert torch_baseline.images_per_second('cnn3', images, labels, batch_size=16, steps=2, warmup_steps=1,
                                             channels_last=channels_last) > 0
+
+
+def test_rounds_give_medians_and_pair_each_ratio_within_its_round():
+  ours = lambda index, plain, augmented: {
+      'model': 'cnn4', 'dtype': 'float32', 'compile_seconds': 10.0 + index, 'plain_images_per_second': plain,
+      'augmented_images_per_second': augmented, 'augment_time_ratio': plain / augmented,
+      'epoch_seconds_augmented': 48000 / augmented, 'round': index}
+  torch = lambda index, first, last: {
+      'model': 'cnn4', 'measure': 'torch', 'images_per_second': max(first, last), 'round': index,
+      'layout': 'channels_first' if first > last else 'channels_last', 'steps': 100, 'torch': '2.0',
+      'images_per_second_by_layout': {'channels_first': first, 'channels_last': last}}
+  # The machine slows down in round 1: both sides are slower there, and a ratio pairs a round's own sides.
+  records = [ours(0, 500.0, 480.0), {'model': 'cnn4', 'measure': 'keras', 'images_per_second': 350.0, 'round': 0},
+             torch(0, 600.0, 500.0),
+             ours(1, 250.0, 240.0), {'model': 'cnn4', 'measure': 'keras', 'images_per_second': 160.0, 'round': 1},
+             torch(1, 240.0, 300.0),
+             ours(2, 450.0, 400.0), {'model': 'cnn4', 'measure': 'keras', 'images_per_second': 320.0, 'round': 2},
+             torch(2, 520.0, 400.0)]
+  lines = benchmark.markdown(records, INFO).splitlines()
+  assert any(line.startswith('3 rounds, each timing every model once') for line in lines)
+  rows = [line for line in lines if line.startswith('| cnn4')]
+  assert len(rows) == 1
+  # Medians over rounds: compile 11.0 s, plain 450, augmented 400, plain/augmented 1.04 (of 1.04, 1.04,
+  # 1.125); Keras 320, PyTorch 520. Ratios by round: Keras 1.37, 1.50, 1.25 (median 1.37, where the
+  # medians' quotient 400 / 320 would give 1.25); PyTorch 0.80, 0.80, 0.77 (median 0.80, not 400 / 520).
+  assert rows[0] == ('| cnn4 | float32 | 11.0 | 450 | 400 | 1.04 | 120.00 | 320 | 1.37 (1.25-1.50) | - | - |'
+                     ' 520 | 0.80 (0.77-0.80) | - |')
+  assert any(line.endswith('cnn4 channels_first/channels_last (channels_first 520, channels_last 400; '
+                           '100 steps; PyTorch 2.0).') for line in lines)
