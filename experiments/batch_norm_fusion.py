@@ -33,7 +33,7 @@ from fashion_jax.cpu_info import cpu_text
 from fashion_jax.models import cnn
 
 _OUT = benchmark._OUT  # pylint: disable=protected-access (--out, without extension, is benchmark.py's flag)
-_CONFIGS, _ROUNDS = layer_shares.STEP_CONFIGS, layer_shares.ROUNDS  # --configs and --rounds
+_CONFIGS = layer_shares.STEP_CONFIGS  # --configs (--rounds is benchmark.py's: layer_shares.rounds())
 _REPEATS = layer_shares._REPEATS  # pylint: disable=protected-access (--repeats: timed steps a round)
 
 
@@ -92,7 +92,7 @@ def main(argv):
   del argv
   check_configs(_CONFIGS.value)
   info = benchmark.machine()
-  records = measure(_CONFIGS.value, _ROUNDS.value, _REPEATS.value)
+  records = measure(_CONFIGS.value, layer_shares.rounds(), _REPEATS.value)
   table = markdown(info, records)
   records_lib.write_records_and_table(_OUT.value, info, records, table)
   print(table)

@@ -60,8 +60,11 @@ _DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to time.')
 _CALLS = flags.DEFINE_integer('calls', 0, 'Timed calls per measurement (0: one epoch on the CPU, 3 elsewhere).')
 _KERAS = flags.DEFINE_bool('keras', False, 'Also time the Keras models (needs tensorflow).')
 _TORCH = flags.DEFINE_bool('torch', False, 'Also time the same models in PyTorch (needs torch).')
-_ROUNDS = flags.DEFINE_integer('rounds', 1, 'Time every model (ours, Keras, PyTorch) this many times, the '
-                               'models in turn: the table gives medians and each ratio\'s range over the rounds.')
+# --rounds is shared with the scripts that time the training step under alternatives (layer_shares.py's
+# flags): absl refuses a flag defined twice in one process. Unset, each script takes its own default.
+_ROUNDS = flags.DEFINE_integer('rounds', None, 'Rounds: each times every side (here: ours, Keras, PyTorch, '
+                               'every model in turn) or alternative once. Default: 1 here, 3 in the '
+                               'step-timing scripts.')
 _TORCH_STEPS = flags.DEFINE_integer('torch_steps', 100, 'Timed PyTorch steps per layout (after 5 untimed).')
 _KERAS_AUGMENT = flags.DEFINE_list('keras_augment', [], 'Models also timed in Keras with ImageDataGenerator.')
 _PROTOCOL = flags.DEFINE_list('protocol', [], 'Models whose full protocol is timed.')
@@ -73,6 +76,11 @@ _VGG_STAND_IN = flags.DEFINE_bool('vgg_stand_in_features', False,
                                   'Train the timed VGG19 head on features of zeros (see above).')
 _OUT = flags.DEFINE_string('out', None, 'Output path without extension.', required=True)
 _RENDER = flags.DEFINE_bool('render', False, 'Only write <out>.md again from <out>.jsonl.')
+
+
+def rounds(default):
+  """--rounds, or the script's `default` where the command line does not give it."""
+  return default if _ROUNDS.value is None else _ROUNDS.value
 
 
 def machine():
@@ -364,11 +372,11 @@ def main(argv):
     with open(_OUT.value + '.md', 'w') as f:
       f.write(markdown(records, info))
 
-  for index in range(_ROUNDS.value):
+  for index in range(rounds(1)):
     # This machine's speed drifts by 5-20% over minutes, so one timing of each side can put the drift in
     # the ratio: a round times every side of every model once, and the table pairs the sides by round.
     def emit_timing(record, index=index):
-      emit(dict(record, round=index) if _ROUNDS.value > 1 else record)
+      emit(dict(record, round=index) if rounds(1) > 1 else record)
 
     for model in _MODELS.value:
       for dtype in _DTYPES.value:

@@ -40,7 +40,7 @@ from fashion_jax.cpu_info import cpu_text
 from fashion_jax.models import fast_conv
 
 _OUT = benchmark._OUT  # pylint: disable=protected-access (--out, without extension, is benchmark.py's flag)
-_CONFIGS, _ROUNDS = layer_shares.STEP_CONFIGS, layer_shares.ROUNDS  # --configs and --rounds
+_CONFIGS = layer_shares.STEP_CONFIGS  # --configs (--rounds is benchmark.py's: layer_shares.rounds())
 _REPEATS = layer_shares._REPEATS  # pylint: disable=protected-access (--repeats: timed calls a round)
 
 # (where in the models, fused with ReLU and pooling, input shape, features)
@@ -168,8 +168,8 @@ def markdown(info, records):
 def main(argv):
   del argv
   info = benchmark.machine()
-  records = measure(_ROUNDS.value, _REPEATS.value)
-  records += measure_steps(_CONFIGS.value, _ROUNDS.value, _REPEATS.value)
+  records = measure(layer_shares.rounds(), _REPEATS.value)
+  records += measure_steps(_CONFIGS.value, layer_shares.rounds(), _REPEATS.value)
   table = markdown(info, records)
   records_lib.write_records_and_table(_OUT.value, info, records, table)
   print(table)

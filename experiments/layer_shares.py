@@ -43,10 +43,14 @@ _REPEATS = flags.DEFINE_integer('repeats', 20, 'Timed calls per measurement (aft
 STEP_CONFIGS = flags.DEFINE_list('configs', ['cnn3', 'cnn4', 'speedrun_cpu_convnet_60s'],
                                  'Configs (configs/<name>.py) whose training step is timed under each '
                                  'alternative.')
-ROUNDS = flags.DEFINE_integer('rounds', 3, 'Rounds: each times every alternative once, the alternatives\' '
-                              'order rotating from round to round.')
-# --models (configs/<model>.py) and --out (without extension) are benchmark.py's flags.
+# --models (configs/<model>.py), --out (without extension) and --rounds are benchmark.py's flags.
 _MODELS, _OUT = benchmark._MODELS, benchmark._OUT  # pylint: disable=protected-access
+
+
+def rounds():
+  """--rounds for the step-timing scripts: each round times every alternative once, the alternatives'
+  order rotating from round to round (3 unless the command line says)."""
+  return benchmark.rounds(3)
 
 
 def layer_calls(model, input_shape, batch):

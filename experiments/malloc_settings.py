@@ -46,7 +46,7 @@ SETTINGS = {
 }
 
 _OUT = benchmark._OUT  # pylint: disable=protected-access (--out, without extension, is benchmark.py's flag)
-_CONFIGS, _ROUNDS = layer_shares.STEP_CONFIGS, layer_shares.ROUNDS  # --configs and --rounds
+_CONFIGS = layer_shares.STEP_CONFIGS  # --configs (--rounds is benchmark.py's: layer_shares.rounds())
 _SETTINGS = flags.DEFINE_list('settings', list(SETTINGS),
                               f'Allocator settings to compare, of {list(SETTINGS)}.')
 _CHILD = flags.DEFINE_string('child', '', 'Internal: time this config in this process and print JSON.')
@@ -116,7 +116,7 @@ def main(argv):
   unknown = sorted(set(_SETTINGS.value) - set(SETTINGS))
   if unknown:
     sys.exit(f'--settings: unknown {unknown}; expected some of {list(SETTINGS)}')
-  records = measure(_CONFIGS.value, _SETTINGS.value, _ROUNDS.value, _REPEATS.value, _OUT.value)
+  records = measure(_CONFIGS.value, _SETTINGS.value, layer_shares.rounds(), _REPEATS.value, _OUT.value)
   table = markdown(info, records)
   records_lib.write_records_and_table(_OUT.value, info, records, table)
   print(table)
