@@ -44,6 +44,15 @@ def images_per_second(size, batch, count):
   return count / (time.perf_counter() - start)
 
 
+def markdown(info, records):
+  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.',
+           '', '| input | batch | images | convolutions | images/s |', '| --- | --- | --- | --- | --- |']
+  lines += [f'| {r["input_size"]}x{r["input_size"]} | {r["batch"]} | {r["images"]:,} | {r["convolutions"]} | '
+            f'{r["images_per_second"]:,.1f} |' for r in records]
+  lines += ['', f'Command: `{info["command"]}`']
+  return '\n'.join(lines) + '\n'
+
+
 def main(argv):
   del argv
   info = benchmark.machine()
@@ -55,12 +64,7 @@ def main(argv):
         records.append({'input_size': size, 'batch': batch, 'images': count, 'convolutions': choice,
                         'images_per_second': images_per_second(size, batch, count)})
       print(json.dumps(records[-1]), flush=True)
-  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.',
-           '', '| input | batch | images | convolutions | images/s |', '| --- | --- | --- | --- | --- |']
-  lines += [f'| {r["input_size"]}x{r["input_size"]} | {r["batch"]} | {r["images"]:,} | {r["convolutions"]} | '
-            f'{r["images_per_second"]:,.1f} |' for r in records]
-  lines += ['', f'Command: `{info["command"]}`']
-  records_lib.write_records_and_table(_OUT.value, info, records, '\n'.join(lines) + '\n')
+  records_lib.write_records_and_table(_OUT.value, info, records, markdown(info, records))
 
 
 if __name__ == '__main__':

@@ -1,0 +1,72 @@
+"""Every committed table under experiments/results/ is what its script renders from the committed records.
+
+The tables are generated, never edited by hand: a number typed into one, or a renderer changed so that an
+old run's table would now read differently, fails here (re-render with the script's --render/--render_only
+flag, or say in the run's header `notes` what changed).
+"""
+
+import glob
+import json
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, 'experiments', 'results')
+
+
+def renderers():
+  """File-name prefix -> the function of the script that wrote those files, as (header, records) -> table."""
+  # pylint: disable=g-import-not-at-top
+  from experiments import (ablate, batch_norm_fusion, benchmark, input_gradient_routes, layer_shares,
+                           malloc_settings, speedrun, step_profile, twin_settings, vgg_conv_impls)
+
+  def speedrun_table(info, records):
+    # speedrun.py --render_only: the target and config come from the header (older runs lack them).
+    return speedrun.markdown(info, records, info.get('target', 0.92), info.get('config_file', '?'))
+
+  def step_profile_table(info, records):
+    steps = {r['model']: r['step_seconds'] for r in records if r['op'] == 'training step'}
+    return step_profile.markdown(info, [r for r in records if r['op'] != 'training step'], steps)
+
+  return {
+      'ablation-': ablate.markdown, 'plus-trials/': ablate.markdown,
+      'batch-norm-fusion-': batch_norm_fusion.markdown,
+      'benchmark-': lambda info, records: benchmark.markdown(records, info),
+      'input-gradient-': input_gradient_routes.markdown,
+      'layer-shares-': layer_shares.markdown,
+      'malloc-settings-': malloc_settings.markdown,
+      'speedrun-': speedrun_table,
+      'step-profile-': step_profile_table,
+      'twin-settings-': twin_settings.markdown,
+      'vgg19-conv-impls-': vgg_conv_impls.markdown,
+  }
+
+
+def committed_records():
+  """Each table's records: the .jsonl files at the top of experiments/results/ and in plus-trials/ (the
+  runs' own folders hold history.jsonl, which no table is rendered from)."""
+  paths = glob.glob(os.path.join(RESULTS, '*.jsonl')) + glob.glob(os.path.join(RESULTS, 'plus-trials', '*.jsonl'))
+  return sorted(os.path.relpath(path, RESULTS) for path in paths)
+
+
+def test_there_are_tables_to_check():
+  assert len(committed_records()) >= 30
+
+
+@pytest.mark.parametrize('name', committed_records())
+def test_committed_table_is_what_its_script_renders(name):
+  prefixes = [prefix for prefix in renderers() if name.startswith(prefix)]
+  assert len(prefixes) == 1, f'{name}: no script (or several) known to render it; add it to renderers()'
+  with open(os.path.join(RESULTS, name)) as f:
+    header, *records = [json.loads(line) for line in f if line.strip()]
+  with open(os.path.join(RESULTS, name[:-len('.jsonl')] + '.md')) as f:
+    committed = f.read()
+  assert renderers()[prefixes[0]](header, records) == committed
+
+
+def test_speed_accuracy_table_is_what_its_script_renders():
+  from experiments import speed_accuracy  # pylint: disable=g-import-not-at-top
+  points = {**speed_accuracy.protocol_points(RESULTS), **speed_accuracy.speedrun_points(RESULTS)}
+  with open(os.path.join(RESULTS, 'speed-accuracy.md')) as f:
+    assert speed_accuracy.table(points) in f.read()
