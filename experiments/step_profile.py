@@ -134,6 +134,12 @@ def profile_step(model_name, dataset, repeats):
   return records, statistics.median(times[2:])
 
 
+def layer_kind(module):
+  """'CNN4/Conv3x3_1, backward' -> 'Conv3x3': the kind of layer or function, its numbered instances and both
+  directions together."""
+  return re.sub(r'_\d+$', '', module.split(', backward')[0].rsplit('/', 1)[-1])
+
+
 def markdown(info, records, steps, top=15):
   lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
            'The compiled training step\'s operations (those of loop bodies included), timed by JAX\'s '
@@ -149,6 +155,12 @@ def markdown(info, records, steps, top=15):
               f'its operations {total * 1e3:.1f} ms', '',
               '| module or function | ms a step | share |', '| --- | --- | --- |']
     lines += [f'| {m} | {s * 1e3:.2f} | {s / total:.0%} |' for m, s in by_module.most_common()]
+    by_kind = collections.Counter()
+    for module, seconds in by_module.items():
+      by_kind[layer_kind(module)] += seconds
+    lines += ['', 'By kind of layer or function (every instance, forward and backward):', '',
+              '| kind | ms a step | share |', '| --- | --- | --- |']
+    lines += [f'| {k} | {s * 1e3:.2f} | {s / total:.0%} |' for k, s in by_kind.most_common()]
     lines += ['', f'The {top} longest operations:', '',
               '| operation | output | module or function | ms a step | share |', '| --- | --- | --- | --- | --- |']
     lines += [f'| {r["op"]} ({r["opcode"]}) | `{r["shape"][:60]}` | {r["module"]} | '

@@ -49,6 +49,12 @@ def test_module_of_names_the_module_or_the_function_and_the_direction():
   assert step_profile.module_of('') == 'unnamed'
 
 
+def test_layer_kind_joins_a_kinds_instances_and_directions():
+  kinds = [step_profile.layer_kind(m) for m in ('CNN4/Conv3x3_1, backward', 'CNN4/Conv3x3_0', 'CNN4/BatchNorm_12',
+                                                'CNN4/relu', 'CNN4/_where, backward', 'unnamed')]
+  assert kinds == ['Conv3x3', 'Conv3x3', 'BatchNorm', 'relu', '_where', 'unnamed']
+
+
 def test_traced_time_counts_each_operation_once():
   instructions = {'fusion.1': ('f32[4]', 'fusion', 'jit(f)/jvp(M)/A/add', True),
                   'while.2': ('(s32[], f32[4])', 'while', 'jit(f)/jvp(M)/B/while', True),
