@@ -217,9 +217,10 @@ def markdown(records, info):
   lines += [f'Note: {note}' for note in info.get('notes', [])] + ([''] if info.get('notes') else [])
   ours, keras, torch, rounds = over_rounds(records)
   if rounds > 1:
-    lines += [f'{rounds} rounds, each timing every model once, the models in turn: images/s are medians over '
-              'the rounds, and each ratio is the median of the rounds\' ratios (both sides from the same '
-              'round, minutes apart), with their range in brackets.', '']
+    lines += [f'{rounds} rounds, each timing every model once, the models in turn: images/s, compile seconds '
+              'and ours\' augmented/plain time are medians over the rounds, and each ratio to Keras or '
+              'PyTorch is the median of the rounds\' ratios (both sides from the same round, minutes apart), '
+              'with their range in brackets.', '']
   # PyTorch's columns only in runs that timed it, so that earlier runs render as they always did.
   torch_header = (' PyTorch img/s plain | ours aug / PyTorch plain | GFLOP/s PyTorch |' if torch else '')
   lines += [
@@ -256,10 +257,13 @@ def markdown(records, info):
     lines += ['', 'PyTorch: eager, the faster of its two activation layouts per model (images/s by layout, '
               'each over the steps shown after 5 untimed): ' + '; '.join(
                   pytorch_layouts(model, by_round) for model, by_round in torch.items()) + '.']
-  keras_aug = [r for r in records if r.get('measure') == 'keras_augmented']
+  keras_aug = {}
+  for r in records:
+    if r.get('measure') == 'keras_augmented':
+      keras_aug.setdefault(r['model'], []).append(r['images_per_second'])
   if keras_aug:
     lines += ['', 'Keras with the article\'s ImageDataGenerator (host augmentation): ' + ', '.join(
-        f'{r["model"]} {r["images_per_second"]:,.0f} img/s' for r in keras_aug) + '.']
+        f'{model} {statistics.median(speeds):,.0f} img/s' for model, speeds in keras_aug.items()) + '.']
   keras_features = [r for r in records if r.get('measure') == 'keras_features']
   for r in records:
     if r.get('measure') == 'features':
@@ -338,9 +342,11 @@ def pytorch_layouts(model, by_round):
   PyTorch was faster in (each round's, where rounds differ) and each layout's images/s (median over rounds)."""
   records = list(by_round.values())
   picks = '/'.join(sorted({r.get('layout', '?') for r in records}))
-  layouts = records[0].get('images_per_second_by_layout', {})
-  speeds = ', '.join(f'{layout} {statistics.median(r["images_per_second_by_layout"][layout] for r in records):,.0f}'
-                     for layout in layouts)
+  by_layout = {}
+  for r in records:
+    for layout, speed in r.get('images_per_second_by_layout', {}).items():
+      by_layout.setdefault(layout, []).append(speed)
+  speeds = ', '.join(f'{layout} {statistics.median(values):,.0f}' for layout, values in by_layout.items())
   return (f'{model} {picks} ({speeds}; {records[0].get("steps", "?")} steps; '
           f'PyTorch {records[0].get("torch", "?")})')
 
@@ -358,6 +364,8 @@ def main(argv):
   if _RENDER.value:
     render(_OUT.value)
     return
+  if rounds(1) < 1:
+    raise app.UsageError(f'--rounds={_ROUNDS.value}: must be at least 1')
   logging.set_verbosity(logging.WARNING)
   info = machine()
   print(json.dumps(info), flush=True)

@@ -137,7 +137,7 @@ def profile_step(model_name, dataset, repeats):
 def layer_kind(module):
   """'CNN4/Conv3x3_1, backward' -> 'Conv3x3': the kind of layer or function, its numbered instances and both
   directions together."""
-  return re.sub(r'_\d+$', '', module.split(', backward')[0].rsplit('/', 1)[-1])
+  return re.sub(r'_\d+$', '', module.split(', backward')[0].rsplit('/', 1)[-1]) or 'unnamed'
 
 
 def markdown(info, records, steps, top=15):

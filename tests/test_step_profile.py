@@ -51,8 +51,8 @@ def test_module_of_names_the_module_or_the_function_and_the_direction():
 
 def test_layer_kind_joins_a_kinds_instances_and_directions():
   kinds = [step_profile.layer_kind(m) for m in ('CNN4/Conv3x3_1, backward', 'CNN4/Conv3x3_0', 'CNN4/BatchNorm_12',
-                                                'CNN4/relu', 'CNN4/_where, backward', 'unnamed')]
-  assert kinds == ['Conv3x3', 'Conv3x3', 'BatchNorm', 'relu', '_where', 'unnamed']
+                                                'CNN4/relu', 'CNN4/_where, backward', 'unnamed', ', backward', '')]
+  assert kinds == ['Conv3x3', 'Conv3x3', 'BatchNorm', 'relu', '_where', 'unnamed', 'unnamed', 'unnamed']
 
 
 def test_traced_time_counts_each_operation_once():
