@@ -4,7 +4,9 @@
 
 Collects, from the committed files under --results: each speedrun (speedrun-*.jsonl: its runs with the
 compiled programs loaded from the cache), each full run of the article's protocol with our code
-(study-h200/, cpu-cnn3-seed0/) and with the article's Keras code (keras-cpu/). One row and one point per
+(study-h200/, cpu-cnn3-seed0/) and with the article's Keras code (keras-cpu/), and the plus recipes for
+the article's models (ablation-<model>-plus.jsonl, the recipe's own runs, scored as the recipe is: its
+EMA weights with flip TTA; experiments/ablate.py's other variants stay in its tables). One row and one point per
 (recipe, hardware): the mean test accuracy over its runs (bars: min to max) against the mean of its
 runs' `seconds` (results.json: data on the device to the last test; the speedruns' cached runs and a
 study's later seeds load their compiled programs from a compilation cache, other runs compile). Writes <results>/speed-accuracy.md and .png.
@@ -64,6 +66,21 @@ def speedrun_points(results_dir):
             (run['seconds'], run['accuracy']))
       elif run.get('cache') == 'warm':
         points[(f'speedrun {config}', _hardware(header))].append((run['seconds'], run['accuracy']))
+  return points
+
+
+def plus_points(results_dir):
+  """The plus recipes' runs (configs/<model>_plus.py, variant 'full' of experiments/ablate.py's table),
+  each scored by its most complete test evaluation, as ablate.py scores it."""
+  from experiments import ablate  # pylint: disable=g-import-not-at-top
+  points = collections.defaultdict(list)
+  for path in sorted(glob.glob(os.path.join(results_dir, 'ablation-*-plus.jsonl'))):
+    with open(path) as f:
+      header, *runs = [json.loads(line) for line in f if line.strip()]
+    for run in runs:
+      if run['variant'] == ablate.FULL:
+        points[(f'{header["model"]} plus recipe ({header["config"]})', _hardware(header))].append(
+            (run['seconds'], ablate.run_number(run['phases'][-1])))
   return points
 
 
@@ -142,7 +159,7 @@ def figure(points, path):
 
 def main(argv):
   del argv
-  points = {**protocol_points(FLAGS.results), **speedrun_points(FLAGS.results)}
+  points = {**protocol_points(FLAGS.results), **speedrun_points(FLAGS.results), **plus_points(FLAGS.results)}
   figure(points, os.path.join(FLAGS.results, 'speed-accuracy.png'))
   with open(os.path.join(FLAGS.results, 'speed-accuracy.md'), 'w') as f:
     f.write('# Test accuracy against training seconds\n\n'

@@ -73,6 +73,7 @@ def test_committed_table_is_what_its_script_renders(name):
 
 def test_speed_accuracy_table_is_what_its_script_renders():
   from experiments import speed_accuracy  # pylint: disable=g-import-not-at-top
-  points = {**speed_accuracy.protocol_points(RESULTS), **speed_accuracy.speedrun_points(RESULTS)}
+  points = {**speed_accuracy.protocol_points(RESULTS), **speed_accuracy.speedrun_points(RESULTS),
+            **speed_accuracy.plus_points(RESULTS)}
   with open(os.path.join(RESULTS, 'speed-accuracy.md')) as f:
     assert speed_accuracy.table(points) in f.read()

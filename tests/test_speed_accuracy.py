@@ -83,3 +83,21 @@ def test_a_speedruns_twins_are_points_of_their_own(tmp_path):
       'speedrun configs/speedrun_cpu.py, PyTorch twin': [(70.0, 0.91)],
       'speedrun configs/speedrun_cpu.py, Keras twin at batch 512': [(60.0, 0.90)],
       'speedrun configs/speedrun_cpu.py, PyTorch twin, torch init': [(80.0, 0.93)]}
+
+
+def test_a_plus_recipes_runs_are_a_point_scored_as_the_recipe(tmp_path):
+  results = str(tmp_path)
+  header = {'config': 'configs/cnn1_plus.py', 'model': 'cnn1', 'backend': 'cpu', 'device_kind': 'cpu',
+            'cpu_count': 2, 'cpu_model': 'AMD EPYC', 'command': 'python experiments/ablate.py ...'}
+  last = lambda plain, ema_tta: {'test_accuracy': plain, 'tta_flip_test_accuracy': plain,
+                                 'ema_test_accuracy': plain, 'ema_tta_flip_test_accuracy': ema_tta}
+  runs = [{'variant': 'full', 'seed': 0, 'seconds': 600.0, 'phases': [{}, last(0.90, 0.93)]},
+          {'variant': 'full', 'seed': 1, 'seconds': 700.0, 'phases': [{}, last(0.90, 0.95)]},
+          {'variant': 'no EMA', 'seed': 0, 'seconds': 650.0, 'phases': [{}, last(0.90, 0.99)]}]
+  for name in ('ablation-cnn1-plus', 'ablation-cnn1-plus-with-erasing'):  # an earlier recipe: not a point
+    with open(os.path.join(results, f'{name}.jsonl'), 'w') as f:
+      f.writelines(json.dumps(line) + '\n' for line in [header] + runs)
+  lines = speed_accuracy.table(speed_accuracy.plus_points(results)).splitlines()[2:]
+  # The recipe's own runs (not its ablations), each scored by its EMA with flip TTA.
+  assert lines == ['| cnn1 plus recipe (configs/cnn1_plus.py) | 2-core AMD EPYC | 2 | 0.9400 +/- 0.0141 | 650.0 | '
+                   '2 of 2 | 1 of 2 | 1 of 2 |']
