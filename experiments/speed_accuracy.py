@@ -138,14 +138,17 @@ def table(points):
 
 def figure(points, path):
   fig, ax = plots.plt.subplots(figsize=(13, 5.5))
-  markers = {}
+  markers, drawn = {}, collections.Counter()
   for (recipe, hardware), runs in sorted(points.items()):
     seconds = statistics.mean(s for s, _ in runs)
     accuracies = [a for _, a in runs]
     mean = statistics.mean(accuracies)
     marker = markers.setdefault(hardware, 'os^Dv'[len(markers) % 5])
+    # A marker per hardware, and 20 colours within it: no two of one machine's recipes look alike.
+    color = plots.plt.cm.tab20(drawn[hardware] % 20)
+    drawn[hardware] += 1
     ax.errorbar(seconds, mean, yerr=[[mean - min(accuracies)], [max(accuracies) - mean]], fmt=marker,
-                capsize=3, label=f'{recipe} on {hardware}')
+                color=color, capsize=3, label=f'{recipe} on {hardware}')
   for target in TARGETS:
     ax.axhline(target, color='grey', linestyle=':', linewidth=0.8)
   ax.set_xscale('log')
