@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import records as records_lib
-from fashion_jax.cpu_info import cpu_description, cpu_text, peak_gflops, usable_cpus
+from fashion_jax.cpu_info import cpu_description, cpu_identity, cpu_text, peak_gflops, usable_cpus
 from fashion_jax import data, parallel, steps, train, transfer
 from fashion_jax.models import vgg
 
@@ -89,7 +89,8 @@ def machine():
   peak, peak_basis = peak_gflops()
   return {'backend': jax.default_backend(), 'device_kind': device.device_kind, 'devices': jax.device_count(),
           'cpu_count': usable_cpus(), 'processor': platform.processor() or platform.machine(),
-          'cpu_model': cpu_model, 'cpu_flags': cpu_flags, 'cpu_peak_gflops': peak, 'cpu_peak_basis': peak_basis,
+          'cpu_model': cpu_model, 'cpu_identity': cpu_identity(), 'cpu_flags': cpu_flags,
+          'cpu_peak_gflops': peak, 'cpu_peak_basis': peak_basis,
           'jax': jax.__version__, 'command': shlex.join(['python'] + sys.argv)}
 
 

@@ -19,6 +19,27 @@ def cpu_description():
   return model, [flag for flag in CPU_FLAGS if flag in flags_line]
 
 
+def cpu_identity(cpuinfo=None):
+  """'family 25 model 1 stepping 1, 512 KB cache' from /proc/cpuinfo (or the text given); '' where there is
+  none. A VM may name its processor only 'AMD EPYC': the family and model tell its generations apart, whose
+  speed ratios differ."""
+  if cpuinfo is None:
+    try:
+      with open('/proc/cpuinfo') as f:
+        cpuinfo = f.read()
+    except OSError:
+      return ''
+  fields = {}
+  for line in cpuinfo.splitlines():
+    key, _, value = line.partition(':')
+    fields.setdefault(key.strip(), value.strip())
+  text = ' '.join(f'{key.split()[-1]} {fields[key]}' for key in ('cpu family', 'model', 'stepping')
+                  if fields.get(key))
+  if fields.get('cache size'):
+    text += f', {fields["cache size"]} cache'
+  return text
+
+
 def usable_cpus():
   """The logical CPUs this process may run on (a container or taskset may allow fewer than the host has)."""
   try:
@@ -62,5 +83,6 @@ def cpu_text(info):
   text = f'{info["cpu_count"]} CPU cores'
   if info.get('cpu_model'):
     flags = info.get('cpu_flags')
-    text += f' ({info["cpu_model"]}' + (f'; {", ".join(flags)}' if flags else '') + ')'
+    identity = f', {info["cpu_identity"]}' if info.get('cpu_identity') else ''
+    text += f' ({info["cpu_model"]}{identity}' + (f'; {", ".join(flags)}' if flags else '') + ')'
   return text

@@ -57,6 +57,24 @@ def test_the_table_names_the_processor_and_its_flags(tmp_path, monkeypatch):
       'JAX 0.0.')
 
 
+def test_the_table_tells_processors_of_one_name_apart_by_family_and_model(tmp_path, monkeypatch):
+  # A VM names both generations 'AMD EPYC' with the same flags; their family and model differ.
+  cpuinfo = tmp_path / 'cpuinfo'
+  cpuinfo.write_text('processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\n'
+                     'model name\t: AMD EPYC\nstepping\t: 1\ncache size\t: 512 KB\nflags\t\t: avx avx2 fma\n\n'
+                     'processor\t: 1\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n')
+  real_open = open
+  monkeypatch.setattr('builtins.open', lambda path, *a, **k: real_open(
+      cpuinfo if path == '/proc/cpuinfo' else path, *a, **k))
+  identity = cpu_info.cpu_identity()
+  assert identity == 'family 25 model 1 stepping 1, 512 KB cache'
+  assert cpu_info.cpu_identity('') == ''
+  info = dict(INFO, cpu_model='AMD EPYC', cpu_identity=identity, cpu_flags=['avx', 'avx2', 'fma'])
+  assert benchmark.markdown([], info).splitlines()[0] == (
+      'Machine: cpu (cpu, 1 device(s)), 2 CPU cores (AMD EPYC, family 25 model 1 stepping 1, 512 KB cache; '
+      'avx, avx2, fma), JAX 0.0.')
+
+
 def test_speedrun_table_counts_the_seeds_that_reach_the_target():
   from experiments import speedrun  # pylint: disable=g-import-not-at-top
   run = lambda seed, cache, seconds, accuracy, plain: {
