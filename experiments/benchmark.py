@@ -216,9 +216,9 @@ def markdown(records, info):
               'x images/s; the same FLOPs for Keras\' (and PyTorch\'s) model, the same layers.', '']
   # Notes added to a run's header afterwards (what it did not record itself), each saying so.
   lines += [f'Note: {note}' for note in info.get('notes', [])] + ([''] if info.get('notes') else [])
-  ours, keras, torch, rounds = over_rounds(records)
-  if rounds > 1:
-    lines += [f'{rounds} rounds, each timing every model once, the models in turn: images/s, compile seconds '
+  ours, keras, torch, round_count = over_rounds(records)
+  if round_count > 1:
+    lines += [f'{round_count} rounds, each timing every model once, the models in turn: images/s, compile seconds '
               'and ours\' augmented/plain time are medians over the rounds, and each ratio to Keras or '
               'PyTorch is the median of the rounds\' ratios (both sides from the same round, minutes apart), '
               'with their range in brackets.', '']
