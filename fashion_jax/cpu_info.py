@@ -7,12 +7,19 @@ import os
 CPU_FLAGS = ('avx', 'avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_bf16', 'amx_tile')
 
 
-def cpu_description():
-  """(model name, the CPU_FLAGS it has) from /proc/cpuinfo; ('', []) where there is none."""
+def _read_cpuinfo():
+  """/proc/cpuinfo's text, or None where there is none (not Linux)."""
   try:
     with open('/proc/cpuinfo') as f:
-      info = f.read()
+      return f.read()
   except OSError:
+    return None
+
+
+def cpu_description():
+  """(model name, the CPU_FLAGS it has) from /proc/cpuinfo; ('', []) where there is none."""
+  info = _read_cpuinfo()
+  if info is None:
     return '', []
   model = next((line.split(':', 1)[1].strip() for line in info.splitlines() if line.startswith('model name')), '')
   flags_line = next((line.split(':', 1)[1].split() for line in info.splitlines() if line.startswith('flags')), [])
@@ -23,12 +30,9 @@ def cpu_identity(cpuinfo=None):
   """'family 25 model 1 stepping 1, 512 KB cache' from /proc/cpuinfo (or the text given); '' where there is
   none. A VM may name its processor only 'AMD EPYC': the family and model tell its generations apart, whose
   speed ratios differ."""
+  cpuinfo = _read_cpuinfo() if cpuinfo is None else cpuinfo
   if cpuinfo is None:
-    try:
-      with open('/proc/cpuinfo') as f:
-        cpuinfo = f.read()
-    except OSError:
-      return ''
+    return ''
   fields = {}
   for line in cpuinfo.splitlines():
     key, _, value = line.partition(':')
@@ -57,12 +61,9 @@ def peak_gflops(cpuinfo=None, cpus=None):
   boost clocks can exceed it, while a logical CPU that is a hyperthread shares its core's FMA units. So
   it is a yardstick for comparing ours and Keras on one machine, not an exact ceiling.
   """
+  cpuinfo = _read_cpuinfo() if cpuinfo is None else cpuinfo
   if cpuinfo is None:
-    try:
-      with open('/proc/cpuinfo') as f:
-        cpuinfo = f.read()
-    except OSError:
-      return None, 'no /proc/cpuinfo'
+    return None, 'no /proc/cpuinfo'
   lines = cpuinfo.splitlines()
   field = lambda name: [line.split(':', 1)[1].strip() for line in lines if line.split(':', 1)[0].strip() == name]
   flags = set(field('flags')[0].split()) if field('flags') else set()
