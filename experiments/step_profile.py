@@ -140,6 +140,13 @@ def layer_kind(module):
   return re.sub(r'_\d+$', '', module.split(', backward')[0].rsplit('/', 1)[-1]) or 'unnamed'
 
 
+def table(info, records):
+  """The markdown table of a run's records: its 'training step' records give each model's step time, the
+  others its operations."""
+  steps = {r['model']: r['step_seconds'] for r in records if r['op'] == 'training step'}
+  return markdown(info, [r for r in records if r['op'] != 'training step'], steps)
+
+
 def markdown(info, records, steps, top=15):
   lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
            'The compiled training step\'s operations (those of loop bodies included), timed by JAX\'s '
@@ -182,9 +189,9 @@ def main(argv):
     records += model_records
   for model, seconds in steps.items():
     records.append({'model': model, 'op': 'training step', 'step_seconds': seconds})
-  table = markdown(info, [r for r in records if r['op'] != 'training step'], steps)
-  records_lib.write_records_and_table(_OUT.value, info, records, table)
-  print(table)
+  text = table(info, records)
+  records_lib.write_records_and_table(_OUT.value, info, records, text)
+  print(text)
 
 
 if __name__ == '__main__':

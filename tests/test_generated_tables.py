@@ -29,10 +29,6 @@ def renderers():
     # speedrun.py --render_only: the target and config come from the header (older runs lack them).
     return speedrun.markdown(info, records, info.get('target', 0.92), info.get('config_file', '?'))
 
-  def step_profile_table(info, records):
-    steps = {r['model']: r['step_seconds'] for r in records if r['op'] == 'training step'}
-    return step_profile.markdown(info, [r for r in records if r['op'] != 'training step'], steps)
-
   return {
       'ablation-': ablate.markdown, 'plus-trials/': ablate.markdown, 'speedrun-cpu-trials/': speedrun_table,
       'batch-norm-fusion-': batch_norm_fusion.markdown,
@@ -41,7 +37,7 @@ def renderers():
       'layer-shares-': layer_shares.markdown,
       'malloc-settings-': malloc_settings.markdown,
       'speedrun-': speedrun_table,
-      'step-profile-': step_profile_table,
+      'step-profile-': step_profile.table,
       'twin-settings-': twin_settings.markdown,
       'vgg19-conv-impls-': vgg_conv_impls.markdown,
   }
