@@ -407,7 +407,7 @@ def per_class_results(probabilities, labels, class_names):
                                  for i, name in enumerate(class_names)}}
 
 
-def _check_checkpoint_position(meta, step, steps_per_epoch, workdir):
+def check_checkpoint_position(meta, step, steps_per_epoch, workdir):
   """Refuses a checkpoint whose step means another place in the run than when it was written: epochs
   of another length (the data changed), or an earlier version's count that disagrees with its step."""
   if meta.get('steps_per_epoch', steps_per_epoch) != steps_per_epoch:
@@ -493,7 +493,7 @@ class _Run:
       tree, meta = restored
       host_state, host_metrics = tree['state'], tree['metrics']
       try:
-        _check_checkpoint_position(meta, int(host_state.step), trainer.steps_per_epoch, workdir)
+        check_checkpoint_position(meta, int(host_state.step), trainer.steps_per_epoch, workdir)
         self.progress.update({k: meta[k] for k in self.progress if k in meta})
         self.progress['phases'], self.lengthened_phase = _phases_ended_by(
             self.progress['phases'], self.timeline, int(host_state.step), workdir)
