@@ -47,7 +47,8 @@ def get_config():
   config.ema_decay = 0.0  # > 0: also keep and evaluate an exponential moving average of the weights
   config.tta_flip = False  # also evaluate the test set averaging each image's and its mirror's softmax
   # Also test after each phase with every BatchNorm's statistics recomputed over the training images
-  # (dropout off; fashion_jax/precise_bn.py), reported beside the plain numbers as precise_bn_test_*.
+  # (dropout off; fashion_jax/precise_bn.py), reported beside the plain numbers as precise_bn_test_*
+  # (and precise_bn_ema_*, precise_bn_tta_flip_* where the run has an EMA or flip TTA).
   config.precise_batch_norm = False
   # float32 matmuls and convolutions: 'default' (the backend's choice: TF32 on recent NVIDIA GPUs) or
   # 'highest' (full float32 everywhere; the same as 'default' on CPUs).

@@ -298,9 +298,10 @@ class Trainer:
     totals = self._eval_totals(state, split, phase, epoch, augment, ema, variables, tta_flip=False)
     return _loss_and_accuracy(totals)
 
-  def evaluate_with_flip(self, state, split, ema=False):
-    """((loss, accuracy) of the plain prediction, (loss, accuracy) with flip TTA), from one pass."""
-    totals = self._eval_totals(state, split, phase=None, epoch=0, augment=False, ema=ema, variables=None,
+  def evaluate_with_flip(self, state, split, ema=False, variables=None):
+    """((loss, accuracy) of the plain prediction, (loss, accuracy) with flip TTA), from one pass; of
+    `variables` (placed like the state) when given."""
+    totals = self._eval_totals(state, split, phase=None, epoch=0, augment=False, ema=ema, variables=variables,
                                tta_flip=True)
     return _loss_and_accuracy(totals, 'plain_'), _loss_and_accuracy(totals)
 
@@ -319,29 +320,30 @@ class Trainer:
 
   def test_results(self, state):
     """The test metrics after a phase: the weights, their EMA, flip TTA and both where configured
-    (EMA with TTA is the number a recipe with both reports)."""
+    (EMA with TTA is the number a recipe with both reports), and each again with precise BatchNorm."""
     weights = (False, True) if self.config.ema_decay else (False,)  # ema=True: the EMA of the weights
-    plain, flipped = {}, {}
-    for ema in weights:
-      if self.config.tta_flip:  # the flip-averaged pass computes the plain prediction on its way
-        plain[ema], flipped[ema] = self.evaluate_with_flip(state, 'test', ema)
-      else:
-        plain[ema] = self.evaluate(state, 'test', ema=ema)
     results = {}
-    for prefix, metrics in (('', plain), ('tta_flip_', flipped)):
-      for ema, (loss, accuracy) in metrics.items():
-        name = ('ema_' if ema else '') + prefix
-        results.update({f'{name}test_loss': loss, f'{name}test_accuracy': accuracy})
+    for ema in weights:
+      results.update(self._test_numbers(state, ema, None, 'ema_' if ema else ''))
     if self.config.precise_batch_norm:
       # The EMA's statistics are an average of running averages, the most lagged: recompute them too.
       for ema in weights:
-        prefix = 'ema_' if ema else ''
         host_variables = self.parallel.to_host(steps.variables_of(state, ema))
         recomputed = precise_bn.recompute(self.model, host_variables, self.precise_bn_images,
                                           self.config.batch_size, self.prepare, self._precise_bn_moments)
-        loss, accuracy = self.evaluate(state, 'test', variables=self.parallel.replicate(recomputed))
-        results.update({f'precise_bn_{prefix}test_loss': loss, f'precise_bn_{prefix}test_accuracy': accuracy})
+        results.update(self._test_numbers(state, ema, self.parallel.replicate(recomputed),
+                                          'precise_bn_' + ('ema_' if ema else '')))
     return results
+
+  def _test_numbers(self, state, ema, variables, prefix):
+    """{prefix + 'test_loss', ... 'test_accuracy'} of one set of weights, and prefix + 'tta_flip_test_*'
+    where the run uses flip TTA (the flip-averaged pass computes the plain prediction on its way)."""
+    if not self.config.tta_flip:
+      loss, accuracy = self.evaluate(state, 'test', ema=ema, variables=variables)
+      return {f'{prefix}test_loss': loss, f'{prefix}test_accuracy': accuracy}
+    (loss, accuracy), (flip_loss, flip_accuracy) = self.evaluate_with_flip(state, 'test', ema, variables)
+    return {f'{prefix}test_loss': loss, f'{prefix}test_accuracy': accuracy,
+            f'{prefix}tta_flip_test_loss': flip_loss, f'{prefix}tta_flip_test_accuracy': flip_accuracy}
 
   def steps_in_next_call(self, step, position):
     """Steps to run in one call from global `step`: never past the epoch's end or a step checkpoint

@@ -68,12 +68,16 @@ def test_recomputed_statistics_are_the_training_sets_with_dropout_off():
 
 
 def test_a_cnn4_run_reports_precise_bn_beside_the_plain_and_ema_test_numbers(tmp_path, real_data_dir):
-  config = small_config('cnn4', precise_batch_norm=True, precision='highest', ema_decay=0.9)
+  config = small_config('cnn4', precise_batch_norm=True, precision='highest', ema_decay=0.9, tta_flip=True)
   phase = train.train_and_evaluate(config, str(tmp_path))['phases'][0]
   assert 0 <= phase['precise_bn_test_accuracy'] <= 1 and 0 <= phase['precise_bn_ema_test_accuracy'] <= 1
   # After one short epoch the running averages (momentum 0.99) are far from the data's statistics.
   assert phase['precise_bn_test_loss'] != phase['test_loss']
   assert phase['precise_bn_ema_test_loss'] != phase['ema_test_loss']
+  # Flip TTA with the recomputed statistics: neither the plain TTA nor precise BN without the mirrors.
+  for weights in ('', 'ema_'):
+    flipped = phase[f'precise_bn_{weights}tta_flip_test_loss']
+    assert flipped not in (phase[f'{weights}tta_flip_test_loss'], phase[f'precise_bn_{weights}test_loss'])
 
 
 def test_precise_bn_is_refused_for_a_model_without_batch_norm(tmp_path, real_data_dir):
