@@ -15,6 +15,7 @@ ends with one line on stderr and exit status 2.
 """
 
 import os
+import shlex
 import sys
 
 from absl import app, flags, logging
@@ -105,6 +106,7 @@ def main(argv):
     if out and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
       raise UserError(f'--out={out}: its folder does not exist')  # said before the evaluation, not after
     evaluation = evaluate_run(flags.FLAGS.workdir, flags.FLAGS.precise_batch_norm)
+    evaluation['command'] = shlex.join(['python', '-m', 'fashion_jax.evaluate'] + sys.argv[1:])
     if out:
       run_files.write_json_atomic(out, evaluation)
   except UserError as e:

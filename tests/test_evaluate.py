@@ -26,7 +26,7 @@ def test_a_finished_runs_checkpoint_gives_the_numbers_the_run_recorded(tmp_path,
   assert (evaluation['step'], evaluation['phase'], evaluation['epoch']) == (16, 'phase2', 2)  # 512 / 64 a phase
   expected = {k: v for k, v in recorded.items() if k.endswith(('_loss', '_accuracy'))}
   assert set(evaluation['results']) == set(expected)
-  assert 'precise_bn_ema_tta_flip_test_accuracy' not in expected  # precise BN is tested without TTA
+  assert 'precise_bn_ema_tta_flip_test_accuracy' in expected  # every kind: precise BN, EMA and TTA at once
   for name, value in expected.items():
     assert evaluation['results'][name] == pytest.approx(value, rel=1e-6), name
   assert evaluation['recorded']['test_accuracy'] == recorded['test_accuracy']
@@ -56,6 +56,7 @@ def test_the_command_prints_each_number_beside_the_recorded_one_and_writes_json(
   written = json.loads(out.read_text())
   assert written['results']['test_accuracy'] == pytest.approx(recorded['test_accuracy'])
   assert written['recorded']['test_accuracy'] == recorded['test_accuracy'] and written['model'] == 'cnn1'
+  assert written['command'] == f'python -m fashion_jax.evaluate --workdir={run} --out={out}'
 
 
 def test_a_checkpoint_inside_a_phase_has_no_recorded_numbers(tmp_path, real_data_dir):
@@ -100,3 +101,32 @@ def test_run_config_turns_precise_batch_norm_on_and_checks_the_config(tmp_path):
   (tmp_path / 'config.json').write_text(json.dumps(small_config('cnn4', batch_size=0).to_dict()))
   with pytest.raises(UserError, match='config.batch_size=0'):
     evaluate.run_config(str(tmp_path))
+
+
+def test_the_precise_bn_table_has_a_row_per_run_and_weights_and_says_whether_the_record_matches():
+  from experiments import precise_bn_runs  # pylint: disable=g-import-not-at-top
+  header = {'device_kind': 'cpu', 'backend': 'cpu', 'cpu_count': 2, 'cpu_model': 'AMD EPYC', 'jax': '0.10.2',
+            'command': 'python experiments/precise_bn_runs.py ...', 'notes': ['a note']}
+  results = {'test_accuracy': 0.91, 'ema_test_accuracy': 0.25, 'precise_bn_test_accuracy': 0.92,
+             'precise_bn_ema_test_accuracy': 0.9117}
+  records = [
+      {'label': 'phase end', 'evaluation': {'model': 'cnn4', 'step': 1870, 'phase': 'phase1', 'epoch': 10,
+                                            'results': results,
+                                            'recorded': {'test_accuracy': 0.91, 'ema_test_accuracy': 0.26}}},
+      {'label': 'mid-phase', 'evaluation': {'model': 'cnn1', 'step': 12, 'phase': 'phase1', 'epoch': 1,
+                                            'results': {'test_accuracy': 0.5}, 'recorded': None}}]
+  table = precise_bn_runs.markdown(header, records)
+  rows = [line for line in table.splitlines() if line.startswith('| ') and '---' not in line][1:]
+  assert rows == [
+      '| phase end | cnn4 | step 1870 (phase1, 10 epochs) | weights | 0.9100 | - | 0.9200 | - | yes |',
+      '| phase end | cnn4 | step 1870 (phase1, 10 epochs) | EMA | 0.2500 | - | 0.9117 | - | no |',
+      '| mid-phase | cnn1 | step 12 (phase1, 1 epochs) | weights | 0.5000 | - | - | - | - |']
+  assert 'Note: a note' in table and '2 CPU cores (AMD EPYC)' in table
+
+
+def test_each_run_is_a_label_and_a_workdir():
+  from experiments import precise_bn_runs  # pylint: disable=g-import-not-at-top
+  assert precise_bn_runs.parse_runs(['seed 0, end=/tmp/a=b', 'x=y']) == [('seed 0, end', '/tmp/a=b'), ('x', 'y')]
+  for bad in ('/tmp/run', '=/tmp/run', 'label='):
+    with pytest.raises(ValueError, match=f'--run={re.escape(bad)}: expected label=workdir'):
+      precise_bn_runs.parse_runs([bad])

@@ -23,7 +23,8 @@ def renderers():
   """File-name prefix -> the function of the script that wrote those files, as (header, records) -> table."""
   # pylint: disable=g-import-not-at-top
   from experiments import (ablate, batch_norm_fusion, benchmark, input_gradient_routes, layer_shares,
-                           malloc_settings, speedrun, step_profile, twin_settings, vgg_conv_impls)
+                           malloc_settings, precise_bn_runs, speedrun, step_profile, twin_settings,
+                           vgg_conv_impls)
 
   def speedrun_table(info, records):
     # speedrun.py --render_only: the target and config come from the header (older runs lack them).
@@ -36,6 +37,7 @@ def renderers():
       'input-gradient-': input_gradient_routes.markdown,
       'layer-shares-': layer_shares.markdown,
       'malloc-settings-': malloc_settings.markdown,
+      'precise-bn-': precise_bn_runs.markdown,
       'speedrun-': speedrun_table,
       'step-profile-': step_profile.table,
       'twin-settings-': twin_settings.markdown,

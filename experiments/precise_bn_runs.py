@@ -1,0 +1,123 @@
+"""Precise BatchNorm measured on checkpoints of runs trained without it: one table.
+
+  python experiments/precise_bn_runs.py --out=experiments/results/precise-bn-cnn4-plus \
+      --run="seed 0, end=/tmp/abl-cnn4/full/seed0" --run="seed 1, end of phase 1=/tmp/cnn4-s1-phase1"
+  python experiments/precise_bn_runs.py --out=experiments/results/precise-bn-cnn4-plus --render_only
+
+Each --run is label=workdir: the newest checkpoint in that workdir is tested by fashion_jax.evaluate with
+the running statistics the run kept and with every BatchNorm's statistics recomputed over the training
+set, for the weights and (where the run keeps one) their EMA, with and without flip TTA (where the run
+uses it). Writes <out>.jsonl (a header with the machine and the command, then one record a run: the label
+and the evaluation) and <out>.md, the table rendered from it.
+"""
+
+import json
+import os
+import shlex
+import sys
+
+from absl import app, flags, logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import records as records_lib
+from fashion_jax.cpu_info import cpu_description, cpu_identity, cpu_text, usable_cpus
+
+FLAGS = flags.FLAGS
+
+# (column title, the key's part after the statistics' prefix)
+VIEWS = (('test accuracy', 'test_accuracy'), ('flip TTA', 'tta_flip_test_accuracy'))
+
+
+def define_flags():
+  """The command line's flags; defined only when the script runs, so tests can import it."""
+  flags.DEFINE_multi_string('run', [], 'label=workdir: a run whose newest checkpoint is tested.')
+  flags.DEFINE_string('out', None, 'Output path without extension (.jsonl and .md).', required=True)
+  flags.DEFINE_bool('render_only', False, 'Only rewrite <out>.md from <out>.jsonl.')
+
+
+def parse_runs(assignments):
+  """['label=workdir', ...] -> [(label, workdir)]; a ValueError names a malformed one."""
+  runs = []
+  for assignment in assignments:
+    label, sep, workdir = assignment.partition('=')  # the label has no '='; a path may
+    if not sep or not label or not workdir:
+      raise ValueError(f'--run={assignment}: expected label=workdir')
+    runs.append((label, workdir))
+  return runs
+
+
+def _accuracy(results, key):
+  return f'{results[key]:.4f}' if key in results else '-'
+
+
+def markdown(header, records):
+  lines = ['# Precise BatchNorm on checkpoints of runs trained without it', '',
+           f'Machine: {header["device_kind"]} ({header["backend"]}), {cpu_text(header)}, JAX {header["jax"]}.',
+           "Each run's newest checkpoint tested again (`python -m fashion_jax.evaluate`): with the BatchNorm "
+           'running statistics the run kept, and with every BatchNorm\'s statistics recomputed over the '
+           'training set (precise BN), for its weights and for their EMA. "Matches the record": the first '
+           "column's number equals the one the run wrote when the checkpoint ended a phase ('-' where it "
+           'ended none).', '',
+           '| run | model | checkpoint | weights | ' + ' | '.join(title for title, _ in VIEWS) + ' | '
+           + ' | '.join(f'precise BN, {title}' for title, _ in VIEWS) + ' | matches the record |',
+           '| --- | --- | --- | --- | ' + '--- | ' * (2 * len(VIEWS)) + '--- |']
+  for record in records:
+    evaluation = record['evaluation']
+    results, recorded = evaluation['results'], evaluation['recorded']
+    where = (f'step {evaluation["step"]} ({evaluation["phase"]}, {evaluation["epoch"]} epochs)'
+             if evaluation['phase'] else 'step 0')
+    for weights in ('', 'ema_'):
+      if f'{weights}test_accuracy' not in results:
+        continue
+      key = f'{weights}test_accuracy'
+      matches = '-' if not recorded else ('yes' if recorded.get(key) == results[key] else 'no')
+      cells = [_accuracy(results, f'{statistics}{weights}{view}')
+               for statistics in ('', 'precise_bn_') for _, view in VIEWS]
+      lines.append(f'| {record["label"]} | {evaluation["model"]} | {where} | {"EMA" if weights else "weights"} | '
+                   + ' | '.join(cells) + f' | {matches} |')
+  lines += [''] + [f'Note: {note}' for note in header.get('notes', [])]
+  lines += [f'Command: `{header["command"]}`']
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  if FLAGS.render_only:
+    with open(FLAGS.out + '.jsonl') as f:
+      header, *records = [json.loads(line) for line in f if line.strip()]
+    with open(FLAGS.out + '.md', 'w') as f:
+      f.write(markdown(header, records))
+    return
+  try:
+    runs = parse_runs(FLAGS.run)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  if not runs:
+    print('error: --run=label=workdir: give at least one run', file=sys.stderr)
+    sys.exit(2)
+  logging.set_verbosity(logging.WARNING)
+  import jax  # pylint: disable=g-import-not-at-top
+  from fashion_jax import evaluate  # pylint: disable=g-import-not-at-top
+  from fashion_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  cpu_model, cpu_flags = cpu_description()
+  header = {'command': shlex.join(['python'] + sys.argv), 'backend': jax.default_backend(),
+            'device_kind': jax.devices()[0].device_kind, 'cpu_count': usable_cpus(), 'cpu_model': cpu_model,
+            'cpu_identity': cpu_identity(), 'cpu_flags': cpu_flags, 'jax': jax.__version__}
+  records = []
+  for label, workdir in runs:
+    try:
+      evaluation = evaluate.evaluate_run(workdir, precise_batch_norm=True)
+    except UserError as e:
+      print(f'error: {e}', file=sys.stderr)
+      sys.exit(2)
+    records.append({'label': label, 'evaluation': evaluation})
+    print('\n'.join(evaluate.summary_lines(evaluation)), flush=True)
+  records_lib.write_records_and_table(FLAGS.out, header, records, markdown(header, records))
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)
