@@ -17,7 +17,6 @@ rewrites <out>.md from <out>.jsonl.
 """
 
 import importlib.util
-import json
 import os
 import re
 import shlex
@@ -164,10 +163,7 @@ def _write(out, header, records):
 def main(argv):
   del argv
   if FLAGS.render_only:
-    with open(FLAGS.out + '.jsonl') as f:
-      header, *records = [json.loads(line) for line in f if line.strip()]
-    with open(FLAGS.out + '.md', 'w') as f:
-      f.write(markdown(header, records))
+    records_lib.render_table(FLAGS.out, markdown)
     return
   logging.set_verbosity(logging.WARNING)
   import jax  # pylint: disable=g-import-not-at-top

@@ -11,7 +11,6 @@ uses it). Writes <out>.jsonl (a header with the machine and the command, then on
 and the evaluation) and <out>.md, the table rendered from it.
 """
 
-import json
 import os
 import shlex
 import sys
@@ -85,10 +84,7 @@ def markdown(header, records):
 def main(argv):
   del argv
   if FLAGS.render_only:
-    with open(FLAGS.out + '.jsonl') as f:
-      header, *records = [json.loads(line) for line in f if line.strip()]
-    with open(FLAGS.out + '.md', 'w') as f:
-      f.write(markdown(header, records))
+    records_lib.render_table(FLAGS.out, markdown)
     return
   try:
     runs = parse_runs(FLAGS.run)

@@ -17,3 +17,17 @@ def write_records_and_table(out, header, records, table):
   write_json_lines(out, header, records)
   with open(out + '.md', 'w') as f:
     f.write(table)
+
+
+def read_json_lines(out):
+  """(header, records) of <out>.jsonl, as write_json_lines wrote them."""
+  with open(out + '.jsonl') as f:
+    header, *records = [json.loads(line) for line in f if line.strip()]
+  return header, records
+
+
+def render_table(out, markdown):
+  """Rewrites <out>.md from <out>.jsonl with `markdown(header, records)` (a script's --render_only)."""
+  header, records = read_json_lines(out)
+  with open(out + '.md', 'w') as f:
+    f.write(markdown(header, records))
