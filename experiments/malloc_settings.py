@@ -61,34 +61,38 @@ def time_config(config_name, repeats):
   return {'config': config_name, 'batch': batch, 'seconds': seconds, 'faults_per_step': faults}
 
 
-def measure(configs, settings, rounds, repeats, out):
+def measure(configs, settings, rounds, repeats, out, table=None, script=__file__, cleared='MALLOC_'):
+  """Times each config under each of `settings` (names in `table`, SETTINGS by default: name -> (column,
+  environment)), each in a process of `script` (which answers --child) whose environment has the
+  variables starting with `cleared` replaced by the setting's."""
+  table = SETTINGS if table is None else table
   records, names = [], list(settings)
   for round_index in range(rounds):
     order = names[round_index % len(names):] + names[:round_index % len(names)]
     for config_name in configs:
       for setting in order:
-        env = {k: v for k, v in os.environ.items() if not k.startswith('MALLOC_')}
-        env.update(SETTINGS[setting][1])
+        env = {k: v for k, v in os.environ.items() if not k.startswith(cleared)}
+        env.update(table[setting][1])
         output = subprocess.run(
-            [sys.executable, os.path.abspath(__file__), f'--child={config_name}', f'--repeats={repeats}',
+            [sys.executable, os.path.abspath(script), f'--child={config_name}', f'--repeats={repeats}',
              f'--out={out}'],  # --out is required by the flag's definition; the child writes nothing
             env=env, capture_output=True, text=True)
         if output.returncode:
           sys.exit(f'{config_name} under {setting!r} failed:\n{output.stderr[-3000:]}')
         record = json.loads(output.stdout.strip().splitlines()[-1])
-        record.update(setting=SETTINGS[setting][0], round=round_index, environment=SETTINGS[setting][1])
+        record.update(setting=table[setting][0], round=round_index, environment=table[setting][1])
         print(json.dumps(record), flush=True)
         records.append(record)
   return records
 
 
-def markdown(info, records):
+def markdown(info, records, subject='allocator setting'):
   settings = list(dict.fromkeys(r['setting'] for r in records))
   rounds = len({r['round'] for r in records})
   lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
            'The training step of each config (ms, the median over rounds of each process\'s median step; '
-           'in brackets, the fastest and the slowest round) and its minor page faults, under each allocator '
-           f'setting, {rounds} rounds, every (setting, config) in its own process, the settings\' order '
+           f'in brackets, the fastest and the slowest round) and its minor page faults, under each {subject}, '
+           f'{rounds} rounds, every (setting, config) in its own process, the settings\' order '
            'rotating.', '',
            '| config | batch | ' + ' | '.join(settings) + ' |', '| --- | --- |' + ' --- |' * len(settings)]
   for config_name in dict.fromkeys(r['config'] for r in records):

@@ -40,3 +40,19 @@ def test_each_child_gets_only_its_settings_variables_in_rotating_order(monkeypat
   # keep's two rounds took 0.12 and 0.13 s: median 125 ms; defaults 200 ms both times.
   assert '| cnn3 | 256 | 200.0 (200.0-200.0), 7 faults | 125.0 (120.0-130.0), 7 faults |' in table
   assert 'MALLOC_MMAP_MAX_=0' in table
+
+
+def test_the_xla_experiment_gives_each_child_only_its_settings_xla_flags(monkeypatch):
+  from experiments import xla_cpu_flags  # pylint: disable=g-import-not-at-top
+  child = _FakeChild()
+  monkeypatch.setattr(malloc_settings.subprocess, 'run', child)
+  monkeypatch.setenv('XLA_FLAGS', '--xla_force_host_platform_device_count=8')  # must not reach a child
+  records = malloc_settings.measure(['cnn4'], ['defaults', 'onednn'], rounds=1, repeats=3, out='/tmp/x',
+                                    table=xla_cpu_flags.SETTINGS, script=xla_cpu_flags.__file__,
+                                    cleared='XLA_FLAGS')
+  assert [env.get('XLA_FLAGS') for _, env in child.calls] == [
+      None, xla_cpu_flags.SETTINGS['onednn'][1]['XLA_FLAGS']]
+  assert all(command[1].endswith('experiments/xla_cpu_flags.py') for command, _ in child.calls)
+  table = xla_cpu_flags.markdown({'device_kind': 'cpu', 'backend': 'cpu', 'cpu_count': 2, 'cpu_model': 'AMD EPYC',
+                                  'jax': '0.0', 'command': 'python experiments/xla_cpu_flags.py'}, records)
+  assert 'under each XLA:CPU setting, 1 rounds' in table and '| XLA defaults (YNNPACK) | oneDNN |' in table
