@@ -24,7 +24,7 @@ def renderers():
   # pylint: disable=g-import-not-at-top
   from experiments import (ablate, batch_norm_fusion, benchmark, input_gradient_routes, layer_shares,
                            malloc_settings, precise_bn_runs, speedrun, step_profile, twin_settings,
-                           vgg_conv_impls)
+                           vgg_conv_impls, xla_cpu_flags)
 
   def speedrun_table(info, records):
     # speedrun.py --render_only: the target and config come from the header (older runs lack them).
@@ -38,6 +38,7 @@ def renderers():
       'layer-shares-': layer_shares.markdown,
       'malloc-settings-': malloc_settings.markdown,
       'precise-bn-': precise_bn_runs.markdown,
+      'xla-cpu-flags-': xla_cpu_flags.markdown,
       'speedrun-': speedrun_table,
       'step-profile-': step_profile.table,
       'twin-settings-': twin_settings.markdown,
