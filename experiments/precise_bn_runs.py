@@ -74,8 +74,9 @@ def markdown(header, records):
       matches = '-' if not recorded else ('yes' if recorded.get(key) == results[key] else 'no')
       cells = [_accuracy(results, f'{statistics}{weights}{view}')
                for statistics in ('', 'precise_bn_') for _, view in VIEWS]
-      lines.append(f'| {record["label"]} | {evaluation["model"]} | {where} | {"EMA" if weights else "weights"} | '
-                   + ' | '.join(cells) + f' | {matches} |')
+      named = 'EMA' if weights else 'weights'
+      lines.append(f'| {record["label"]} | {evaluation["model"]} | {where} | {named} | ' + ' | '.join(cells)
+                   + f' | {matches} |')
   lines += [''] + [f'Note: {note}' for note in header.get('notes', [])]
   lines += [f'Command: `{header["command"]}`']
   return '\n'.join(lines) + '\n'

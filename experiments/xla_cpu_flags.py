@@ -39,21 +39,27 @@ _XLA_SETTINGS = flags.DEFINE_list('xla_settings', list(SETTINGS), f'XLA:CPU sett
                                   f'{list(SETTINGS)}.')
 
 
+# The shared flags (absl refuses one defined twice): --child and --repeats (the timing processes'),
+# --configs and --rounds (layer_shares.py's), --out (benchmark.py's).
+# pylint: disable=protected-access
+_CHILD, _REPEATS, _OUT = malloc_settings._CHILD, layer_shares._REPEATS, benchmark._OUT
+# pylint: enable=protected-access
+
+
 def main(argv):
   del argv
-  if malloc_settings._CHILD.value:  # pylint: disable=protected-access (--child: a process that times)
-    print(json.dumps(malloc_settings.time_config(malloc_settings._CHILD.value,  # pylint: disable=protected-access
-                                                 layer_shares._REPEATS.value)))  # pylint: disable=protected-access
+  if _CHILD.value:  # a process that times one config under the environment it was given
+    print(json.dumps(malloc_settings.time_config(_CHILD.value, _REPEATS.value)))
     return
   info = benchmark.machine()
   unknown = sorted(set(_XLA_SETTINGS.value) - set(SETTINGS))
   if unknown:
     sys.exit(f'--xla_settings: unknown {unknown}; expected some of {list(SETTINGS)}')
   records = malloc_settings.measure(layer_shares.STEP_CONFIGS.value, _XLA_SETTINGS.value, layer_shares.rounds(),
-                                    layer_shares._REPEATS.value, benchmark._OUT.value,  # pylint: disable=protected-access
-                                    table=SETTINGS, script=__file__, cleared='XLA_FLAGS')
+                                    _REPEATS.value, _OUT.value, table=SETTINGS, script=__file__,
+                                    cleared='XLA_FLAGS')
   table = markdown(info, records)
-  records_lib.write_records_and_table(benchmark._OUT.value, info, records, table)  # pylint: disable=protected-access
+  records_lib.write_records_and_table(_OUT.value, info, records, table)
   print(table)
 
 

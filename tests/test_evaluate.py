@@ -126,7 +126,8 @@ def test_the_precise_bn_table_has_a_row_per_run_and_weights_and_says_whether_the
 
 def test_each_run_is_a_label_and_a_workdir():
   from experiments import precise_bn_runs  # pylint: disable=g-import-not-at-top
-  assert precise_bn_runs.parse_runs(['seed 0, end=/tmp/a=b', 'x=y']) == [('seed 0, end', '/tmp/a=b'), ('x', 'y')]
+  runs = precise_bn_runs.parse_runs(['seed 0, end=/tmp/a=b', 'x=y'])
+  assert runs == [('seed 0, end', '/tmp/a=b'), ('x', 'y')]
   for bad in ('/tmp/run', '=/tmp/run', 'label='):
     with pytest.raises(ValueError, match=f'--run={re.escape(bad)}: expected label=workdir'):
       precise_bn_runs.parse_runs([bad])
