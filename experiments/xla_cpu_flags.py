@@ -8,7 +8,7 @@ kernel libraries instead of its own code: YNNPACK, which it uses by default for 
 convolutions use), and XNNPACK. Which of them is fastest for our steps is a measurement, not a given:
 each setting below is XLA_FLAGS for a process of its own, timed as experiments/malloc_settings.py times
 the allocator's settings (the training step of each config, `--rounds` rounds, the settings' order
-rotating; --settings chooses among them). The settings change which kernels compute each sum, so the
+rotating; --xla_settings chooses among them). The settings change which kernels compute each sum, so the
 last bits of the numbers differ between them.
 Writes <out>.jsonl and <out>.md.
 """
