@@ -12,8 +12,9 @@ gives a variant its own number of seeds (`--seeds=3 --seeds_for="no EMA=1"`).
 Writes <out>.jsonl (the command and machine, then one line a run: variant, seed, every phase's test
 numbers, seconds) and <out>.md: per variant, the last phase's test accuracy plain, of the EMA and with
 flip TTA (where the recipe keeps them) as mean +/- std over seeds, the difference of its number (the most
-complete of these) from the full recipe's, and the article's number for the model. `--render_only`
-rewrites <out>.md from <out>.jsonl.
+complete of these) from the full recipe's, and the article's number for the model; for runs with
+`--set=precise_batch_norm=True`, also that number with the BatchNorm statistics recomputed over the
+training set. `--render_only` rewrites <out>.md from <out>.jsonl.
 """
 
 import importlib.util
@@ -100,9 +101,11 @@ EVALUATIONS = (('plain', 'test_accuracy'), ('tta', 'tta_flip_test_accuracy'), ('
                ('ema_tta', 'ema_tta_flip_test_accuracy'))
 
 
-def run_number(phase):
-  """A run's number: its most complete test evaluation (EMA with flip TTA, else EMA, else TTA, else plain)."""
-  return [phase[key] for _, key in EVALUATIONS if key in phase][-1]
+def run_number(phase, prefix=''):
+  """A run's number: its most complete test evaluation (EMA with flip TTA, else EMA, else TTA, else plain);
+  with prefix='precise_bn_', the same with recomputed BatchNorm statistics (None if the run has none)."""
+  numbers = [phase[prefix + key] for _, key in EVALUATIONS if prefix + key in phase]
+  return numbers[-1] if numbers else None
 
 
 def summarize(records):
@@ -111,11 +114,13 @@ def summarize(records):
   for r in records:
     last = r['phases'][-1]
     entry = table.setdefault(r['variant'], {'overrides': r['overrides'], 'number': [], 'seconds': [],
-                                            **{name: [] for name, _ in EVALUATIONS}})
+                                            'precise_bn_number': [], **{name: [] for name, _ in EVALUATIONS}})
     for name, key in EVALUATIONS:
       if key in last:
         entry[name].append(last[key])
     entry['number'].append(run_number(last))
+    if run_number(last, 'precise_bn_') is not None:  # runs with config.precise_batch_norm
+      entry['precise_bn_number'].append(run_number(last, 'precise_bn_'))
     entry['seconds'].append(r['seconds'])
   return table
 
@@ -132,14 +137,19 @@ def markdown(header, records):
   table = summarize(records)
   model = header['model']
   article = ARTICLE.get(model, {}).get('phase2', (None, None))[1]
+  # Runs tested with recomputed BatchNorm statistics get a column of their own (older tables have none).
+  precise = any(entry['precise_bn_number'] for entry in table.values())
   lines = [f'# Ablation of `{header["config"]}` ({model})', '',
            f'Machine: {header["device_kind"]} ({header["backend"]}), {cpu_text(header)}, JAX {header["jax"]}.',
            'Each row: the recipe, or the recipe without one choice (its overrides), over seeds; the last '
            'phase\'s test accuracy, plain, with flip TTA, of the EMA of the weights, and of the EMA with flip TTA '
            '(where the variant keeps them). A variant\'s number is its most complete of these; the difference is '
-           'taken between numbers' + (f'; the article\'s {model} reached {article:.4f}.' if article else '.'), '',
+           'taken between numbers' + (f'; the article\'s {model} reached {article:.4f}.' if article else '.')
+           + (' "Precise BN": the number with every BatchNorm\'s statistics recomputed over the training set.'
+              if precise else ''), '',
            '| variant | overrides | seeds | test accuracy | flip TTA | EMA | EMA + flip TTA | number minus the full '
-           'recipe\'s | seconds a run |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+           'recipe\'s | ' + ('precise BN | ' if precise else '') + 'seconds a run |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- | ' + ('--- | ' if precise else '') + '--- |']
   full = table.get(FULL)
   full_number = statistics.mean(full['number']) if full else None
   for name, entry in table.items():
@@ -147,7 +157,8 @@ def markdown(header, records):
                   and name != FULL else '-')
     overrides = ', '.join(f'{k}={v}' for k, v in entry['overrides'].items()) or '(the recipe)'
     accuracies = ' | '.join(_mean_std(entry[name]) for name, _ in EVALUATIONS)
-    lines.append(f'| {name} | {overrides} | {len(entry["plain"])} | {accuracies} | {difference} | '
+    precise_cell = f'{_mean_std(entry["precise_bn_number"])} | ' if precise else ''
+    lines.append(f'| {name} | {overrides} | {len(entry["plain"])} | {accuracies} | {difference} | {precise_cell}'
                  f'{statistics.mean(entry["seconds"]):.0f} |')
   lines += [''] + [f'Note: {note}' for note in header.get('notes', [])]
   lines += [f'Command: `{header["command"]}`']

@@ -44,6 +44,16 @@ def test_the_table_compares_each_variant_with_the_full_recipe_by_its_most_comple
   assert "the article's cnn1 reached 0.9229." in lines[3]
   noted = ablate.markdown(dict(header, notes=['an earlier recipe.']), records).splitlines()
   assert noted[-2:] == ['Note: an earlier recipe.', 'Command: `python ablate.py`']
+  assert not any('precise BN' in line for line in lines)  # no run has recomputed statistics
+  # Runs with config.precise_batch_norm: a column of the number with recomputed statistics ('-' if none).
+  for record, precise in zip(records, (0.95, 0.96)):
+    record['phases'][-1].update(precise_bn_ema_tta_flip_test_accuracy=precise, precise_bn_test_accuracy=0.5)
+  lines = ablate.markdown(header, records).splitlines()
+  assert '| variant | overrides | seeds | test accuracy | flip TTA | EMA | EMA + flip TTA | number minus the ' \
+         "full recipe's | precise BN | seconds a run |" in lines
+  assert ('| full | (the recipe) | 2 | 0.9200 +/- 0.0000 | 0.9250 +/- 0.0000 | 0.9350 +/- 0.0071 | '
+          '0.9400 +/- 0.0071 | - | 0.9550 +/- 0.0071 | 11 |') in lines
+  assert '| no flip TTA | tta_flip=False | 1 | 0.9100 | - | 0.9200 | - | -0.0200 | - | 9 |' in lines
 
 
 def test_each_variant_runs_its_own_number_of_seeds_seed_by_seed():
