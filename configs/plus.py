@@ -34,9 +34,10 @@ above the article's 0.9352 and our protocol runs' 0.9279 +/- 0.0007; each took 1
 so seed 2 waits for a GPU (experiments/gpu_plus.sh, inside `experiments/gpu_pending.sh 1`) or another
 CPU session (copy ablation-cnn4-plus-runs/ to ablate.py's --root: it trains only the missing seeds).
 
-CNN-4's EMA (its only model with BatchNorm) tests near chance through phase 1 (0.10 and 0.25 after it)
-and catches up in phase 2. The EMA averages the BatchNorm running statistics beside the weights, and
-while AdamW moves the weights fast the averaged statistics do not fit the averaged weights: recomputed
+CNN-4's EMA (the only one of the article's models with BatchNorm) tests near chance through phase 1
+(0.10 and 0.25 after it) and catches up in phase 2. The EMA averages the BatchNorm running statistics
+beside the weights, and while AdamW moves the weights fast the averaged statistics do not fit the
+averaged weights: recomputed
 over the training set (`python -m fashion_jax.evaluate --precise_batch_norm`), the same EMA weights test
 like the live ones (`experiments/results/precise-bn-cnn4-plus.md`). By the end of phase 2 the EMA has
 caught up, but recomputed statistics still add to every number: EMA with flip TTA 0.9423 and 0.9398
