@@ -119,8 +119,9 @@ def summarize(records):
       if key in last:
         entry[name].append(last[key])
     entry['number'].append(run_number(last))
-    if run_number(last, 'precise_bn_') is not None:  # runs with config.precise_batch_norm
-      entry['precise_bn_number'].append(run_number(last, 'precise_bn_'))
+    precise = run_number(last, 'precise_bn_')
+    if precise is not None:  # runs with config.precise_batch_norm
+      entry['precise_bn_number'].append(precise)
     entry['seconds'].append(r['seconds'])
   return table
 

@@ -33,8 +33,6 @@ import contextlib
 import importlib
 import json
 import os
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
@@ -51,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import records as records_lib
-from fashion_jax.cpu_info import cpu_description, cpu_identity, cpu_text, peak_gflops, usable_cpus
+from fashion_jax.cpu_info import cpu_text
 from fashion_jax import data, parallel, steps, train, transfer
 from fashion_jax.models import vgg
 
@@ -83,15 +81,7 @@ def rounds(default):
   return default if _ROUNDS.value is None else _ROUNDS.value
 
 
-def machine():
-  device = jax.devices()[0]
-  cpu_model, cpu_flags = cpu_description()
-  peak, peak_basis = peak_gflops()
-  return {'backend': jax.default_backend(), 'device_kind': device.device_kind, 'devices': jax.device_count(),
-          'cpu_count': usable_cpus(), 'processor': platform.processor() or platform.machine(),
-          'cpu_model': cpu_model, 'cpu_identity': cpu_identity(), 'cpu_flags': cpu_flags,
-          'cpu_peak_gflops': peak, 'cpu_peak_basis': peak_basis,
-          'jax': jax.__version__, 'command': shlex.join(['python'] + sys.argv)}
+machine = records_lib.machine  # the step-timing scripts call it as benchmark.machine()
 
 
 def training_mflop_per_image(flax_model, input_shape, batch=8):

@@ -61,11 +61,10 @@ def time_config(config_name, repeats):
   return {'config': config_name, 'batch': batch, 'seconds': seconds, 'faults_per_step': faults}
 
 
-def measure(configs, settings, rounds, repeats, out, table=None, script=__file__, cleared='MALLOC_'):
+def measure(configs, settings, rounds, repeats, out, table=SETTINGS, script=__file__, cleared='MALLOC_'):
   """Times each config under each of `settings` (names in `table`, SETTINGS by default: name -> (column,
   environment)), each in a process of `script` (which answers --child) whose environment has the
   variables starting with `cleared` replaced by the setting's."""
-  table = SETTINGS if table is None else table
   records, names = [], list(settings)
   for round_index in range(rounds):
     order = names[round_index % len(names):] + names[:round_index % len(names)]

@@ -12,7 +12,6 @@ and the evaluation) and <out>.md, the table rendered from it.
 """
 
 import os
-import shlex
 import sys
 
 from absl import app, flags, logging
@@ -21,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import records as records_lib
-from fashion_jax.cpu_info import cpu_description, cpu_identity, cpu_text, usable_cpus
+from fashion_jax.cpu_info import cpu_text
 
 FLAGS = flags.FLAGS
 
@@ -96,13 +95,9 @@ def main(argv):
     print('error: --run=label=workdir: give at least one run', file=sys.stderr)
     sys.exit(2)
   logging.set_verbosity(logging.WARNING)
-  import jax  # pylint: disable=g-import-not-at-top
   from fashion_jax import evaluate  # pylint: disable=g-import-not-at-top
   from fashion_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  cpu_model, cpu_flags = cpu_description()
-  header = {'command': shlex.join(['python'] + sys.argv), 'backend': jax.default_backend(),
-            'device_kind': jax.devices()[0].device_kind, 'cpu_count': usable_cpus(), 'cpu_model': cpu_model,
-            'cpu_identity': cpu_identity(), 'cpu_flags': cpu_flags, 'jax': jax.__version__}
+  header = records_lib.machine()
   records = []
   for label, workdir in runs:
     try:

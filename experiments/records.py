@@ -3,6 +3,24 @@ line a measurement or run, which the scripts' tables are rendered from."""
 
 import json
 import os
+import platform
+import shlex
+import sys
+
+from fashion_jax.cpu_info import cpu_description, cpu_identity, peak_gflops, usable_cpus
+
+
+def machine():
+  """The header's description of this machine and of the command that is running."""
+  import jax  # pylint: disable=g-import-not-at-top  # only once a script measures
+  device = jax.devices()[0]
+  cpu_model, cpu_flags = cpu_description()
+  peak, peak_basis = peak_gflops()
+  return {'backend': jax.default_backend(), 'device_kind': device.device_kind, 'devices': jax.device_count(),
+          'cpu_count': usable_cpus(), 'processor': platform.processor() or platform.machine(),
+          'cpu_model': cpu_model, 'cpu_identity': cpu_identity(), 'cpu_flags': cpu_flags,
+          'cpu_peak_gflops': peak, 'cpu_peak_basis': peak_basis,
+          'jax': jax.__version__, 'command': shlex.join(['python'] + sys.argv)}
 
 
 def write_json_lines(out, header, records):

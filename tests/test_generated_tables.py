@@ -10,10 +10,11 @@ speedrun's records written without a header line.
 """
 
 import glob
-import json
 import os
 
 import pytest
+
+from experiments import records as records_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, 'experiments', 'results')
@@ -63,8 +64,7 @@ def test_committed_table_is_what_its_script_renders(name):
   prefixes = [prefix for prefix in renderers() if name.startswith(prefix)]
   assert prefixes, f'{name}: no script known to render it; add it to renderers()'
   renderer = renderers()[max(prefixes, key=len)]  # a trials folder's before the file names' ('speedrun-')
-  with open(os.path.join(RESULTS, name)) as f:
-    header, *records = [json.loads(line) for line in f if line.strip()]
+  header, records = records_lib.read_json_lines(os.path.join(RESULTS, name[:-len('.jsonl')]))
   with open(os.path.join(RESULTS, name[:-len('.jsonl')] + '.md')) as f:
     committed = f.read()
   assert renderer(header, records) == committed
