@@ -126,14 +126,6 @@ def summarize(records):
   return table
 
 
-def _mean_std(values):
-  if not values:
-    return '-'
-  if len(values) == 1:
-    return f'{values[0]:.4f}'
-  return f'{statistics.mean(values):.4f} +/- {statistics.stdev(values):.4f}'
-
-
 def markdown(header, records):
   table = summarize(records)
   model = header['model']
@@ -157,8 +149,8 @@ def markdown(header, records):
     difference = (f'{statistics.mean(entry["number"]) - full_number:+.4f}' if full_number is not None
                   and name != FULL else '-')
     overrides = ', '.join(f'{k}={v}' for k, v in entry['overrides'].items()) or '(the recipe)'
-    accuracies = ' | '.join(_mean_std(entry[name]) for name, _ in EVALUATIONS)
-    precise_cell = f'{_mean_std(entry["precise_bn_number"])} | ' if precise else ''
+    accuracies = ' | '.join(records_lib.mean_std_text(entry[name]) for name, _ in EVALUATIONS)
+    precise_cell = f'{records_lib.mean_std_text(entry["precise_bn_number"])} | ' if precise else ''
     lines.append(f'| {name} | {overrides} | {len(entry["plain"])} | {accuracies} | {difference} | {precise_cell}'
                  f'{statistics.mean(entry["seconds"]):.0f} |')
   lines += [''] + [f'Note: {note}' for note in header.get('notes', [])]

@@ -8,9 +8,11 @@ Each --run is label=workdir: the newest checkpoint in that workdir is tested by 
 the running statistics the run kept and with every BatchNorm's statistics recomputed over the training
 set, for the weights and (where the run keeps one) their EMA, with and without flip TTA (where the run
 uses it). Writes <out>.jsonl (a header with the machine and the command, then one record a run: the label
-and the evaluation) and <out>.md, the table rendered from it.
+and the evaluation) and <out>.md, the table rendered from it, with each column's mean over the runs that were tested at the
+same step of the same model (several seeds' ends).
 """
 
+import collections
 import os
 import sys
 
@@ -26,6 +28,8 @@ FLAGS = flags.FLAGS
 
 # (column title, the key's part after the statistics' prefix)
 VIEWS = (('test accuracy', 'test_accuracy'), ('flip TTA', 'tta_flip_test_accuracy'))
+# The tables' number columns: (the statistics' prefix, the view's key), the kept statistics first.
+COLUMNS = tuple((statistics, view) for statistics in ('', 'precise_bn_') for _, view in VIEWS)
 
 
 def define_flags():
@@ -50,6 +54,22 @@ def _accuracy(results, key):
   return f'{results[key]:.4f}' if key in results else '-'
 
 
+def _means_over_runs(same_point):
+  """A second table: mean +/- std of each column over the runs whose checkpoints sit at the same step of the
+  same model (e.g. several seeds' ends), where there are two or more; none if no two runs share one."""
+  shared = {point: columns for point, columns in same_point.items() if len(columns[0]) > 1}
+  if not shared:
+    return []
+  lines = ['', 'Mean +/- std over the runs tested at the same step of the same model:', '',
+           '| model | checkpoint | weights | runs | ' + ' | '.join(title for title, _ in VIEWS) + ' | '
+           + ' | '.join(f'precise BN, {title}' for title, _ in VIEWS) + ' |',
+           '| --- | --- | --- | --- |' + ' --- |' * (2 * len(VIEWS))]
+  for (model, where, named), columns in shared.items():
+    lines.append(f'| {model} | {where} | {named} | {len(columns[0])} | '
+                 + ' | '.join(records_lib.mean_std_text(numbers) for numbers in columns) + ' |')
+  return lines
+
+
 def markdown(header, records):
   lines = ['# Precise BatchNorm on checkpoints of runs trained without it', '',
            f'Machine: {header["device_kind"]} ({header["backend"]}), {cpu_text(header)}, JAX {header["jax"]}.',
@@ -61,6 +81,8 @@ def markdown(header, records):
            '| run | model | checkpoint | weights | ' + ' | '.join(title for title, _ in VIEWS) + ' | '
            + ' | '.join(f'precise BN, {title}' for title, _ in VIEWS) + ' | matches the record |',
            '| --- | --- | --- | --- | ' + '--- | ' * (2 * len(VIEWS)) + '--- |']
+  # (model, where, weights) -> each column's numbers over the runs tested there
+  same_point = collections.defaultdict(lambda: [[] for _ in COLUMNS])
   for record in records:
     evaluation = record['evaluation']
     results, recorded = evaluation['results'], evaluation['recorded']
@@ -71,11 +93,14 @@ def markdown(header, records):
         continue
       key = f'{weights}test_accuracy'
       matches = '-' if not recorded else ('yes' if recorded.get(key) == results[key] else 'no')
-      cells = [_accuracy(results, f'{statistics}{weights}{view}')
-               for statistics in ('', 'precise_bn_') for _, view in VIEWS]
+      keys = [f'{statistics}{weights}{view}' for statistics, view in COLUMNS]
       named = 'EMA' if weights else 'weights'
-      lines.append(f'| {record["label"]} | {evaluation["model"]} | {where} | {named} | ' + ' | '.join(cells)
-                   + f' | {matches} |')
+      lines.append(f'| {record["label"]} | {evaluation["model"]} | {where} | {named} | '
+                   + ' | '.join(_accuracy(results, key) for key in keys) + f' | {matches} |')
+      for numbers, key in zip(same_point[evaluation['model'], where, named], keys):
+        if key in results:
+          numbers.append(results[key])
+  lines += _means_over_runs(same_point)
   lines += [''] + [f'Note: {note}' for note in header.get('notes', [])]
   lines += [f'Command: `{header["command"]}`']
   return '\n'.join(lines) + '\n'

@@ -5,6 +5,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
 
 from fashion_jax.cpu_info import cpu_description, cpu_identity, peak_gflops, usable_cpus
@@ -49,3 +50,12 @@ def render_table(out, markdown):
   header, records = read_json_lines(out)
   with open(out + '.md', 'w') as f:
     f.write(markdown(header, records))
+
+
+def mean_std_text(values):
+  """'mean +/- std' over runs to 4 decimals: the one value itself for one run, '-' for none."""
+  if not values:
+    return '-'
+  if len(values) == 1:
+    return f'{values[0]:.4f}'
+  return f'{statistics.mean(values):.4f} +/- {statistics.stdev(values):.4f}'

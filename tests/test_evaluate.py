@@ -122,6 +122,25 @@ def test_the_precise_bn_table_has_a_row_per_run_and_weights_and_says_whether_the
       '| phase end | cnn4 | step 1870 (phase1, 10 epochs) | EMA | 0.2500 | - | 0.9117 | - | no |',
       '| mid-phase | cnn1 | step 12 (phase1, 1 epochs) | weights | 0.5000 | - | - | - | - |']
   assert 'Note: a note' in table and '2 CPU cores (AMD EPYC)' in table
+  assert 'Mean +/- std' not in table  # no two runs share a step
+
+
+def test_the_precise_bn_table_averages_the_runs_tested_at_the_same_step():
+  from experiments import precise_bn_runs  # pylint: disable=g-import-not-at-top
+  header = {'device_kind': 'cpu', 'backend': 'cpu', 'cpu_count': 2, 'cpu_model': 'AMD EPYC', 'jax': '0.10.2',
+            'command': 'python experiments/precise_bn_runs.py ...'}
+
+  def run_end(label, plain, precise, step=11220):
+    return {'label': label, 'evaluation': {
+        'model': 'cnn4', 'step': step, 'phase': 'phase2', 'epoch': 60, 'recorded': None,
+        'results': {'test_accuracy': plain, 'precise_bn_test_accuracy': precise}}}
+
+  records = [run_end('seed 0', 0.93, 0.94), run_end('seed 1', 0.92, 0.95), run_end('other', 0.5, 0.6, step=9)]
+  table = precise_bn_runs.markdown(header, records)
+  means = table.split('Mean +/- std over the runs tested at the same step')[1].splitlines()
+  rows = [line for line in means if line.startswith('| cnn4')]
+  assert rows == ['| cnn4 | step 11220 (phase2, 60 epochs) | weights | 2 | 0.9250 +/- 0.0071 | - '
+                  '| 0.9450 +/- 0.0071 | - |']
 
 
 def test_each_run_is_a_label_and_a_workdir():
