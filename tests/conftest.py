@@ -78,6 +78,17 @@ def small_config(model='cnn1', **overrides):
   return config
 
 
+def products_in_bfloat16(model, variables, x):
+  """{whether a convolution or matrix product of model.apply gives bfloat16}, over all of them (the jaxpr's
+  `out:bf16[...] = conv_general_dilated[` lines)."""
+  import jax  # pylint: disable=g-import-not-at-top  # after XLA_FLAGS above
+  jaxpr = str(jax.make_jaxpr(lambda v: model.apply(v, x))(variables))
+  outputs = [line.split(' = ')[0] for line in jaxpr.splitlines()
+             if ' = conv_general_dilated[' in line or ' = dot_general[' in line]
+  assert outputs, 'no convolution or matrix product in the jaxpr'
+  return {'bf16[' in output for output in outputs}
+
+
 def pytest_sessionfinish(session):
   """Stops JAX's garbage-collection hook before pytest-xdist stops this worker.
 

@@ -8,6 +8,7 @@ import pytest
 from flax import linen as nn
 from jax.test_util import check_grads
 
+from conftest import products_in_bfloat16
 from fashion_jax import batch_axis
 from fashion_jax.models import cnn, fast_conv, fast_random, layers
 from fashion_jax.models.layers import Conv3x3, Dropout, max_pool_2x2
@@ -56,6 +57,9 @@ def test_bfloat16_compute_keeps_float32_parameters():
   assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
   logits = cnn.CNN3(dtype=jnp.bfloat16).apply(variables, jnp.ones((2, 28, 28, 1)))
   assert logits.dtype == jnp.float32
+  # and the products do run in bfloat16 (a dtype that was dropped on the way would keep them float32)
+  assert products_in_bfloat16(cnn.CNN3(dtype=jnp.bfloat16), variables, jnp.ones((2, 28, 28, 1))) == {True}
+  assert products_in_bfloat16(cnn.CNN3(), variables, jnp.ones((2, 28, 28, 1))) == {False}
 
 
 def _chunk_as(monkeypatch, chunk_bytes, input_gradient_in_chunks):

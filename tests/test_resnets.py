@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import products_in_bfloat16
 from fashion_jax import batch_axis, models
 from fashion_jax.errors import UserError
 from fashion_jax.models import resnet, wrn
@@ -212,7 +213,10 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
   x = jnp.ones((2, 12, 12, 1))
   shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), x))
   assert {v.dtype for v in jax.tree.leaves(shapes)} == {jnp.dtype(jnp.float32)}
-  assert model.apply(random_variables(model, x), x).dtype == jnp.float32
+  variables = random_variables(model, x)
+  assert model.apply(variables, x).dtype == jnp.float32
+  assert products_in_bfloat16(model, variables, x) == {True}
+  assert products_in_bfloat16(SMOKE['wrn_10_1'](), variables, x) == {False}
 
 
 def test_im2col_and_xla_convolutions_give_the_same_logits_and_gradients():
