@@ -8,15 +8,18 @@ import sys
 import time
 import urllib.request
 
+import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import small_config
-from fashion_jax import embeddings, train
+from fashion_jax import checkpoint, embeddings, run_files, train
 from fashion_jax.data import CLASS_NAMES
 from fashion_jax.errors import UserError
+from fashion_jax.models import create_model
 
 
 @pytest.fixture(scope='module')
@@ -142,7 +145,13 @@ def test_predict_treats_dataset_pngs_exactly_as_the_evaluation(finished_run, tmp
   np.testing.assert_array_equal(converted, test_images)
   probabilities = predict.Classifier(str(workdir)).probabilities(converted)
   assert probabilities.shape == (12, 10)
-  np.testing.assert_allclose(probabilities.sum(1), 1, rtol=1e-5)
+  # The best checkpoint's softmax of pixels / 255, restored here on its own.
+  model = create_model(ml_collections.ConfigDict(run_files.read_run_config(str(workdir))), num_classes=10)
+  initial = model.init(jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32), train=False)
+  best, _ = checkpoint.Checkpointer(str(workdir / 'best'), max_to_keep=1).restore_latest(
+      jax.device_get({'params': initial['params'], 'batch_stats': initial.get('batch_stats', {})}))
+  expected = jax.nn.softmax(model.apply(best, test_images.astype(np.float32) / 255.0, train=False))
+  np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_predict_converts_any_photo_to_a_light_object_on_dark(tmp_path):
