@@ -200,15 +200,29 @@ def test_pytorch_models_have_the_articles_parameter_counts(model, parameters):
   assert torch_baseline.parameter_count(torch_baseline.build(model, input_shape)) == parameters
 
 
-def test_pytorch_timing_trains_in_both_layouts():
-  pytest.importorskip('torch')
+def test_pytorch_timing_trains_in_both_layouts(monkeypatch):
+  torch = pytest.importorskip('torch')
   import numpy as np  # pylint: disable=g-import-not-at-top
   from experiments import torch_baseline  # pylint: disable=g-import-not-at-top
   images = np.random.default_rng(0).integers(0, 256, (64, 28, 28, 1), dtype=np.uint8)
   labels = np.arange(64) % 10
+  built, build = [], torch_baseline.build
+  last_conv = lambda model: [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+
+  def build_and_keep(name, input_shape):
+    built.append(build(name, input_shape))
+    built[-1].initial = last_conv(built[-1]).weight.detach().clone()
+    return built[-1]
+
+  monkeypatch.setattr(torch_baseline, 'build', build_and_keep)
   for channels_last in (False, True):
     assert torch_baseline.images_per_second('cnn3', images, labels, batch_size=16, steps=2, warmup_steps=1,
                                             channels_last=channels_last) > 0
+    # the timed steps trained the model, in the layout asked for (a kernel of several input channels,
+    # whose two layouts differ)
+    conv = last_conv(built[-1])
+    assert not torch.equal(conv.weight, built[-1].initial)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == channels_last
 
 
 def test_rounds_give_medians_and_pair_each_ratio_within_its_round():
