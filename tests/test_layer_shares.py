@@ -1,5 +1,8 @@
 """The step breakdown finds the model's layers as the model calls them, and its table adds up."""
 
+import jax
+import jax.numpy as jnp
+
 from experiments import benchmark, layer_shares  # pylint: disable=unused-import (benchmark: the flags)
 from fashion_jax.models import cnn
 
@@ -15,10 +18,23 @@ def test_layers_are_the_models_direct_sub_modules_at_their_input_shapes():
   assert all(args == (False,) for name, _, _, args, _ in calls if name.startswith('Dropout'))
 
 
-def test_a_layer_is_timed_with_its_gradients():
+def test_a_layer_is_timed_with_its_gradients(monkeypatch):
   name, module, shape, args, kwargs = layer_shares.layer_calls(cnn.CNN3(conv_impl='im2col'), (28, 28, 1), 4)[2]
   assert name == 'Conv3x3 Conv3x3_1'
-  assert layer_shares.time_layer(module, shape, args, kwargs, input_gradient=True, repeats=2) > 0
+  timed = []
+  seconds_per_call = layer_shares.seconds_per_call
+
+  def keep_what_is_timed(fn, *fn_args, repeats):
+    timed.append(jax.tree.map(jnp.shape, fn(*fn_args)))
+    return seconds_per_call(fn, *fn_args, repeats=repeats)
+
+  monkeypatch.setattr(layer_shares, 'seconds_per_call', keep_what_is_timed)
+  for input_gradient in (True, False):
+    assert layer_shares.time_layer(module, shape, args, kwargs, input_gradient, repeats=2) > 0
+  # The timed call returns the kernel's and bias' gradients, and the input's only where it is asked for
+  # (the first layer needs none).
+  parameters = {'params': {'kernel': (3, 3, 32, 64), 'bias': (64,)}}
+  assert timed == [(parameters['params'], shape), (parameters['params'],)]
 
 
 def test_table_gives_each_layers_share_and_the_rest():
