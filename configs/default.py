@@ -13,10 +13,12 @@ import ml_collections
 
 def get_config():
   config = ml_collections.ConfigDict()
-  # A registered name (cnn1, cnn3, cnn4, vgg19, preact_resnet18, wrn), or 'package.module:Class' or
-  # 'path/to/file.py:Class' for a model of your own (fashion_jax/models/__init__.py says what it takes).
+  # A registered name (cnn1, cnn3, cnn4, vgg19, preact_resnet18, preact_resnet, wrn, convnet), or
+  # 'package.module:Class' or 'path/to/file.py:Class' for a model of your own
+  # (fashion_jax/models/__init__.py says what it takes).
   config.model = 'cnn3'
-  config.model_kwargs = ml_collections.ConfigDict()  # the model's own options, e.g. depth=16, width=4
+  # The model's own options, e.g. wrn's depth=16, widen_factor=4.
+  config.model_kwargs = ml_collections.ConfigDict()
   config.seed = 0
 
   config.batch_size = 256

@@ -144,3 +144,27 @@ def test_every_config_file_is_valid_and_builds_its_model():
     if config.model != 'vgg19':  # the transfer head's input is the frozen base's features, not images
       shapes = jax.eval_shape(lambda m=model: m.init(jax.random.key(0), jnp.zeros((2, 28, 28, 1)), train=False))
       assert jax.tree.leaves(shapes['params']), name  # the model builds on Fashion-MNIST's images
+
+
+def test_the_guide_names_every_setting():
+  # docs/guide.md names each key of configs/default.py: dotted (`data.dir`, `config.vgg.weights`), or as a
+  # bare name in a `group.*` entry, so a new setting cannot go undocumented there.
+  sys.path.insert(0, REPO)
+  from configs import default  # pylint: disable=g-import-not-at-top
+  guide = open(os.path.join(REPO, 'docs', 'guide.md')).read()
+
+  def keys(tree, prefix=''):
+    for name, value in tree.items():
+      if isinstance(value, dict) and value:
+        yield from keys(value, f'{prefix}{name}.')
+      else:
+        yield prefix + name
+
+  def named(key):
+    group, _, leaf = key.rpartition('.')
+    return (f'`{key}`' in guide or f'`{key}.*`' in guide or f'config.{key}' in guide
+            or (group and f'`{group}.*`' in guide and f'`{leaf}`' in guide))
+
+  settings = list(keys(default.get_config().to_dict()))
+  assert len(settings) > 50 and 'augment.fill_mode' in settings
+  assert [key for key in settings if not named(key)] == []
