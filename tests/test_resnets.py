@@ -1,9 +1,10 @@
 """The ResNet families and the model registry.
 
-The architectures are checked against torch.nn twins written here from the papers' layouts (He et al.
-2016's pre-activation unit, kuangliu/pytorch-cifar's PreActResNet18, Zagoruyko & Komodakis' WRN):
-parameter counts at full size (and the published figures), and, at toy sizes with the weights copied
-over, the same logits. Then shapes, the 'im2col' kernel against XLA's, pmap BatchNorm, and the registry.
+The architectures are checked against torch.nn twins written from the papers' layouts
+(tests/resnet_torch_twins.py: He et al. 2016's pre-activation unit, kuangliu/pytorch-cifar's
+PreActResNet18, Zagoruyko & Komodakis' WRN): parameter counts at full size (and the published
+figures), and, at toy sizes with the weights copied over, the same logits. Then shapes, the 'im2col'
+kernel against XLA's, pmap BatchNorm, and the registry; only the twins' tests need torch.
 """
 
 import jax
@@ -18,75 +19,13 @@ from fashion_jax import batch_axis, models
 from fashion_jax.errors import UserError
 from fashion_jax.models import resnet, wrn
 
-torch = pytest.importorskip('torch')
-F = torch.nn.functional
 
-
-# --- The torch twins -------------------------------------------------------------------------------------
-
-class TorchPreActBlock(torch.nn.Module):
-  """He et al. 2016 (fig. 1b): BN-ReLU-conv3x3(stride)-BN-ReLU-[dropout (WRN)]-conv3x3, plus the input, or
-  a 1x1 strided projection of the pre-activated input where the shape changes (kuangliu's, WRN's)."""
-
-  def __init__(self, cin, cout, stride, dropout=0.0):
-    super().__init__()
-    self.bn1 = torch.nn.BatchNorm2d(cin)
-    self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, padding=1, bias=False)
-    self.bn2 = torch.nn.BatchNorm2d(cout)
-    self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, padding=1, bias=False)
-    self.dropout = dropout
-    self.shortcut = torch.nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
-
-  def forward(self, x):
-    out = F.relu(self.bn1(x))
-    shortcut = self.shortcut(out) if self.shortcut is not None else x
-    out = F.relu(self.bn2(self.conv1(out)))
-    out = F.dropout(out, self.dropout, self.training)
-    return self.conv2(out) + shortcut
-
-
-class TorchPreActNet(torch.nn.Module):
-  """conv3x3 stem -> stages (stride 2 at the first block of all but the first) -> [BN-ReLU] -> mean -> Linear.
-
-  `final_bn=False` is kuangliu's PreActResNet, which leaves out the paper's last BN-ReLU.
-  """
-
-  def __init__(self, channels, stem, stage_sizes, widths, num_classes=10, final_bn=True, dropout=0.0):
-    super().__init__()
-    self.stem = torch.nn.Conv2d(channels, stem, 3, 1, padding=1, bias=False)
-    self.blocks = torch.nn.ModuleDict()
-    cin = stem
-    for i, (n, width) in enumerate(zip(stage_sizes, widths)):
-      for j in range(n):
-        self.blocks[f'stage{i + 1}_block{j + 1}'] = TorchPreActBlock(cin, width, 2 if i and not j else 1,
-                                                                     dropout)
-        cin = width
-    self.final_bn = torch.nn.BatchNorm2d(cin) if final_bn else None
-    self.classifier = torch.nn.Linear(cin, num_classes)
-
-  def forward(self, x):
-    x = self.stem(x)
-    for block in self.blocks.values():
-      x = block(x)
-    if self.final_bn is not None:
-      x = F.relu(self.final_bn(x))
-    return self.classifier(x.mean(dim=(2, 3)))
-
-
-def torch_preact_resnet18(final_bn=True):
-  return TorchPreActNet(3, 64, (2, 2, 2, 2), (64, 128, 256, 512), final_bn=final_bn)
-
-
-def torch_wrn(depth, k, channels=3, num_classes=10):
-  n = (depth - 4) // 6
-  return TorchPreActNet(channels, 16, (n, n, n), (16 * k, 32 * k, 64 * k), num_classes)
-
-
-def torch_counts(module):
-  """(trainable parameters, BatchNorm running statistics), as flax's 'params' and 'batch_stats' count."""
-  params = sum(p.numel() for p in module.parameters() if p.requires_grad)
-  stats = sum(b.numel() for name, b in module.named_buffers() if not name.endswith('num_batches_tracked'))
-  return params, stats
+@pytest.fixture(name='twins')
+def fixture_twins():
+  """tests/resnet_torch_twins.py, for the tests that compare with torch (skipped where torch is missing)."""
+  pytest.importorskip('torch')
+  import resnet_torch_twins  # pylint: disable=g-import-not-at-top
+  return resnet_torch_twins
 
 
 def flax_counts(model, shape=(1, 32, 32, 3)):
@@ -94,15 +33,16 @@ def flax_counts(model, shape=(1, 32, 32, 3)):
   return tuple(sum(x.size for x in jax.tree.leaves(variables[c])) for c in ('params', 'batch_stats'))
 
 
-def test_preact_resnet18_has_kuangliu_parameters_plus_the_papers_final_batch_norm():
-  kuangliu = torch_counts(torch_preact_resnet18(final_bn=False))
+def test_preact_resnet18_has_kuangliu_parameters_plus_the_papers_final_batch_norm(twins):
+  kuangliu = twins.torch_counts(twins.torch_preact_resnet18(final_bn=False))
   assert kuangliu[0] == 11_171_146  # the published PreActResNet18 (CIFAR-10)
-  assert flax_counts(resnet.PreActResNet18()) == torch_counts(torch_preact_resnet18()) == (11_172_170, 7_808)
+  assert (flax_counts(resnet.PreActResNet18()) == twins.torch_counts(twins.torch_preact_resnet18())
+          == (11_172_170, 7_808))
   assert 11_172_170 - kuangliu[0] == 2 * 512  # the final BatchNorm's scale and bias
 
 
-def test_wide_resnet_parameter_counts_match_the_twin_and_the_paper():
-  assert flax_counts(wrn.WideResNet(depth=16, widen_factor=4)) == torch_counts(torch_wrn(16, 4))
+def test_wide_resnet_parameter_counts_match_the_twin_and_the_paper(twins):
+  assert flax_counts(wrn.WideResNet(depth=16, widen_factor=4)) == twins.torch_counts(twins.torch_wrn(16, 4))
   assert flax_counts(wrn.WideResNet(depth=16, widen_factor=4))[0] == 2_748_890
   # The paper's table: WRN-28-10, 36.5M parameters (counted from shapes only, nothing allocated).
   params, _ = flax_counts(wrn.WideResNet(depth=28, widen_factor=10))
@@ -110,31 +50,6 @@ def test_wide_resnet_parameter_counts_match_the_twin_and_the_paper():
 
 
 # --- Same numbers as the twins at toy sizes -------------------------------------------------------------
-
-def copy_into_torch(variables, twin):
-  """Writes the flax variables into the twin, by the names both take from the layouts."""
-  params, stats = variables['params'], variables['batch_stats']
-
-  def conv(torch_conv, p):
-    torch_conv.weight.copy_(torch.from_numpy(np.array(p['kernel']).transpose(3, 2, 0, 1)))
-
-  def bn(torch_bn, p, s):
-    for attribute, value in (('weight', p['scale']), ('bias', p['bias']), ('running_mean', s['mean']),
-                             ('running_var', s['var'])):
-      getattr(torch_bn, attribute).copy_(torch.from_numpy(np.array(value)))
-
-  with torch.no_grad():
-    conv(twin.stem, params['stem'])
-    for name, block in twin.blocks.items():
-      for part in ('conv1', 'conv2') + (('shortcut',) if block.shortcut is not None else ()):
-        conv(getattr(block, part), params[name][part])
-      for part in ('bn1', 'bn2'):
-        bn(getattr(block, part), params[name][part], stats[name][part])
-    assert set(params) == {'stem', 'final_bn', 'classifier', *twin.blocks}  # nothing left uncopied
-    bn(twin.final_bn, params['final_bn'], stats['final_bn'])
-    twin.classifier.weight.copy_(torch.from_numpy(np.array(params['classifier']['kernel']).T))
-    twin.classifier.bias.copy_(torch.from_numpy(np.array(params['classifier']['bias'])))
-
 
 def images(shape, seed=0):
   return jnp.asarray(np.random.default_rng(seed).uniform(size=shape), jnp.float32)
@@ -162,20 +77,21 @@ def random_variables(model, x, seed=0):
 TOYS = {
     'preact_resnet': (
         lambda: resnet.PreActResNet(num_classes=5, stage_sizes=(1, 2, 1, 1), widths=(4, 8, 8, 12)),
-        lambda: TorchPreActNet(1, 4, (1, 2, 1, 1), (4, 8, 8, 12), num_classes=5)),
+        lambda twins: twins.TorchPreActNet(1, 4, (1, 2, 1, 1), (4, 8, 8, 12), num_classes=5)),
     'wrn_10_2': (lambda: wrn.WideResNet(num_classes=5, depth=10, widen_factor=2),
-                 lambda: torch_wrn(10, 2, channels=1, num_classes=5)),
+                 lambda twins: twins.torch_wrn(10, 2, channels=1, num_classes=5)),
 }
 
 
 @pytest.mark.parametrize('name', sorted(TOYS))
-def test_logits_match_the_torch_twin(name):
+def test_logits_match_the_torch_twin(name, twins):
   # 28x28 images halve to 14, 7 and 4: an odd size, where asymmetric ('SAME') padding would misalign the
   # strided 3x3 convolution with its 1x1 shortcut.
-  model, twin = TOYS[name][0](), TOYS[name][1]()
+  import torch  # pylint: disable=g-import-not-at-top  # there: the fixture found it
+  model, twin = TOYS[name][0](), TOYS[name][1](twins)
   x = images((3, 28, 28, 1), 0)
   variables = random_variables(model, x)
-  copy_into_torch(variables, twin)
+  twins.copy_into_torch(variables, twin)
   x_torch = torch.from_numpy(np.array(x).transpose(0, 3, 1, 2))
   with torch.no_grad():
     np.testing.assert_allclose(model.apply(variables, x), twin.eval()(x_torch).numpy(), rtol=1e-4, atol=1e-5)
