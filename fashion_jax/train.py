@@ -35,9 +35,11 @@ from fashion_jax.errors import UserError
 from fashion_jax.models import create_model
 
 STREAM_INIT, STREAM_SHUFFLE, STREAM_STEP, STREAM_EVAL = range(4)
-# Settings that may differ when a run is resumed: they change how fast it runs, not what it computes.
+# Settings that may differ when a run is resumed: they change how fast it runs or what it reports, not
+# what it trains (precise_batch_norm only adds test numbers: seeds trained before a recipe turned it on
+# still count as that recipe's runs).
 RESUMABLE_CHANGES = ('parallel', 'conv_impl', 'steps_per_call', 'checkpoint_every_steps',
-                     'checkpoint_every_epochs', 'report')
+                     'checkpoint_every_epochs', 'report', 'precise_batch_norm')
 
 
 class Interrupted(Exception):

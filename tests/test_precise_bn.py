@@ -78,6 +78,9 @@ def test_a_cnn4_run_reports_precise_bn_beside_the_plain_and_ema_test_numbers(tmp
   for weights in ('', 'ema_'):
     flipped = phase[f'precise_bn_{weights}tta_flip_test_loss']
     assert flipped not in (phase[f'{weights}tta_flip_test_loss'], phase[f'precise_bn_{weights}test_loss'])
+  # It only adds test numbers, so the same run without it is this finished run, not one to refuse.
+  config.precise_batch_norm = False
+  assert train.train_and_evaluate(config, str(tmp_path))['phases'][0] == phase
 
 
 def test_precise_bn_is_refused_for_a_model_without_batch_norm(tmp_path, real_data_dir):
