@@ -126,14 +126,6 @@ def summarize(records):
   return table
 
 
-def _precise_text(entry):
-  """The precise-BN cell: its mean over the runs tested so, which it names when they are not all the
-  variant's runs (seeds trained before the recipe tested with it, e.g.)."""
-  numbers, runs = entry['precise_bn_number'], len(entry['number'])
-  text = records_lib.mean_std_text(numbers)
-  return text if not numbers or len(numbers) == runs else f'{text} ({len(numbers)} of {runs} runs)'
-
-
 def markdown(header, records):
   table = summarize(records)
   model = header['model']
@@ -158,7 +150,9 @@ def markdown(header, records):
                   and name != FULL else '-')
     overrides = ', '.join(f'{k}={v}' for k, v in entry['overrides'].items()) or '(the recipe)'
     accuracies = ' | '.join(records_lib.mean_std_text(entry[name]) for name, _ in EVALUATIONS)
-    precise_cell = f'{_precise_text(entry)} | ' if precise else ''
+    # Over the runs tested so, named when not all the variant's are (seeds trained before the recipe had it).
+    precise_cell = (f'{records_lib.mean_std_text(entry["precise_bn_number"], len(entry["number"]))} | '
+                    if precise else '')
     lines.append(f'| {name} | {overrides} | {len(entry["plain"])} | {accuracies} | {difference} | {precise_cell}'
                  f'{statistics.mean(entry["seconds"]):.0f} |')
   lines += [''] + [f'Note: {note}' for note in header.get('notes', [])]

@@ -8,8 +8,8 @@ Each --run is label=workdir: the newest checkpoint in that workdir is tested by 
 the running statistics the run kept and with every BatchNorm's statistics recomputed over the training
 set, for the weights and (where the run keeps one) their EMA, with and without flip TTA (where the run
 uses it). Writes <out>.jsonl (a header with the machine and the command, then one record a run: the label
-and the evaluation) and <out>.md, the table rendered from it, with each column's mean over the runs that were tested at the
-same step of the same model (several seeds' ends).
+and the evaluation) and <out>.md, the table rendered from it; where two or more runs were tested at the same step of the same
+model (several seeds' ends: give the script one recipe's runs), also each column's mean +/- std over them.
 """
 
 import collections
@@ -60,13 +60,15 @@ def _means_over_runs(same_point):
   shared = {point: columns for point, columns in same_point.items() if len(columns[0]) > 1}
   if not shared:
     return []
-  lines = ['', 'Mean +/- std over the runs tested at the same step of the same model:', '',
+  lines = ['', 'Mean +/- std over the runs tested at the same step of the same model (one recipe\'s seeds):',
+           '',
            '| model | checkpoint | weights | runs | ' + ' | '.join(title for title, _ in VIEWS) + ' | '
            + ' | '.join(f'precise BN, {title}' for title, _ in VIEWS) + ' |',
            '| --- | --- | --- | --- |' + ' --- |' * (2 * len(VIEWS))]
   for (model, where, named), columns in shared.items():
     lines.append(f'| {model} | {where} | {named} | {len(columns[0])} | '
-                 + ' | '.join(records_lib.mean_std_text(numbers) for numbers in columns) + ' |')
+                 + ' | '.join(records_lib.mean_std_text(numbers, len(columns[0])) for numbers in columns)
+                 + ' |')
   return lines
 
 

@@ -52,10 +52,11 @@ def render_table(out, markdown):
     f.write(markdown(header, records))
 
 
-def mean_std_text(values):
-  """'mean +/- std' over runs to 4 decimals: the one value itself for one run, '-' for none."""
+def mean_std_text(values, runs=None):
+  """'mean +/- std' over runs to 4 decimals: the one value itself for one run, '-' for none; with `runs`
+  (how many runs the row has), ' (k of n runs)' where only k of them have the number."""
   if not values:
     return '-'
-  if len(values) == 1:
-    return f'{values[0]:.4f}'
-  return f'{statistics.mean(values):.4f} +/- {statistics.stdev(values):.4f}'
+  text = (f'{values[0]:.4f}' if len(values) == 1
+          else f'{statistics.mean(values):.4f} +/- {statistics.stdev(values):.4f}')
+  return text if runs is None or len(values) == runs else f'{text} ({len(values)} of {runs} runs)'

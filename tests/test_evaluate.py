@@ -131,9 +131,9 @@ def test_the_precise_bn_table_averages_the_runs_tested_at_the_same_step():
             'command': 'python experiments/precise_bn_runs.py ...'}
 
   def run_end(label, plain, precise, step=11220):
-    return {'label': label, 'evaluation': {
-        'model': 'cnn4', 'step': step, 'phase': 'phase2', 'epoch': 60, 'recorded': None,
-        'results': {'test_accuracy': plain, 'precise_bn_test_accuracy': precise}}}
+    results = {'test_accuracy': plain, **({'precise_bn_test_accuracy': precise} if precise else {})}
+    return {'label': label, 'evaluation': {'model': 'cnn4', 'step': step, 'phase': 'phase2', 'epoch': 60,
+                                           'recorded': None, 'results': results}}
 
   records = [run_end('seed 0', 0.93, 0.94), run_end('seed 1', 0.92, 0.95), run_end('other', 0.5, 0.6, step=9)]
   table = precise_bn_runs.markdown(header, records)
@@ -141,6 +141,10 @@ def test_the_precise_bn_table_averages_the_runs_tested_at_the_same_step():
   rows = [line for line in means if line.startswith('| cnn4')]
   assert rows == ['| cnn4 | step 11220 (phase2, 60 epochs) | weights | 2 | 0.9250 +/- 0.0071 | - '
                   '| 0.9450 +/- 0.0071 | - |']
+  # A run without precise BN: the cell names the runs its mean is over.
+  table = precise_bn_runs.markdown(header, records + [run_end('seed 2', 0.94, None)])
+  assert ('| cnn4 | step 11220 (phase2, 60 epochs) | weights | 3 | 0.9300 +/- 0.0100 | - '
+          '| 0.9450 +/- 0.0071 (2 of 3 runs) | - |') in table.splitlines()
 
 
 def test_each_run_is_a_label_and_a_workdir():
