@@ -39,7 +39,7 @@ def get_config():
   config.schedule = ml_collections.ConfigDict(dict(
       name='constant',  # 'constant', 'step', 'cosine' or 'onecycle'
       over='run',  # 'run': one schedule over both phases' steps; 'phase': restarted for each phase
-      warmup_epochs=0.0,  # linear warm-up from 0 (cosine and step; onecycle has its own)
+      warmup_epochs=0.0,  # linear warm-up from 0 (constant, step, cosine; onecycle has its own)
       step_epochs=(),  # step: epochs (within the schedule) after which the rate is multiplied by...
       step_factor=0.1,  # ... this factor
       final_fraction=0.0,  # cosine and onecycle: the last step's rate, as a fraction of the peak

@@ -3,6 +3,7 @@ trained end to end (pictures and predict included) with no change to fashion_jax
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -160,10 +161,16 @@ def test_the_guide_names_every_setting():
       else:
         yield prefix + name
 
+  def group_entries(group):
+    """The guide's text from each `group.*` to the end of its bullet (where its bare names stand)."""
+    return [guide[start:guide.find('\n- ', start)] for start in
+            (m.start() for m in re.finditer(re.escape(f'`{group}.*`'), guide))]
+
   def named(key):
     group, _, leaf = key.rpartition('.')
-    return (f'`{key}`' in guide or f'`{key}.*`' in guide or f'config.{key}' in guide
-            or (group and f'`{group}.*`' in guide and f'`{leaf}`' in guide))
+    return (f'`{key}`' in guide or f'`{key}.*`' in guide
+            or re.search(rf'config\.{re.escape(key)}(?![\w.])', guide) is not None
+            or any(f'`{leaf}`' in entry for entry in group_entries(group)))
 
   settings = list(keys(default.get_config().to_dict()))
   assert len(settings) > 50 and 'augment.fill_mode' in settings

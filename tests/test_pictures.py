@@ -145,7 +145,8 @@ def test_predict_treats_dataset_pngs_exactly_as_the_evaluation(finished_run, tmp
   np.testing.assert_array_equal(converted, test_images)
   probabilities = predict.Classifier(str(workdir)).probabilities(converted)
   assert probabilities.shape == (12, 10)
-  # The best checkpoint's softmax of pixels / 255, restored here on its own.
+  # The best checkpoint's softmax of pixels / 255, restored here on its own (the same restore steps as
+  # Classifier's; what this adds is the pixels' scaling and that the best weights, not fresh ones, answer).
   model = create_model(ml_collections.ConfigDict(run_files.read_run_config(str(workdir))), num_classes=10)
   initial = model.init(jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32), train=False)
   best, _ = checkpoint.Checkpointer(str(workdir / 'best'), max_to_keep=1).restore_latest(
