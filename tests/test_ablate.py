@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 from conftest import REPO
 from experiments import ablate
-from fashion_jax import validate
+from fashion_jax import models, precise_bn, validate
 
 
 @pytest.mark.parametrize('model', ['cnn1', 'cnn3', 'cnn4'])
@@ -19,6 +21,12 @@ def test_plus_configs_keep_the_article_model_and_epochs_and_their_ablations_are_
     config = ablate.variant_config(module, overrides, seed=0)
     validate.validate(config)
     assert (config.model, config.num_epochs, config.augment_epochs) == (model, 10, 50), name
+  # A model with BatchNorm is also tested with recomputed statistics (its EMA's averaged ones lag: plus.py);
+  # the others cannot be (the trainer refuses it).
+  config = module.get_config()
+  network = models.create_model(config)
+  shapes = jax.eval_shape(lambda: network.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1))))
+  assert config.precise_batch_norm == precise_bn.has_batch_norm(shapes) == (config.model == 'cnn4')
 
 
 def test_the_table_compares_each_variant_with_the_full_recipe_by_its_most_complete_evaluation():
