@@ -33,17 +33,16 @@ article's 0.9117 and our protocol runs' 0.9080 +/- 0.0034; the full warp gave 0.
 article's 0.9352 and our protocol runs' 0.9279 +/- 0.0007; each seed took about 1.8 h on the 2-core CPU.
 With its BatchNorm statistics recomputed at test time (below), 0.9415 +/- 0.0015 on the same 3 runs.
 
-CNN-4's EMA (the only one of the article's models with BatchNorm) tests near chance through phase 1
-(0.10, 0.25 and 0.16 after it) and catches up in phase 2. The EMA averages the BatchNorm running statistics
-beside the weights, and while AdamW moves the weights fast the averaged statistics do not fit the
-averaged weights: recomputed
-over the training set (`python -m fashion_jax.evaluate --precise_batch_norm`), the same EMA weights test
-like the live ones (`experiments/results/precise-bn-cnn4-plus.md`). By the end of phase 2 the EMA has
-caught up, but recomputed statistics still add to every number of every seed: EMA with flip TTA 0.9415
-+/- 0.0015 against 0.9382 +/- 0.0023, the same weights (the table's means over the 3 seeds). So
-configs/cnn4_plus.py also tests with `config.precise_batch_norm=True`: the same weights, at test time
-only. Its 3 seeds were trained before it did; their precise numbers come from their checkpoints, their
-recorded numbers (ablation-cnn4-plus.md) stay the ones with the running statistics.
+CNN-4's EMA (the only one of the article's models with BatchNorm) tests near chance through phase 1 (0.10,
+0.25 and 0.16 after it) and catches up in phase 2. The EMA averages the BatchNorm running statistics beside
+the weights, and while AdamW moves the weights fast the averaged statistics do not fit the averaged weights:
+recomputed over the training set (`python -m fashion_jax.evaluate --precise_batch_norm`), the same EMA
+weights test like the live ones (`experiments/results/precise-bn-cnn4-plus.md`). By the end of phase 2 the
+EMA has caught up, but recomputed statistics still add to every number of every seed: EMA with flip TTA
+0.9415 +/- 0.0015 against 0.9382 +/- 0.0023, the same weights (the table's means over the 3 seeds). So
+configs/cnn4_plus.py also tests with `config.precise_batch_norm=True`: the same weights, at test time only.
+Its 3 seeds were trained before it did; their precise numbers come from their checkpoints, their recorded
+numbers (ablation-cnn4-plus.md) stay the ones with the running statistics.
 
 History: the second version kept the article's full warp; it reached 0.9172 on CNN-1 and 0.9067 on
 CNN-3 (seed 0 each; both are the "full warp" rows of the tables above), short of the article's 0.9229

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The _plus recipes (configs/plus.py) on a GPU: for each model given (default CNN-4, whose ablations the
 # CPU cannot afford: 1.8 h a run), the full recipe over 3 seeds, then, with time left, the recipe without
-# each of its choices (experiments/ablate.py; its full-recipe runs are then reported, not trained again). The second
-# table has its own name: ablate.py rewrites its output after every run, from the runs it has seen.
+# each of its choices (experiments/ablate.py; its full-recipe runs are then reported, not trained again).
+# The second table has its own name: ablate.py rewrites its output after every run, from the runs it has
+# seen.
 # Usage, from the repository's root: bash experiments/gpu_plus.sh [SECONDS] [MODELS]; results under $OUT.
 set -uo pipefail
 source experiments/gpu_env.sh "${1:-130}"

@@ -5,11 +5,12 @@
   python experiments/precise_bn_runs.py --out=experiments/results/precise-bn-cnn4-plus --render_only
 
 Each --run is label=workdir: the newest checkpoint in that workdir is tested by fashion_jax.evaluate with
-the running statistics the run kept and with every BatchNorm's statistics recomputed over the training
-set, for the weights and (where the run keeps one) their EMA, with and without flip TTA (where the run
-uses it). Writes <out>.jsonl (a header with the machine and the command, then one record a run: the label
-and the evaluation) and <out>.md, the table rendered from it; where two or more runs were tested at the same step of the same
-model (several seeds' ends: give the script one recipe's runs), also each column's mean +/- std over them.
+the running statistics the run kept and with every BatchNorm's statistics recomputed over the training set,
+for the weights and (where the run keeps one) their EMA, with and without flip TTA (where the run uses it).
+Writes <out>.jsonl (a header with the machine and the command, then one record a run: the label and the
+evaluation) and <out>.md, the table rendered from it; where two or more runs were tested at the same step of
+the same model (several seeds' ends: give the script one recipe's runs), also each column's mean +/- std
+over them.
 """
 
 import collections
