@@ -32,7 +32,7 @@ def test_a_layer_is_timed_with_its_gradients(monkeypatch):
   for input_gradient in (True, False):
     assert layer_shares.time_layer(module, shape, args, kwargs, input_gradient, repeats=2) > 0
   # The timed call returns the kernel's and bias' gradients, and the input's only where it is asked for
-  # (the first layer needs none).
+  # (a model's first layer needs none: its input is the data).
   parameters = {'params': {'kernel': (3, 3, 32, 64), 'bias': (64,)}}
   assert timed == [(parameters['params'], shape), (parameters['params'],)]
 
