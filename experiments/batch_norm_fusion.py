@@ -91,7 +91,7 @@ def markdown(info, records):
 def main(argv):
   del argv
   check_configs(_CONFIGS.value)
-  info = benchmark.machine()
+  info = records_lib.machine()
   records = measure(_CONFIGS.value, layer_shares.rounds(), _REPEATS.value)
   table = markdown(info, records)
   records_lib.write_records_and_table(_OUT.value, info, records, table)

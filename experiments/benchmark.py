@@ -81,9 +81,6 @@ def rounds(default):
   return default if _ROUNDS.value is None else _ROUNDS.value
 
 
-machine = records_lib.machine  # the step-timing scripts call it as benchmark.machine()
-
-
 def training_mflop_per_image(flax_model, input_shape, batch=8):
   """Million FLOPs of one training step per image (forward and backward), by XLA's cost analysis.
 
@@ -358,7 +355,7 @@ def main(argv):
   if rounds(1) < 1:
     raise app.UsageError(f'--rounds={_ROUNDS.value}: must be at least 1')
   logging.set_verbosity(logging.WARNING)
-  info = machine()
+  info = records_lib.machine()
   print(json.dumps(info), flush=True)
   config = importlib.import_module('configs.default').get_config()
   dataset = data.load(config.data)

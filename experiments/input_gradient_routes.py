@@ -167,7 +167,7 @@ def markdown(info, records):
 
 def main(argv):
   del argv
-  info = benchmark.machine()
+  info = records_lib.machine()
   records = measure(layer_shares.rounds(), _REPEATS.value)
   records += measure_steps(_CONFIGS.value, layer_shares.rounds(), _REPEATS.value)
   table = markdown(info, records)

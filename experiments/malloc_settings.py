@@ -115,7 +115,7 @@ def main(argv):
   if _CHILD.value:
     print(json.dumps(time_config(_CHILD.value, _REPEATS.value)))
     return
-  info = benchmark.machine()
+  info = records_lib.machine()
   unknown = sorted(set(_SETTINGS.value) - set(SETTINGS))
   if unknown:
     sys.exit(f'--settings: unknown {unknown}; expected some of {list(SETTINGS)}')

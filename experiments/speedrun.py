@@ -166,7 +166,7 @@ def main(argv):
   jax.config.update('jax_compilation_cache_dir', os.path.join(_ROOT.value, '.jax_cache'))
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   shutil.rmtree(os.path.join(_ROOT.value, '.jax_cache'), ignore_errors=True)
-  info = benchmark.machine()
+  info = records_lib.machine()
   config = _CONFIG.value
   twins = twin_trainers(config, info)
   header = dict(info, config=config.to_dict(), target=_TARGET.value,

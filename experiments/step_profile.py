@@ -180,7 +180,7 @@ def markdown(info, records, steps, top=15):
 
 def main(argv):
   del argv
-  info = benchmark.machine()
+  info = records_lib.machine()
   config = importlib.import_module('configs.default').get_config()
   dataset = data.load(config.data)
   records, steps = [], {}

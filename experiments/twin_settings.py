@@ -97,7 +97,7 @@ def main(argv):
   from fashion_jax import data as data_lib
   config = FLAGS.config
   dataset = data_lib.load(config.data)
-  info = dict(benchmark.machine(), config_file=config_flags.get_config_filename(flags.FLAGS['config']),
+  info = dict(records_lib.machine(), config_file=config_flags.get_config_filename(flags.FLAGS['config']),
               recipe_batch_size=config.batch_size)
   records = []
   for batch_size in (int(b) for b in FLAGS.batch_sizes):

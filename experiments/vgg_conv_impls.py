@@ -55,7 +55,7 @@ def markdown(info, records):
 
 def main(argv):
   del argv
-  info = benchmark.machine()
+  info = records_lib.machine()
   records = []
   for size, batch, count in CASES:
     for choice in ('im2col', 'xla', 'per layer'):

@@ -51,7 +51,7 @@ def main(argv):
   if _CHILD.value:  # a process that times one config under the environment it was given
     print(json.dumps(malloc_settings.time_config(_CHILD.value, _REPEATS.value)))
     return
-  info = benchmark.machine()
+  info = records_lib.machine()
   unknown = sorted(set(_XLA_SETTINGS.value) - set(SETTINGS))
   if unknown:
     sys.exit(f'--xla_settings: unknown {unknown}; expected some of {list(SETTINGS)}')
