@@ -25,7 +25,7 @@ def renderers():
   # pylint: disable=g-import-not-at-top
   from experiments import (ablate, batch_norm_fusion, benchmark, input_gradient_routes, layer_shares,
                            malloc_settings, precise_bn_runs, speedrun, step_profile, twin_settings,
-                           vgg_conv_impls, xla_cpu_flags)
+                           unpool_forms, vgg_conv_impls, xla_cpu_flags)
 
   def speedrun_table(info, records):
     # speedrun.py --render_only: the target and config come from the header (older runs lack them).
@@ -43,6 +43,7 @@ def renderers():
       'speedrun-': speedrun_table,
       'step-profile-': step_profile.table,
       'twin-settings-': twin_settings.markdown,
+      'unpool-forms-': unpool_forms.markdown,
       'vgg19-conv-impls-': vgg_conv_impls.markdown,
   }
 

@@ -260,7 +260,7 @@ def _conv_relu_pool_im2col_bwd(residuals, g):
     # Only a window's first maximum receives gradient, and ReLU passes it where that maximum, the pooled
     # value, is positive: the backward pass needs neither the convolution's output nor its ReLU.
     gc = jnp.where(_rows(pooled, i, size) > 0, _rows(g, i, size), 0)
-    return pooling.unpool(_rows(index, i, size), gc, (size, h - 2, w - 2, f))
+    return pooling.unpool(_rows(index, i, size), gc, (size, h - 2, w - 2, f), form='broadcast')
 
   return _im2col_backward(x, kernel, dy_of_chunk, fused=True)
 

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 
 @jax.custom_vjp
@@ -39,15 +40,38 @@ def _max_pool_fwd(x):
 
 def _max_pool_bwd(residuals, g):
   index, shape = residuals
-  return (unpool(index, g, shape),)
+  return (unpool(index, g, shape, form='stack'),)
 
 
-def unpool(index, g, shape):
-  """Sends each window's gradient `g` to its first maximum (`index`); zeros elsewhere, `shape` as x's."""
+UNPOOL_FORMS = ('broadcast', 'stack')
+
+
+def unpool(index, g, shape, form='broadcast'):
+  """Sends each window's gradient `g` to its first maximum (`index`); zeros elsewhere, `shape` as x's.
+
+  Two forms of the same values, bit for bit; which is faster depends on the operations XLA fuses it with
+  (experiments/results/unpool-forms-cpu-amd-epyc-avx2.md, the project's 2-core AMD EPYC):
+  - 'broadcast': one select over a (N, H/2, 2, W/2, 2, C) view, `g` and `index` broadcast over each
+    window's four positions. In fast_conv's fused convolution backward loop (CNN-1, CNN-3) it made the
+    training step 10% and 25% faster than 'stack', so fast_conv takes it;
+  - 'stack': a select per window position, joined by two `jnp.stack`s. After CNN-4's whole-batch
+    BatchNorm (max_pool_2x2's backward pass) the step was faster with it (417 against 507 ms, slower
+    with 'broadcast' in each of 5 rounds), so max_pool_2x2 keeps it.
+  """
   n, h, w, c = shape
-  zero = jnp.zeros_like(g)
-  rows = [jnp.stack([jnp.where(index == 2 * r + s, g, zero) for s in (0, 1)], 3) for r in (0, 1)]
-  dx = jnp.stack(rows, 2).reshape(n, h // 2 * 2, w // 2 * 2, c)
+  if form == 'broadcast':
+    window_shape = (1, 1, 2, 1, 2, 1)
+    position = (2 * lax.broadcasted_iota(index.dtype, window_shape, 2)
+                + lax.broadcasted_iota(index.dtype, window_shape, 4))
+    dx = jnp.where(index[:, :, None, :, None, :] == position, g[:, :, None, :, None, :],
+                   jnp.zeros((), g.dtype))
+  elif form == 'stack':
+    zero = jnp.zeros_like(g)
+    rows = [jnp.stack([jnp.where(index == 2 * r + s, g, zero) for s in (0, 1)], 3) for r in (0, 1)]
+    dx = jnp.stack(rows, 2)
+  else:
+    raise ValueError(f'unpool form {form!r}: expected one of {UNPOOL_FORMS}')
+  dx = dx.reshape(n, h // 2 * 2, w // 2 * 2, c)
   return jnp.pad(dx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
 
 

@@ -1,0 +1,107 @@
+"""Max pooling's backward pass written two ways, timed in the whole training step.
+
+  python experiments/unpool_forms.py --configs=cnn1,cnn3,cnn4 --rounds=5 \
+      --out=experiments/results/unpool-forms-cpu-<processor>
+
+`pooling.unpool` sends each 2x2 window's gradient to the window's first maximum, in one of two forms
+that give the same values, bit for bit (tests/test_unpool_forms.py):
+- 'broadcast': one select over a (N, H/2, 2, W/2, 2, C) view, the window's gradient and index broadcast
+  over its four positions;
+- 'stack': four selects, one per position, joined by two `jnp.stack`s (the only form until 2026-11-30).
+CNN-4 runs it after its second and fourth convolutions' BatchNorm, over whole-batch tensors
+(max_pool_2x2's backward pass); CNN-1 and CNN-3 run it inside the fused convolution's backward chunk loop
+(fast_conv.conv3x3_valid_relu_pool). Each call site names its form; here every call takes the form being
+timed. The trainer's compiled step of each `--configs` entry is timed under each form, `--rounds` times,
+the first form rotating between rounds, with the minor page faults of the timed steps; the table gives
+the median over rounds of each round's median step. Writes <out>.jsonl and <out>.md.
+
+The committed run of 2026-11-30 (unpool-forms-cpu-amd-epyc-avx2) ran while the module had one form for
+both call sites, 'broadcast' (so its table bolds it); after it, max_pool_2x2 went back to 'stack', which
+CNN-4's step was faster with.
+"""
+
+import importlib
+import os
+import statistics
+import sys
+from unittest import mock
+
+from absl import app
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import records as records_lib
+from experiments import benchmark, input_gradient_routes, layer_shares
+from fashion_jax import data
+from fashion_jax.cpu_info import cpu_text
+from fashion_jax.models import pooling
+
+_OUT = benchmark._OUT  # pylint: disable=protected-access (--out, without extension, is benchmark.py's flag)
+_CONFIGS = layer_shares.STEP_CONFIGS  # --configs (--rounds is benchmark.py's: layer_shares.rounds())
+_REPEATS = layer_shares._REPEATS  # pylint: disable=protected-access (--repeats: timed steps a round)
+
+
+def every_call_takes(timed):
+  """`pooling.unpool` in the form `timed`, whatever form its caller names."""
+  unpool = pooling.unpool
+  return lambda index, g, shape, form=None: unpool(index, g, shape, form=timed)
+
+
+CHOSEN = 'broadcast'  # the form of the committed run's code at both call sites (see the docstring)
+
+
+def measure(configs, rounds, repeats):
+  """Median training step and minor page faults a step of each config under each form."""
+  dataset = data.load(importlib.import_module('configs.default').get_config().data)
+  records = []
+  for name in configs:
+    seconds, faults = {f: [] for f in pooling.UNPOOL_FORMS}, {f: [] for f in pooling.UNPOOL_FORMS}
+    for r in range(rounds):
+      for form in input_gradient_routes.rotated(pooling.UNPOOL_FORMS, r):
+        input_gradient_routes.fresh()
+        with mock.patch.object(pooling, 'unpool', every_call_takes(form)):
+          _, batch, step, step_faults = layer_shares.time_step(name, dataset, repeats, untimed=3)
+        seconds[form].append(step)
+        faults[form].append(step_faults)
+    for form in pooling.UNPOOL_FORMS:
+      records.append({'config': name, 'batch': batch, 'form': form, 'chosen': form == CHOSEN,
+                      'round_seconds': seconds[form], 'seconds': statistics.median(seconds[form]),
+                      'minor_faults': statistics.median(faults[form])})
+    timed = records[-len(pooling.UNPOOL_FORMS):]
+    print(name, {r['form']: round(r['seconds'] * 1e3, 1) for r in timed}, flush=True)
+  return records
+
+
+def markdown(info, records):
+  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
+           'The trainer\'s compiled training step (batch gathered on the device, forward, backward, '
+           'optimizer) with max pooling\'s backward pass (`pooling.unpool`) written each way (the chosen '
+           'one in bold; both give the same values): the median over rounds of each round\'s median '
+           'step, which form ran first rotating between rounds, against "stack", the earlier form; and '
+           'the median minor page faults a timed step.', '',
+           '| config | form | ms a step | / stack | minor faults a step | ms in each round |',
+           '| --- | --- | --- | --- | --- | --- |']
+  for name in dict.fromkeys(r['config'] for r in records):
+    rows = [r for r in records if r['config'] == name]
+    stack = next(r for r in rows if r['form'] == 'stack')['seconds']
+    for r in rows:
+      form = f'**{r["form"]}**' if r['chosen'] else r['form']
+      rounds = ', '.join(f'{s * 1e3:.1f}' for s in r['round_seconds'])
+      lines.append(f'| {name} (batch {r["batch"]}) | {form} | {r["seconds"] * 1e3:.1f} | '
+                   f'{r["seconds"] / stack:.3f} | {r["minor_faults"]:,.0f} | {rounds} |')
+  lines += ['', f'Command: `{info["command"]}`']
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  info = records_lib.machine()
+  records = measure(_CONFIGS.value, layer_shares.rounds(), _REPEATS.value)
+  table = markdown(info, records)
+  records_lib.write_records_and_table(_OUT.value, info, records, table)
+  print(table)
+
+
+if __name__ == '__main__':
+  app.run(main)
