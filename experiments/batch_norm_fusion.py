@@ -50,14 +50,8 @@ def measure(configs, rounds, repeats):
   records = []
   variants = cnn.CONV_RELU_BATCH_NORM_CHOICES
   for name in configs:
-    seconds, faults = {v: [] for v in variants}, {v: [] for v in variants}
-    for r in range(rounds):
-      for variant in input_gradient_routes.rotated(variants, r):
-        input_gradient_routes.fresh()
-        with mock.patch.object(cnn, 'CONV_RELU_BATCH_NORM', variant):
-          _, batch, step, step_faults = layer_shares.time_step(name, dataset, repeats, untimed=3)
-        seconds[variant].append(step)
-        faults[variant].append(step_faults)
+    batch, seconds, faults = input_gradient_routes.step_under_variants(
+        name, dataset, variants, lambda v: mock.patch.object(cnn, 'CONV_RELU_BATCH_NORM', v), rounds, repeats)
     for variant in variants:
       records.append({'config': name, 'batch': batch, 'variant': variant,
                       'chosen': variant == cnn.CONV_RELU_BATCH_NORM, 'round_seconds': seconds[variant],
@@ -76,14 +70,7 @@ def markdown(info, records):
            'median minor page faults a timed step.', '',
            '| config | variant | ms a step | / separate | minor faults a step | ms in each round |',
            '| --- | --- | --- | --- | --- | --- |']
-  for name in dict.fromkeys(r['config'] for r in records):
-    rows = [r for r in records if r['config'] == name]
-    separate = next(r for r in rows if r['variant'] == 'separate')['seconds']
-    for r in rows:
-      variant = f'**{r["variant"]}**' if r['chosen'] else r['variant']
-      rounds = ', '.join(f'{s * 1e3:.1f}' for s in r['round_seconds'])
-      lines.append(f'| {name} (batch {r["batch"]}) | {variant} | {r["seconds"] * 1e3:.1f} | '
-                   f'{r["seconds"] / separate:.3f} | {r["minor_faults"]:,.0f} | {rounds} |')
+  lines += input_gradient_routes.variant_rows(records, 'variant', 'separate')
   lines += ['', f'Command: `{info["command"]}`']
   return '\n'.join(lines) + '\n'
 

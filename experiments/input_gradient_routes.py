@@ -86,6 +86,36 @@ def fresh():
   gc.collect()
 
 
+def step_under_variants(name, dataset, variants, patched, rounds, repeats):
+  """(batch, {variant: [each round's median step seconds]}, {variant: [each round's minor faults a
+  step]}) of configs/<name>.py's training step, timed under `patched(variant)` (a context manager) for
+  each of `variants` in every round, which one runs first rotating between rounds."""
+  seconds, faults = {v: [] for v in variants}, {v: [] for v in variants}
+  for r in range(rounds):
+    for variant in rotated(variants, r):
+      fresh()
+      with patched(variant):
+        _, batch, step, step_faults = layer_shares.time_step(name, dataset, repeats, untimed=3)
+      seconds[variant].append(step)
+      faults[variant].append(step_faults)
+  return batch, seconds, faults
+
+
+def variant_rows(records, key, baseline):
+  """The table rows of step timings under variants (records with config, batch, `key`, chosen, seconds,
+  minor_faults and round_seconds), per config, each against the config's `baseline` variant."""
+  lines = []
+  for name in dict.fromkeys(r['config'] for r in records):
+    rows = [r for r in records if r['config'] == name]
+    reference = next(r for r in rows if r[key] == baseline)['seconds']
+    for r in rows:
+      variant = f'**{r[key]}**' if r['chosen'] else r[key]
+      rounds = ', '.join(f'{s * 1e3:.1f}' for s in r['round_seconds'])
+      lines.append(f'| {name} (batch {r["batch"]}) | {variant} | {r["seconds"] * 1e3:.1f} | '
+                   f'{r["seconds"] / reference:.3f} | {r["minor_faults"]:,.0f} | {rounds} |')
+  return lines
+
+
 def measure(rounds, repeats):
   records = []
   for where, fused, shape, features in LAYERS:

@@ -58,14 +58,9 @@ def measure(configs, rounds, repeats):
   dataset = data.load(importlib.import_module('configs.default').get_config().data)
   records = []
   for name in configs:
-    seconds, faults = {f: [] for f in pooling.UNPOOL_FORMS}, {f: [] for f in pooling.UNPOOL_FORMS}
-    for r in range(rounds):
-      for form in input_gradient_routes.rotated(pooling.UNPOOL_FORMS, r):
-        input_gradient_routes.fresh()
-        with mock.patch.object(pooling, 'unpool', every_call_takes(form)):
-          _, batch, step, step_faults = layer_shares.time_step(name, dataset, repeats, untimed=3)
-        seconds[form].append(step)
-        faults[form].append(step_faults)
+    patched = lambda form: mock.patch.object(pooling, 'unpool', every_call_takes(form))
+    batch, seconds, faults = input_gradient_routes.step_under_variants(
+        name, dataset, pooling.UNPOOL_FORMS, patched, rounds, repeats)
     for form in pooling.UNPOOL_FORMS:
       records.append({'config': name, 'batch': batch, 'form': form, 'chosen': form == CHOSEN,
                       'round_seconds': seconds[form], 'seconds': statistics.median(seconds[form]),
@@ -84,14 +79,7 @@ def markdown(info, records):
            'the median minor page faults a timed step.', '',
            '| config | form | ms a step | / stack | minor faults a step | ms in each round |',
            '| --- | --- | --- | --- | --- | --- |']
-  for name in dict.fromkeys(r['config'] for r in records):
-    rows = [r for r in records if r['config'] == name]
-    stack = next(r for r in rows if r['form'] == 'stack')['seconds']
-    for r in rows:
-      form = f'**{r["form"]}**' if r['chosen'] else r['form']
-      rounds = ', '.join(f'{s * 1e3:.1f}' for s in r['round_seconds'])
-      lines.append(f'| {name} (batch {r["batch"]}) | {form} | {r["seconds"] * 1e3:.1f} | '
-                   f'{r["seconds"] / stack:.3f} | {r["minor_faults"]:,.0f} | {rounds} |')
+  lines += input_gradient_routes.variant_rows(records, 'form', 'stack')
   lines += ['', f'Command: `{info["command"]}`']
   return '\n'.join(lines) + '\n'
 
