@@ -24,8 +24,8 @@ def renderers():
   """File-name prefix -> the function of the script that wrote those files, as (header, records) -> table."""
   # pylint: disable=g-import-not-at-top
   from experiments import (ablate, batch_norm_fusion, benchmark, input_gradient_routes, layer_shares,
-                           malloc_settings, precise_bn_runs, speedrun, step_profile, twin_settings,
-                           unpool_forms, vgg_conv_impls, xla_cpu_flags)
+                           malloc_settings, patch_forms, precise_bn_runs, speedrun, step_profile,
+                           twin_settings, unpool_forms, vgg_conv_impls, xla_cpu_flags)
 
   def speedrun_table(info, records):
     # speedrun.py --render_only: the target and config come from the header (older runs lack them).
@@ -38,6 +38,7 @@ def renderers():
       'input-gradient-': input_gradient_routes.markdown,
       'layer-shares-': layer_shares.markdown,
       'malloc-settings-': malloc_settings.markdown,
+      'patch-forms-': patch_forms.markdown,
       'precise-bn-': precise_bn_runs.markdown,
       'xla-cpu-flags-': xla_cpu_flags.markdown,
       'speedrun-': speedrun_table,

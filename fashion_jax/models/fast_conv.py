@@ -51,10 +51,35 @@ def default_impl(platform=None):
   return 'im2col' if platform == 'cpu' else 'xla'
 
 
-def _patches(x):
+# How a chunk's patches are built: three ways to copy the same values (bit for bit,
+# tests/test_patch_forms.py), which XLA:CPU compiles into different kernels inside the chunk loops, where
+# the patches cost about as much as the products they feed:
+# - 'concatenate': the nine shifted windows, then one concatenation (ten kernels a chunk);
+# - 'pads': each window padded with zeros into its block of channels, the nine summed (one kernel);
+# - 'gather': one gather of every patch's pixels by their constant indices (one kernel).
+# experiments/patch_forms.py times the training steps under each, for the forward and the backward loops
+# apart (FORWARD_PATCHES, BACKWARD_PATCHES). Switches for that experiment (as CHUNK_BYTES), not settings.
+PATCH_FORMS = ('concatenate', 'pads', 'gather')
+FORWARD_PATCHES = 'concatenate'
+BACKWARD_PATCHES = 'concatenate'
+
+
+def _patches(x, form='concatenate'):
   """(N, H, W, C) -> (N, H-2, W-2, 9*C), the channels of each 3x3 window, ordered (row, col, channel)."""
-  _, h, w, _ = x.shape
-  return jnp.concatenate([x[:, i:i + h - 2, j:j + w - 2, :] for i in range(3) for j in range(3)], axis=-1)
+  n, h, w, c = x.shape
+  windows = [x[:, i:i + h - 2, j:j + w - 2, :] for i in range(3) for j in range(3)]
+  if form == 'concatenate':
+    return jnp.concatenate(windows, axis=-1)
+  if form == 'pads':
+    # Adding zeros leaves every value as it was, but for -0.0, which turns 0.0: equal to it, and no sum
+    # that is not exactly zero can tell them apart.
+    return sum(jnp.pad(window, ((0, 0), (0, 0), (0, 0), (k * c, (8 - k) * c)))
+               for k, window in enumerate(windows))
+  if form == 'gather':
+    rows = jnp.arange(h - 2)[:, None, None] + jnp.repeat(jnp.arange(3), 3)
+    cols = jnp.arange(w - 2)[None, :, None] + jnp.tile(jnp.arange(3), 3)
+    return x[:, rows, cols, :].reshape(n, h - 2, w - 2, 9 * c)
+  raise ValueError(f'patch form {form!r}: expected one of {PATCH_FORMS}')
 
 
 def _conv_xla(x, kernel):
@@ -127,7 +152,7 @@ def _input_gradient(x, kernel, dy):
 
 def _im2col_forward(x, kernel):
   matrix = kernel.reshape(-1, kernel.shape[-1])
-  return _map_chunks(lambda xc: _matmul(_patches(xc), matrix), x, kernel.shape[-1])
+  return _map_chunks(lambda xc: _matmul(_patches(xc, FORWARD_PATCHES), matrix), x, kernel.shape[-1])
 
 
 def _col2im(dpatches, channels):
@@ -182,7 +207,8 @@ def _im2col_backward(x, kernel, dy_of_chunk, fused):
     dkernel, dbias, dx = carry
     dyc = dy_of_chunk(i, size)
     dy_rows = dyc.reshape(-1, features)
-    dkernel += lax.dot_general(_patches(_rows(x, i, size)).reshape(-1, 9 * c), dy_rows,
+    patches = _patches(_rows(x, i, size), BACKWARD_PATCHES).reshape(-1, 9 * c)
+    dkernel += lax.dot_general(patches, dy_rows,
                                (((0,), (0,)), ((), ())), preferred_element_type=jnp.float32)
     dbias += dy_rows.astype(jnp.float32).sum(0)
     if dx_in_chunks:
@@ -235,7 +261,7 @@ def _fused_forward(x, kernel, bias):
   matrix = kernel.reshape(-1, kernel.shape[-1])
 
   def chunk(xc):
-    pooled, index = pooling.first_max(jax.nn.relu(_matmul(_patches(xc), matrix) + bias))
+    pooled, index = pooling.first_max(jax.nn.relu(_matmul(_patches(xc, FORWARD_PATCHES), matrix) + bias))
     return pooled, index.astype(jnp.int8)
 
   return _map_chunks(chunk, x, kernel.shape[-1])
@@ -310,7 +336,7 @@ def _relu_statistics_forward(x, kernel, bias):
   matrix = kernel.reshape(-1, kernel.shape[-1])
 
   def chunk(xc):
-    r = jax.nn.relu(_matmul(_patches(xc), matrix) + bias)
+    r = jax.nn.relu(_matmul(_patches(xc, FORWARD_PATCHES), matrix) + bias)
     return (r,) + _mean_and_variance(r)
 
   r, means, variances = lax.map(chunk, _chunks(x, _chunk_size(x, kernel.shape[-1])))
