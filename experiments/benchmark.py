@@ -211,11 +211,12 @@ def markdown(records, info):
               'with their range in brackets.', '']
   # PyTorch's columns only in runs that timed it, so that earlier runs render as they always did.
   torch_header = (' PyTorch img/s plain | ours aug / PyTorch plain | GFLOP/s PyTorch |' if torch else '')
-  lines += [
-           '| model | dtype | compile s | img/s plain | img/s augmented | augmented/plain time | '
-           's/epoch augmented | Keras img/s plain | ours aug / Keras plain | GFLOP/s ours aug | GFLOP/s Keras |'
-           + torch_header,
-           '| --- ' * (11 + 3 * bool(torch)) + '|']
+  if ours:  # a run that timed only VGG19's feature extraction has no training rows
+    lines += [
+             '| model | dtype | compile s | img/s plain | img/s augmented | augmented/plain time | '
+             's/epoch augmented | Keras img/s plain | ours aug / Keras plain | GFLOP/s ours aug | GFLOP/s Keras |'
+             + torch_header,
+             '| --- ' * (11 + 3 * bool(torch)) + '|']
   number = lambda r, key, form: format(r[key], form) if key in r else '-'
   for r, by_round in ours:
     mflop = r.get('train_mflop_per_image')

@@ -42,6 +42,14 @@ def test_markdown_rows_ratios_and_feature_lines():
   assert lines[-1] == 'Command: `python experiments/benchmark.py --keras`'
 
 
+def test_a_run_of_feature_extraction_alone_has_no_empty_training_table():
+  records = [{'model': 'vgg19', 'measure': 'features', 'dtype': 'float32', 'input_size': 150, 'images': 100,
+              'batch': 25, 'compile_seconds': 9.0, 'images_per_second': 5.0}]
+  text = benchmark.markdown(records, dict(INFO, command='python experiments/benchmark.py'))
+  assert '| model |' not in text and '| --- ' not in text
+  assert 'VGG19 feature extraction at 150x150 (float32' in text
+
+
 def test_the_table_names_the_processor_and_its_flags(tmp_path, monkeypatch):
   cpuinfo = tmp_path / 'cpuinfo'
   cpuinfo.write_text('processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse avx avx2 fma avx512f '
