@@ -4,9 +4,10 @@ The tables are generated, never edited by hand: a number typed into one, or a re
 old run's table would now read differently, fails here. Re-render a table with its script's --render or
 --render_only flag (benchmark.py, ablate.py, speedrun.py), or, for the step-timing scripts, with their
 markdown() as `renderers()` below calls it; a change that needs saying goes into the header's `notes`.
-Not covered: the study report and seed_spread.py's README (their pictures are redrawn with them, and
-study_report.py has its own tests), and speedrun-cpu-trials/torch-init-5epochs/runs.jsonl, an early
-speedrun's records written without a header line.
+Not covered here: the study report (its pictures are redrawn with it: tests/test_study_report.py renders
+it from the committed runs and compares), seed_spread.py's README (pictures too), and
+speedrun-cpu-trials/torch-init-5epochs/runs.jsonl, an early speedrun's records written without a header
+line.
 """
 
 import glob

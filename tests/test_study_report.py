@@ -63,3 +63,19 @@ def test_the_report_puts_keras_runs_and_the_article_beside_ours(tmp_path):
   # A run's own note (added after it ran) is quoted beside the times, and only that run's.
   assert '- Keras, cnn1 seed 1: its time was shared.' in report
   assert 'seed 0: ' not in report
+
+
+def test_the_committed_report_and_the_readmes_table_are_what_the_committed_runs_give(tmp_path, monkeypatch):
+  # The committed report's command, run again from the repository root: a run added, a number typed into
+  # experiments/results/README.md or README.md, or a renderer changed without regenerating, fails here.
+  # (The pictures are redrawn into tmp_path; their pixels are not compared.)
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  monkeypatch.chdir(repo)
+  root, keras_root = 'experiments/results/study-h200', 'experiments/results/keras-cpu'
+  runs = study_report.load_runs(root)
+  keras_runs = study_report.load_runs(keras_root, with_config=False)
+  study_report.write_report(runs, str(tmp_path), root, keras_runs, keras_root)
+  with open(tmp_path / 'README.md') as f, open('experiments/results/README.md') as committed:
+    assert f.read() == committed.read()
+  with open('README.md') as f:
+    assert study_report.summary_table(runs, keras_runs) in f.read()
