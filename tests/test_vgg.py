@@ -6,6 +6,7 @@ import functools
 import hashlib
 import http.server
 import os
+import sys
 import threading
 
 import jax
@@ -132,6 +133,13 @@ def test_pickled_objects_are_not_loaded(tmp_path):
   torch.save({'features.0.weight': Evil()}, tmp_path / 'evil.pth')
   with pytest.raises(UserError, match='not a readable torch state dict'):
     vgg_weights.load(str(tmp_path / 'evil.pth'))
+
+
+def test_a_pth_file_without_pytorch_installed_is_refused_by_name(tmp_path, monkeypatch):
+  monkeypatch.setitem(sys.modules, 'torch', None)  # what `import torch` meets where it is not installed
+  (tmp_path / 'vgg19.pth').write_bytes(b'not read')
+  with pytest.raises(UserError, match=r'vgg19.pth: reading a .pth file needs PyTorch \(pip install torch'):
+    vgg_weights.load(str(tmp_path / 'vgg19.pth'))
 
 
 def test_known_weights_download_on_loopback(tmp_path, torch_model_and_input, monkeypatch):

@@ -90,7 +90,11 @@ def _from_torch_layout(tensors):
 
 
 def _from_pth(path):
-  import torch  # pylint: disable=g-import-not-at-top
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise UserError(f'{path}: reading a .pth file needs PyTorch (pip install torch, or the package\'s '
+                    '[torch] extra); safetensors and .h5 files need no PyTorch') from None
   try:
     state = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-except  # torch raises many types for a bad file
