@@ -12,9 +12,9 @@ import pytest
 from conftest import REPO
 
 # Every script under experiments/ that needs neither TensorFlow nor PyTorch to be imported.
-_SCRIPTS = ['ablate', 'batch_norm_fusion', 'benchmark', 'input_gradient_routes', 'layer_shares', 'malloc_settings',
-            'patch_forms', 'run_study', 'seed_spread', 'speed_accuracy', 'speedrun', 'step_profile', 'study_report',
-            'twin_settings', 'unpool_forms', 'vgg_conv_impls']
+_SCRIPTS = ['ablate', 'batch_norm_fusion', 'benchmark', 'chunk_loop_forms', 'input_gradient_routes',
+            'layer_shares', 'malloc_settings', 'run_study', 'seed_spread', 'speed_accuracy', 'speedrun',
+            'step_profile', 'study_report', 'twin_settings', 'unpool_forms', 'vgg_conv_impls']
 
 
 def test_every_script_imports_beside_the_others():

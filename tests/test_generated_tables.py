@@ -24,8 +24,8 @@ RESULTS = os.path.join(ROOT, 'experiments', 'results')
 def renderers():
   """File-name prefix -> the function of the script that wrote those files, as (header, records) -> table."""
   # pylint: disable=g-import-not-at-top
-  from experiments import (ablate, batch_norm_fusion, benchmark, input_gradient_routes, layer_shares,
-                           malloc_settings, patch_forms, precise_bn_runs, speedrun, step_profile,
+  from experiments import (ablate, batch_norm_fusion, benchmark, chunk_loop_forms, input_gradient_routes,
+                           layer_shares, malloc_settings, precise_bn_runs, speedrun, step_profile,
                            twin_settings, unpool_forms, vgg_conv_impls, xla_cpu_flags)
 
   def speedrun_table(info, records):
@@ -35,11 +35,11 @@ def renderers():
   return {
       'ablation-': ablate.markdown, 'plus-trials/': ablate.markdown, 'speedrun-cpu-trials/': speedrun_table,
       'batch-norm-fusion-': batch_norm_fusion.markdown,
+      'chunk-loop-forms-': chunk_loop_forms.markdown,
       'benchmark-': lambda info, records: benchmark.markdown(records, info),
       'input-gradient-': input_gradient_routes.markdown,
       'layer-shares-': layer_shares.markdown,
       'malloc-settings-': malloc_settings.markdown,
-      'patch-forms-': patch_forms.markdown,
       'precise-bn-': precise_bn_runs.markdown,
       'xla-cpu-flags-': xla_cpu_flags.markdown,
       'speedrun-': speedrun_table,

@@ -52,13 +52,14 @@ def default_impl(platform=None):
 
 
 # How a chunk's patches are built: three ways to copy the same values (bit for bit,
-# tests/test_patch_forms.py), which XLA:CPU compiles into different kernels inside the chunk loops, where
+# tests/test_chunk_loop_forms.py), which XLA:CPU compiles into different kernels inside the chunk loops, where
 # the patches cost about as much as the products they feed:
 # - 'concatenate': the nine shifted windows, then one concatenation (ten kernels a chunk);
 # - 'pads': each window padded with zeros into its block of channels, the nine summed (one kernel);
 # - 'gather': one gather of every patch's pixels by their constant indices (one kernel).
-# experiments/patch_forms.py times the training steps under each, for the forward and the backward loops
-# apart (FORWARD_PATCHES, BACKWARD_PATCHES). Switches for that experiment (as CHUNK_BYTES), not settings.
+# experiments/chunk_loop_forms.py times the training steps under each, for the forward and the backward
+# loops apart (FORWARD_PATCHES, BACKWARD_PATCHES). Switches for that experiment (as CHUNK_BYTES), not
+# settings.
 PATCH_FORMS = ('concatenate', 'pads', 'gather')
 FORWARD_PATCHES = 'concatenate'
 BACKWARD_PATCHES = 'concatenate'
@@ -135,13 +136,34 @@ def _rows(a, i, size):
   return lax.dynamic_slice_in_dim(a, i * size, size)
 
 
+# How the forward loops of `conv3x3_valid` and `conv3x3_valid_relu_pool` read their chunks (the same values
+# either way; the statistics variant keeps `lax.map`, whose per-chunk outputs it combines):
+# - 'map': `lax.map` over the batch viewed as (chunks, chunk, ...);
+# - 'slices': a loop over slices of the batch itself, as the backward loop reads it. Where x is made by
+#   fusible operations (CNN-4's BatchNorm before its second convolution), XLA:CPU computed x twice under
+#   'map', once in each shape (seen in the optimised HLO); under 'slices' both loops read one x.
+# Timed in the training steps by experiments/chunk_loop_forms.py; a switch for it, not a setting.
+FORWARD_LOOPS = ('map', 'slices')
+FORWARD_LOOP = 'map'
+
+
 def _map_chunks(fn, x, features):
   """fn applied to each cache-sized chunk of the batch `x` (see `_chunk_size`), outputs joined again."""
   size = _chunk_size(x, features)
   if size == x.shape[0]:
     return fn(x)
-  outputs = lax.map(fn, _chunks(x, size))
-  return jax.tree.map(lambda a: a.reshape((x.shape[0],) + a.shape[2:]), outputs)
+  if FORWARD_LOOP == 'map':
+    outputs = lax.map(fn, _chunks(x, size))
+    return jax.tree.map(lambda a: a.reshape((x.shape[0],) + a.shape[2:]), outputs)
+  if FORWARD_LOOP != 'slices':
+    raise ValueError(f'fast_conv.FORWARD_LOOP={FORWARD_LOOP!r}: expected one of {FORWARD_LOOPS}')
+  chunk_outputs = jax.eval_shape(fn, jax.ShapeDtypeStruct((size,) + x.shape[1:], x.dtype))
+  outputs = jax.tree.map(lambda a: jnp.zeros((x.shape[0],) + a.shape[1:], a.dtype), chunk_outputs)
+
+  def add_chunk(i, outputs):
+    return jax.tree.map(lambda out, chunk: lax.dynamic_update_slice_in_dim(out, chunk, i * size, 0),
+                        outputs, fn(_rows(x, i, size)))
+  return lax.fori_loop(0, x.shape[0] // size, add_chunk, outputs)
 
 
 def _input_gradient(x, kernel, dy):

@@ -1,6 +1,7 @@
-"""The im2col chunk loops' patch forms (fast_conv.PATCH_FORMS) copy the same values, and the layers built
-on them compute the same outputs and gradients under every forward/backward pair; and
-experiments/patch_forms.py's variants and table."""
+"""fast_conv's chunk-loop forms: the patch forms (fast_conv.PATCH_FORMS) copy the same values, and the
+layers built on the loops compute the same outputs and gradients under every forward/backward pair of
+patch forms and every forward loop (fast_conv.FORWARD_LOOPS); and experiments/chunk_loop_forms.py's
+variants and table."""
 
 import itertools
 
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import patch_forms
+from experiments import chunk_loop_forms
 from fashion_jax.models import fast_conv
 
 
@@ -46,7 +47,7 @@ def outputs_and_gradients(layer, args, cotangents):
 
 
 @pytest.mark.parametrize('name', sorted(LAYERS))
-def test_every_forward_and_backward_pair_gives_the_layers_same_numbers(monkeypatch, name):
+def test_every_combination_of_forms_gives_the_layers_same_numbers(monkeypatch, name):
   # Chunks of 2 of the 8 images (a small CHUNK_BYTES), so the forms run inside the loops as in training.
   monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', 2 * 9 * 9 * (9 * 4 + 8) * 4)
   keys = jax.random.split(jax.random.key(1), 4)
@@ -56,31 +57,44 @@ def test_every_forward_and_backward_pair_gives_the_layers_same_numbers(monkeypat
   cotangents = jax.tree.map(lambda a: jax.random.normal(keys[3], a.shape), jax.eval_shape(layer, *args))
   assert fast_conv._chunk_size(args[0], 8) == 2
   results = {}
-  for forward, backward in itertools.product(fast_conv.PATCH_FORMS, repeat=2):
+  combinations = itertools.product(fast_conv.PATCH_FORMS, fast_conv.PATCH_FORMS, fast_conv.FORWARD_LOOPS)
+  for forward, backward, loop in combinations:
     monkeypatch.setattr(fast_conv, 'FORWARD_PATCHES', forward)
     monkeypatch.setattr(fast_conv, 'BACKWARD_PATCHES', backward)
-    results[forward, backward] = outputs_and_gradients(layer, args, cotangents)
-  reference = results['concatenate', 'concatenate']
+    monkeypatch.setattr(fast_conv, 'FORWARD_LOOP', loop)
+    results[forward, backward, loop] = outputs_and_gradients(layer, args, cotangents)
+  reference = results['concatenate', 'concatenate', 'map']
   for pair, leaves in results.items():
     for got, expected in zip(leaves, reference):
       np.testing.assert_array_equal(got, expected, err_msg=f'{name} {pair}')
 
 
-def test_the_experiments_variants_set_both_forms_and_refuse_anything_else():
-  with patch_forms.patch_forms('pads/gather'):
-    assert (fast_conv.FORWARD_PATCHES, fast_conv.BACKWARD_PATCHES) == ('pads', 'gather')
-  assert patch_forms.chosen() == f'{fast_conv.FORWARD_PATCHES}/{fast_conv.BACKWARD_PATCHES}'
-  for bad in ('pads', 'pads/loop', 'pads/gather/gather'):
+def test_an_unknown_forward_loop_is_refused(monkeypatch):
+  monkeypatch.setattr(fast_conv, 'FORWARD_LOOP', 'scan')
+  with pytest.raises(ValueError, match="FORWARD_LOOP='scan'"):
+    fast_conv.conv3x3_valid(jnp.zeros((256, 30, 30, 8)), jnp.zeros((3, 3, 8, 8)), 'im2col')
+
+
+def test_the_experiments_variants_set_every_form_and_refuse_anything_else():
+  with chunk_loop_forms.forms('pads/gather'):
+    assert (fast_conv.FORWARD_PATCHES, fast_conv.BACKWARD_PATCHES, fast_conv.FORWARD_LOOP) == (
+        'pads', 'gather', 'map')
+    assert chunk_loop_forms.chosen() == 'pads/gather'
+  with chunk_loop_forms.forms('concatenate/pads+slices'):
+    assert (fast_conv.FORWARD_PATCHES, fast_conv.BACKWARD_PATCHES, fast_conv.FORWARD_LOOP) == (
+        'concatenate', 'pads', 'slices')
+    assert chunk_loop_forms.chosen() == 'concatenate/pads+slices'
+  for bad in ('pads', 'pads/loop', 'pads/gather/gather', 'pads/gather+scan'):
     with pytest.raises(ValueError, match='--variants entry'):
-      patch_forms.parse_variant(bad)
+      chunk_loop_forms.parse_variant(bad)
 
 
 def test_table_bolds_the_chosen_variant_and_gives_the_ratio_to_the_baseline():
   info = {'device_kind': 'cpu', 'backend': 'cpu', 'cpu_count': 2, 'jax': '0.0', 'command': 'python x.py'}
-  records = [{'config': 'cnn4', 'batch': 256, 'patches': v, 'chosen': v == 'pads/concatenate', 'seconds': s,
+  records = [{'config': 'cnn4', 'batch': 256, 'forms': v, 'chosen': v == 'pads/concatenate', 'seconds': s,
               'round_seconds': [s, s + 0.001], 'minor_faults': 1000.0}
              for v, s in [('concatenate/concatenate', 0.5), ('pads/concatenate', 0.4)]]
-  text = patch_forms.markdown(info, records)
+  text = chunk_loop_forms.markdown(info, records)
   assert '| cnn4 (batch 256) | concatenate/concatenate | 500.0 | 1.000 | 1,000 | 500.0, 501.0 |' in text
   assert '| cnn4 (batch 256) | **pads/concatenate** | 400.0 | 0.800 | 1,000 | 400.0, 401.0 |' in text
   assert 'Command: `python x.py`' in text

@@ -1,0 +1,125 @@
+"""fast_conv's chunk loops built in different forms of the same values, timed in the whole training step.
+
+  python experiments/chunk_loop_forms.py --configs=cnn3,cnn4 --rounds=5 \
+      --out=experiments/results/chunk-loop-forms-cpu-<processor>
+
+Two choices, each computing the same values (tests/test_chunk_loop_forms.py):
+- how a chunk's 3x3 patches are built, in the forward loops (the product with the kernel) and in the
+  backward loop (the kernel's gradient), each one of `fast_conv.PATCH_FORMS`: 'concatenate' (the nine
+  shifted windows joined), 'pads' (each window padded into its block of channels, the nine summed) or
+  'gather' (one gather by constant indices). XLA:CPU makes one kernel of the last two where the first
+  takes ten, and a step's profile (experiments/step_profile.py) put the windows and their
+  concatenation at a fifth of CNN-4's step. Timed alone, 'pads' sped up the forward loops and slowed
+  the backward one, so the two are chosen apart;
+- how the forward loops read their chunks (`fast_conv.FORWARD_LOOPS`): 'map' over a chunked view of
+  the batch, or 'slices' of the batch itself, under which XLA stops computing CNN-4's first BatchNorm's
+  output twice.
+Each `--variants` entry is FORWARD/BACKWARD[+LOOP] (fast_conv.FORWARD_PATCHES, BACKWARD_PATCHES and
+FORWARD_LOOP, 'map' when left out). The trainer's compiled step of each `--configs` entry is timed under
+each variant, `--rounds` times, the first variant rotating between rounds, with the minor page faults
+of the timed steps; the table gives the median over rounds of each round's median step.
+Writes <out>.jsonl and <out>.md.
+"""
+
+import contextlib
+import importlib
+import os
+import statistics
+import sys
+from unittest import mock
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import records as records_lib
+from experiments import benchmark, input_gradient_routes, layer_shares
+from fashion_jax import data
+from fashion_jax.cpu_info import cpu_text
+from fashion_jax.models import fast_conv
+
+_OUT = benchmark._OUT  # pylint: disable=protected-access (--out, without extension, is benchmark.py's flag)
+_CONFIGS = layer_shares.STEP_CONFIGS  # --configs (--rounds is benchmark.py's: layer_shares.rounds())
+_REPEATS = layer_shares._REPEATS  # pylint: disable=protected-access (--repeats: timed steps a round)
+_VARIANTS = flags.DEFINE_list(
+    'variants', ['concatenate/concatenate', 'concatenate/concatenate+slices', 'pads/concatenate',
+                 'pads/gather', 'pads/concatenate+slices'],
+    'FORWARD/BACKWARD[+LOOP] forms (fast_conv.PATCH_FORMS, FORWARD_LOOPS) to time the steps under.')
+
+BASELINE = 'concatenate/concatenate'
+
+
+def parse_variant(variant):
+  """'pads/gather+slices' -> ('pads', 'gather', 'slices'), the loop 'map' if left out; a clear error for
+  anything else."""
+  patches, _, loop = variant.partition('+')
+  parts = tuple(patches.split('/')) + (loop or 'map',)
+  if (len(parts) != 3 or any(f not in fast_conv.PATCH_FORMS for f in parts[:2])
+      or parts[2] not in fast_conv.FORWARD_LOOPS):
+    raise ValueError(f'--variants entry {variant!r}: expected FORWARD/BACKWARD[+LOOP], the first two '
+                     f'of {fast_conv.PATCH_FORMS}, LOOP one of {fast_conv.FORWARD_LOOPS}')
+  return parts
+
+
+@contextlib.contextmanager
+def forms(variant):
+  forward, backward, loop = parse_variant(variant)
+  with mock.patch.object(fast_conv, 'FORWARD_PATCHES', forward), \
+       mock.patch.object(fast_conv, 'BACKWARD_PATCHES', backward), \
+       mock.patch.object(fast_conv, 'FORWARD_LOOP', loop):
+    yield
+
+
+def chosen():
+  """The variant fast_conv takes today, as --variants writes it."""
+  loop = '' if fast_conv.FORWARD_LOOP == 'map' else f'+{fast_conv.FORWARD_LOOP}'
+  return f'{fast_conv.FORWARD_PATCHES}/{fast_conv.BACKWARD_PATCHES}{loop}'
+
+
+def measure(configs, variants, rounds, repeats):
+  """Median training step and minor page faults a step of each config under each variant."""
+  dataset = data.load(importlib.import_module('configs.default').get_config().data)
+  records = []
+  for name in configs:
+    batch, seconds, faults = input_gradient_routes.step_under_variants(
+        name, dataset, variants, forms, rounds, repeats)
+    for variant in variants:
+      records.append({'config': name, 'batch': batch, 'forms': variant, 'chosen': variant == chosen(),
+                      'round_seconds': seconds[variant], 'seconds': statistics.median(seconds[variant]),
+                      'minor_faults': statistics.median(faults[variant])})
+    print(name, {r['forms']: round(r['seconds'] * 1e3, 1) for r in records[-len(variants):]}, flush=True)
+  return records
+
+
+def markdown(info, records):
+  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
+           'The trainer\'s compiled training step (batch gathered on the device, forward, backward, '
+           'optimizer) with fast_conv\'s chunk loops built in each form: patches in the forward loops / '
+           'the backward loop, and +slices where the forward loops read slices of the batch (fast_conv\'s '
+           'choice in bold; all give the same values): the median over rounds of each '
+           'round\'s median step, which variant ran first rotating between rounds, against '
+           f'{BASELINE}; and the median minor page faults a timed step.', '',
+           f'| config | forms | ms a step | / {BASELINE} | minor faults a step | ms in each round |',
+           '| --- | --- | --- | --- | --- | --- |']
+  lines += input_gradient_routes.variant_rows(records, 'forms', BASELINE)
+  lines += ['', f'Command: `{info["command"]}`']
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv):
+  del argv
+  variants = _VARIANTS.value
+  for variant in variants:
+    parse_variant(variant)
+  if BASELINE not in variants:
+    raise app.UsageError(f'--variants must include {BASELINE}, the table\'s reference')
+  info = records_lib.machine()
+  records = measure(_CONFIGS.value, variants, layer_shares.rounds(), _REPEATS.value)
+  table = markdown(info, records)
+  records_lib.write_records_and_table(_OUT.value, info, records, table)
+  print(table)
+
+
+if __name__ == '__main__':
+  app.run(main)
