@@ -9,8 +9,8 @@ Two choices, each computing the same values (tests/test_chunk_loop_forms.py):
   shifted windows joined), 'pads' (each window padded into its block of channels, the nine summed) or
   'gather' (one gather by constant indices). XLA:CPU makes one kernel of the last two where the first
   takes ten, and a step's profile (experiments/step_profile.py) put the windows and their
-  concatenation at a fifth of CNN-4's step. Timed alone, 'pads' sped up the forward loops and slowed
-  the backward one, so the two are chosen apart;
+  concatenation at a fifth of CNN-4's step. Timed alone (layers at CNN-4's and CNN-3's shapes, not
+  committed), 'pads' sped up the forward loops and slowed the backward one, so the two are chosen apart;
 - how the forward loops read their chunks (`fast_conv.FORWARD_LOOPS`): 'map' over a chunked view of
   the batch, or 'slices' of the batch itself, under which XLA stops computing CNN-4's first BatchNorm's
   output twice.
@@ -71,10 +71,19 @@ def forms(variant):
     yield
 
 
+def spelled(forward, backward, loop):
+  """The variant's one spelling: 'FORWARD/BACKWARD', '+LOOP' only where the loop is not 'map'."""
+  return f'{forward}/{backward}' + ('' if loop == 'map' else f'+{loop}')
+
+
 def chosen():
-  """The variant fast_conv takes today, as --variants writes it."""
-  loop = '' if fast_conv.FORWARD_LOOP == 'map' else f'+{fast_conv.FORWARD_LOOP}'
-  return f'{fast_conv.FORWARD_PATCHES}/{fast_conv.BACKWARD_PATCHES}{loop}'
+  """The variant fast_conv takes today."""
+  return spelled(fast_conv.FORWARD_PATCHES, fast_conv.BACKWARD_PATCHES, fast_conv.FORWARD_LOOP)
+
+
+def standard_variants(entries):
+  """--variants in one spelling each, each once, in their order."""
+  return list(dict.fromkeys(spelled(*parse_variant(entry)) for entry in entries))
 
 
 def measure(configs, variants, rounds, repeats):
@@ -109,9 +118,10 @@ def markdown(info, records):
 
 def main(argv):
   del argv
-  variants = _VARIANTS.value
-  for variant in variants:
-    parse_variant(variant)
+  try:
+    variants = standard_variants(_VARIANTS.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   if BASELINE not in variants:
     raise app.UsageError(f'--variants must include {BASELINE}, the table\'s reference')
   info = records_lib.machine()

@@ -38,6 +38,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from fashion_jax.models import pooling
@@ -51,12 +52,12 @@ def default_impl(platform=None):
   return 'im2col' if platform == 'cpu' else 'xla'
 
 
-# How a chunk's patches are built: three ways to copy the same values (bit for bit,
-# tests/test_chunk_loop_forms.py), which XLA:CPU compiles into different kernels inside the chunk loops, where
-# the patches cost about as much as the products they feed:
+# How a chunk's patches are built: three ways to copy the same values (bit for bit, but for the sign of
+# zero under 'pads': tests/test_chunk_loop_forms.py), which XLA:CPU compiles into different kernels inside
+# the chunk loops, where the patches cost about as much as the products they feed:
 # - 'concatenate': the nine shifted windows, then one concatenation (ten kernels a chunk);
 # - 'pads': each window padded with zeros into its block of channels, the nine summed (one kernel);
-# - 'gather': one gather of every patch's pixels by their constant indices (one kernel).
+# - 'gather': one gather of every patch's pixels by indices fixed at tracing time (one kernel).
 # experiments/chunk_loop_forms.py times the training steps under each, for the forward and the backward
 # loops apart (FORWARD_PATCHES, BACKWARD_PATCHES). Switches for that experiment (as CHUNK_BYTES), not
 # settings.
@@ -77,9 +78,10 @@ def _patches(x, form='concatenate'):
     return sum(jnp.pad(window, ((0, 0), (0, 0), (0, 0), (k * c, (8 - k) * c)))
                for k, window in enumerate(windows))
   if form == 'gather':
-    rows = jnp.arange(h - 2)[:, None, None] + jnp.repeat(jnp.arange(3), 3)
-    cols = jnp.arange(w - 2)[None, :, None] + jnp.tile(jnp.arange(3), 3)
-    return x[:, rows, cols, :].reshape(n, h - 2, w - 2, 9 * c)
+    # numpy indices: constants in the program, all in bounds, so no clamping either.
+    rows = np.arange(h - 2)[:, None, None] + np.repeat(np.arange(3), 3)
+    cols = np.arange(w - 2)[None, :, None] + np.tile(np.arange(3), 3)
+    return x.at[:, rows, cols, :].get(mode='promise_in_bounds').reshape(n, h - 2, w - 2, 9 * c)
   raise ValueError(f'patch form {form!r}: expected one of {PATCH_FORMS}')
 
 
@@ -140,8 +142,10 @@ def _rows(a, i, size):
 # either way; the statistics variant keeps `lax.map`, whose per-chunk outputs it combines):
 # - 'map': `lax.map` over the batch viewed as (chunks, chunk, ...);
 # - 'slices': a loop over slices of the batch itself, as the backward loop reads it. Where x is made by
-#   fusible operations (CNN-4's BatchNorm before its second convolution), XLA:CPU computed x twice under
-#   'map', once in each shape (seen in the optimised HLO); under 'slices' both loops read one x.
+#   fusible operations (CNN-4's first BatchNorm, before its second convolution), XLA:CPU computed x
+#   twice under 'map' (seen in the optimised HLO): once as the whole batch the backward loop keeps, once
+#   as the (chunks, chunk, ...) view `lax.map` reads, each with the BatchNorm fused in; under 'slices'
+#   both loops read one x. Its outputs are zero-filled buffers the loop writes into, as `lax.map`'s are.
 # Timed in the training steps by experiments/chunk_loop_forms.py; a switch for it, not a setting.
 FORWARD_LOOPS = ('map', 'slices')
 FORWARD_LOOP = 'map'
@@ -149,14 +153,14 @@ FORWARD_LOOP = 'map'
 
 def _map_chunks(fn, x, features):
   """fn applied to each cache-sized chunk of the batch `x` (see `_chunk_size`), outputs joined again."""
+  if FORWARD_LOOP not in FORWARD_LOOPS:
+    raise ValueError(f'fast_conv.FORWARD_LOOP={FORWARD_LOOP!r}: expected one of {FORWARD_LOOPS}')
   size = _chunk_size(x, features)
   if size == x.shape[0]:
     return fn(x)
   if FORWARD_LOOP == 'map':
     outputs = lax.map(fn, _chunks(x, size))
     return jax.tree.map(lambda a: a.reshape((x.shape[0],) + a.shape[2:]), outputs)
-  if FORWARD_LOOP != 'slices':
-    raise ValueError(f'fast_conv.FORWARD_LOOP={FORWARD_LOOP!r}: expected one of {FORWARD_LOOPS}')
   chunk_outputs = jax.eval_shape(fn, jax.ShapeDtypeStruct((size,) + x.shape[1:], x.dtype))
   outputs = jax.tree.map(lambda a: jnp.zeros((x.shape[0],) + a.shape[1:], a.dtype), chunk_outputs)
 
