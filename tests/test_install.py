@@ -19,4 +19,5 @@ def test_pyproject_declares_what_requirements_txt_installs():
     project = tomllib.load(f)['project']
   assert sorted(project['dependencies']) == sorted(requirement_lines(os.path.join(REPO, 'requirements.txt')))
   # The optional readers: TensorFlow for TFDS and clu's writers, torch for torchvision's .pth weights.
-  assert set(project['optional-dependencies']) == {'tensorflow', 'torch'}
+  assert project['optional-dependencies'] == {'tensorflow': ['tensorflow-cpu', 'tensorflow-datasets'],
+                                             'torch': ['torch']}

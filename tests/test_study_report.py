@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from conftest import REPO
 from experiments import study_report
 
 
@@ -69,8 +70,7 @@ def test_the_committed_report_and_the_readmes_table_are_what_the_committed_runs_
   # The committed report's command, run again from the repository root: a run added, a number typed into
   # experiments/results/README.md or README.md, or a renderer changed without regenerating, fails here.
   # (The pictures are redrawn into tmp_path; their pixels are not compared.)
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  monkeypatch.chdir(repo)
+  monkeypatch.chdir(REPO)
   root, keras_root = 'experiments/results/study-h200', 'experiments/results/keras-cpu'
   runs = study_report.load_runs(root)
   keras_runs = study_report.load_runs(keras_root, with_config=False)

@@ -135,11 +135,16 @@ def test_pickled_objects_are_not_loaded(tmp_path):
     vgg_weights.load(str(tmp_path / 'evil.pth'))
 
 
-def test_a_pth_file_without_pytorch_installed_is_refused_by_name(tmp_path, monkeypatch):
+def test_a_pth_file_without_pytorch_installed_is_refused_by_name_before_any_download(tmp_path, monkeypatch):
   monkeypatch.setitem(sys.modules, 'torch', None)  # what `import torch` meets where it is not installed
   (tmp_path / 'vgg19.pth').write_bytes(b'not read')
   with pytest.raises(UserError, match=r'vgg19.pth: reading a .pth file needs PyTorch \(pip install torch'):
     vgg_weights.load(str(tmp_path / 'vgg19.pth'))
+  downloads = []
+  monkeypatch.setattr(vgg_weights.downloads, 'download_verified', lambda *args: downloads.append(args))
+  with pytest.raises(UserError, match=r'vgg19-dcbb9e9d.pth: reading a .pth file needs PyTorch'):
+    vgg_weights.fetch_known('torchvision', str(tmp_path / 'cache'))
+  assert not downloads
 
 
 def test_known_weights_download_on_loopback(tmp_path, torch_model_and_input, monkeypatch):

@@ -14,6 +14,7 @@ cache and downloaded there (and checked) when missing.
 """
 
 import hashlib
+import importlib.util
 import os
 
 import numpy as np
@@ -89,12 +90,16 @@ def _from_torch_layout(tensors):
   return layers
 
 
-def _from_pth(path):
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
+def _require_torch(path):
+  """A one-line error before a .pth file is read, or downloaded, where PyTorch is not installed."""
+  if importlib.util.find_spec('torch') is None:
     raise UserError(f'{path}: reading a .pth file needs PyTorch (pip install torch, or the package\'s '
-                    '[torch] extra); safetensors and .h5 files need no PyTorch') from None
+                    '[torch] extra); safetensors and .h5 files need no PyTorch')
+
+
+def _from_pth(path):
+  _require_torch(path)
+  import torch  # pylint: disable=g-import-not-at-top
   try:
     state = torch.load(path, map_location='cpu', weights_only=True)
   except Exception as e:  # pylint: disable=broad-except  # torch raises many types for a bad file
@@ -129,6 +134,8 @@ def fetch_known(name, cache_dir=None, url=None):
   filename, default_url, check = KNOWN[name]
   cache_dir = cache_dir or CACHE_DIR
   path = os.path.join(cache_dir, filename)
+  if filename.endswith('.pth'):
+    _require_torch(path)  # before a download of hundreds of MB that could not be read
   if os.path.exists(path):
     return path
   os.makedirs(cache_dir, exist_ok=True)
