@@ -44,7 +44,7 @@ _CONFIGS = layer_shares.STEP_CONFIGS  # --configs (--rounds is benchmark.py's: l
 _REPEATS = layer_shares._REPEATS  # pylint: disable=protected-access (--repeats: timed steps a round)
 _VARIANTS = flags.DEFINE_list(
     'variants', ['concatenate/concatenate', 'concatenate/concatenate+slices', 'pads/concatenate',
-                 'pads/gather', 'pads/concatenate+slices'],
+                 'pads/gather', 'pads/concatenate+slices', 'pads/gather+slices'],
     'FORWARD/BACKWARD[+LOOP] forms (fast_conv.PATCH_FORMS, FORWARD_LOOPS) to time the steps under.')
 
 BASELINE = 'concatenate/concatenate'
