@@ -19,6 +19,10 @@ FORWARD_LOOP, 'map' when left out). The trainer's compiled step of each `--confi
 each variant, `--rounds` times, the first variant rotating between rounds, with the minor page faults
 of the timed steps; the table gives the median over rounds of each round's median step.
 Writes <out>.jsonl and <out>.md.
+
+The committed run of 2026-11-30 (chunk-loop-forms-cpu-amd-epyc-zen3) ran while fast_conv took
+'concatenate/concatenate' (so its table bolds it); after it, the forward loops read slices
+(FORWARD_LOOP 'slices'), faster for both models there.
 """
 
 import contextlib

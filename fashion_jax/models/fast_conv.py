@@ -59,8 +59,10 @@ def default_impl(platform=None):
 # - 'pads': each window padded with zeros into its block of channels, the nine summed (one kernel);
 # - 'gather': one gather of every patch's pixels by indices fixed at tracing time (one kernel).
 # experiments/chunk_loop_forms.py times the training steps under each, for the forward and the backward
-# loops apart (FORWARD_PATCHES, BACKWARD_PATCHES). Switches for that experiment (as CHUNK_BYTES), not
-# settings.
+# loops apart (FORWARD_PATCHES, BACKWARD_PATCHES). Though one kernel, 'pads' and 'gather' made the steps
+# slower on the project's AMD EPYC in every pairing timed (CNN-3 by 15-40%, CNN-4 by 27-41%:
+# experiments/results/chunk-loop-forms-cpu-amd-epyc-zen3.md), so 'concatenate' stays. Switches for that
+# experiment (as CHUNK_BYTES), not settings.
 PATCH_FORMS = ('concatenate', 'pads', 'gather')
 FORWARD_PATCHES = 'concatenate'
 BACKWARD_PATCHES = 'concatenate'
@@ -146,9 +148,11 @@ def _rows(a, i, size):
 #   twice under 'map' (seen in the optimised HLO): once as the whole batch the backward loop keeps, once
 #   as the (chunks, chunk, ...) view `lax.map` reads, each with the BatchNorm fused in; under 'slices'
 #   both loops read one x. Its outputs are zero-filled buffers the loop writes into, as `lax.map`'s are.
-# Timed in the training steps by experiments/chunk_loop_forms.py; a switch for it, not a setting.
+# 'slices' is taken: it made the training steps faster on the project's AMD EPYC (median of 3 rounds,
+# CNN-3 80 against 90 ms, CNN-4 432 against 473 ms, in
+# experiments/results/chunk-loop-forms-cpu-amd-epyc-zen3.md). A switch for that experiment, not a setting.
 FORWARD_LOOPS = ('map', 'slices')
-FORWARD_LOOP = 'map'
+FORWARD_LOOP = 'slices'
 
 
 def _map_chunks(fn, x, features):
