@@ -17,7 +17,6 @@ since removed: it computed the statistics too and dropped them, so its row measu
 
 import importlib
 import os
-import statistics
 import sys
 from unittest import mock
 
@@ -50,14 +49,9 @@ def measure(configs, rounds, repeats):
   records = []
   variants = cnn.CONV_RELU_BATCH_NORM_CHOICES
   for name in configs:
-    batch, seconds, faults = input_gradient_routes.step_under_variants(
-        name, dataset, variants, lambda v: mock.patch.object(cnn, 'CONV_RELU_BATCH_NORM', v), rounds, repeats)
-    for variant in variants:
-      records.append({'config': name, 'batch': batch, 'variant': variant,
-                      'chosen': variant == cnn.CONV_RELU_BATCH_NORM, 'round_seconds': seconds[variant],
-                      'seconds': statistics.median(seconds[variant]),
-                      'minor_faults': statistics.median(faults[variant])})
-    print(name, {r['variant']: round(r['seconds'] * 1e3, 1) for r in records[-len(variants):]}, flush=True)
+    patched = lambda v: mock.patch.object(cnn, 'CONV_RELU_BATCH_NORM', v)
+    records += input_gradient_routes.variant_records(
+        name, dataset, variants, patched, rounds, repeats, 'variant', cnn.CONV_RELU_BATCH_NORM)
   return records
 
 

@@ -28,7 +28,6 @@ The committed run of 2026-11-30 (chunk-loop-forms-cpu-amd-epyc-zen3) ran while f
 import contextlib
 import importlib
 import os
-import statistics
 import sys
 from unittest import mock
 
@@ -95,13 +94,8 @@ def measure(configs, variants, rounds, repeats):
   dataset = data.load(importlib.import_module('configs.default').get_config().data)
   records = []
   for name in configs:
-    batch, seconds, faults = input_gradient_routes.step_under_variants(
-        name, dataset, variants, forms, rounds, repeats)
-    for variant in variants:
-      records.append({'config': name, 'batch': batch, 'forms': variant, 'chosen': variant == chosen(),
-                      'round_seconds': seconds[variant], 'seconds': statistics.median(seconds[variant]),
-                      'minor_faults': statistics.median(faults[variant])})
-    print(name, {r['forms']: round(r['seconds'] * 1e3, 1) for r in records[-len(variants):]}, flush=True)
+    records += input_gradient_routes.variant_records(
+        name, dataset, variants, forms, rounds, repeats, 'forms', chosen())
   return records
 
 

@@ -101,6 +101,18 @@ def step_under_variants(name, dataset, variants, patched, rounds, repeats):
   return batch, seconds, faults
 
 
+def variant_records(name, dataset, variants, patched, rounds, repeats, key, chosen):
+  """The records of configs/<name>.py's step timed under each of `variants` (`step_under_variants`),
+  one a variant, named under `key`, with the median over rounds; `chosen` is the variant the code takes.
+  Prints a line of the medians as the config ends."""
+  batch, seconds, faults = step_under_variants(name, dataset, variants, patched, rounds, repeats)
+  records = [{'config': name, 'batch': batch, key: variant, 'chosen': variant == chosen,
+              'round_seconds': seconds[variant], 'seconds': statistics.median(seconds[variant]),
+              'minor_faults': statistics.median(faults[variant])} for variant in variants]
+  print(name, {r[key]: round(r['seconds'] * 1e3, 1) for r in records}, flush=True)
+  return records
+
+
 def variant_rows(records, key, baseline):
   """The table rows of step timings under variants (records with config, batch, `key`, chosen, seconds,
   minor_faults and round_seconds), per config, each against the config's `baseline` variant."""

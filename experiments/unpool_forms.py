@@ -22,7 +22,6 @@ CNN-4's step was faster with.
 
 import importlib
 import os
-import statistics
 import sys
 from unittest import mock
 
@@ -59,14 +58,8 @@ def measure(configs, rounds, repeats):
   records = []
   for name in configs:
     patched = lambda form: mock.patch.object(pooling, 'unpool', every_call_takes(form))
-    batch, seconds, faults = input_gradient_routes.step_under_variants(
-        name, dataset, pooling.UNPOOL_FORMS, patched, rounds, repeats)
-    for form in pooling.UNPOOL_FORMS:
-      records.append({'config': name, 'batch': batch, 'form': form, 'chosen': form == CHOSEN,
-                      'round_seconds': seconds[form], 'seconds': statistics.median(seconds[form]),
-                      'minor_faults': statistics.median(faults[form])})
-    timed = records[-len(pooling.UNPOOL_FORMS):]
-    print(name, {r['form']: round(r['seconds'] * 1e3, 1) for r in timed}, flush=True)
+    records += input_gradient_routes.variant_records(
+        name, dataset, pooling.UNPOOL_FORMS, patched, rounds, repeats, 'form', CHOSEN)
   return records
 
 

@@ -48,3 +48,17 @@ def test_table_bolds_the_chosen_route_and_gives_the_ratio():
   text = routes.markdown(info, records)
   assert '| CNN-3 conv 3 | 256x5x5x64 | 128 | **8.0** | 16.0 | 0.50 |' in text
   assert '| cnn3 (batch 256) | 90.0 ms, 12 faults |' in text
+
+
+def test_variant_records_take_each_variants_median_over_rounds_and_mark_the_chosen(monkeypatch):
+  def step_under_variants(name, dataset, variants, patched, rounds, repeats):
+    assert (name, dataset, patched, rounds, repeats) == ('cnn4', 'data', 'patch', 3, 5)
+    seconds = {'a': [0.3, 0.1, 0.2], 'b': [0.5, 0.4, 0.6]}
+    return 256, {v: seconds[v] for v in variants}, {v: [10.0, 30.0, 20.0] for v in variants}
+  monkeypatch.setattr(routes, 'step_under_variants', step_under_variants)
+  records = routes.variant_records('cnn4', 'data', ['a', 'b'], 'patch', 3, 5, 'form', 'b')
+  assert records == [
+      {'config': 'cnn4', 'batch': 256, 'form': 'a', 'chosen': False, 'round_seconds': [0.3, 0.1, 0.2],
+       'seconds': 0.2, 'minor_faults': 20.0},
+      {'config': 'cnn4', 'batch': 256, 'form': 'b', 'chosen': True, 'round_seconds': [0.5, 0.4, 0.6],
+       'seconds': 0.5, 'minor_faults': 20.0}]
