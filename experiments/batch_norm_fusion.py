@@ -27,8 +27,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import records as records_lib
 from experiments import benchmark, input_gradient_routes, layer_shares
-from fashion_jax import data
-from fashion_jax.cpu_info import cpu_text
 from fashion_jax.models import cnn
 
 _OUT = benchmark._OUT  # pylint: disable=protected-access (--out, without extension, is benchmark.py's flag)
@@ -45,28 +43,19 @@ def check_configs(configs):
 
 def measure(configs, rounds, repeats):
   """Median training step and minor page faults a step of each config under each variant."""
-  dataset = data.load(importlib.import_module('configs.default').get_config().data)
-  records = []
-  variants = cnn.CONV_RELU_BATCH_NORM_CHOICES
-  for name in configs:
-    patched = lambda v: mock.patch.object(cnn, 'CONV_RELU_BATCH_NORM', v)
-    records += input_gradient_routes.variant_records(
-        name, dataset, variants, patched, rounds, repeats, 'variant', cnn.CONV_RELU_BATCH_NORM)
-  return records
+  patched = lambda v: mock.patch.object(cnn, 'CONV_RELU_BATCH_NORM', v)
+  return input_gradient_routes.variant_records(configs, cnn.CONV_RELU_BATCH_NORM_CHOICES, patched, rounds,
+                                               repeats, 'variant', cnn.CONV_RELU_BATCH_NORM)
 
 
 def markdown(info, records):
-  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
-           'The trainer\'s compiled training step (batch gathered on the device, forward, backward, '
-           'optimizer) with CNN-4\'s Conv -> ReLU -> BatchNorm blocks computed each way '
-           '(`cnn.CONV_RELU_BATCH_NORM`; the chosen one in bold): the median over rounds of each round\'s '
-           'median step, which variant ran first rotating between rounds, against "separate"; and the '
-           'median minor page faults a timed step.', '',
-           '| config | variant | ms a step | / separate | minor faults a step | ms in each round |',
-           '| --- | --- | --- | --- | --- | --- |']
-  lines += input_gradient_routes.variant_rows(records, 'variant', 'separate')
-  lines += ['', f'Command: `{info["command"]}`']
-  return '\n'.join(lines) + '\n'
+  return input_gradient_routes.variant_table(
+      info, records,
+      'The trainer\'s compiled training step (batch gathered on the device, forward, backward, '
+      'optimizer) with CNN-4\'s Conv -> ReLU -> BatchNorm blocks computed each way '
+      '(`cnn.CONV_RELU_BATCH_NORM`; the chosen one in bold): the median over rounds of each round\'s '
+      'median step, which variant ran first rotating between rounds, against "separate"; and the '
+      'median minor page faults a timed step.', 'variant', 'separate')
 
 
 def main(argv):

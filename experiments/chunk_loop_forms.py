@@ -26,7 +26,6 @@ The committed run of 2026-11-30 (chunk-loop-forms-cpu-amd-epyc-zen3) ran while f
 """
 
 import contextlib
-import importlib
 import os
 import sys
 from unittest import mock
@@ -38,8 +37,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import records as records_lib
 from experiments import benchmark, input_gradient_routes, layer_shares
-from fashion_jax import data
-from fashion_jax.cpu_info import cpu_text
 from fashion_jax.models import fast_conv
 
 _OUT = benchmark._OUT  # pylint: disable=protected-access (--out, without extension, is benchmark.py's flag)
@@ -91,27 +88,18 @@ def standard_variants(entries):
 
 def measure(configs, variants, rounds, repeats):
   """Median training step and minor page faults a step of each config under each variant."""
-  dataset = data.load(importlib.import_module('configs.default').get_config().data)
-  records = []
-  for name in configs:
-    records += input_gradient_routes.variant_records(
-        name, dataset, variants, forms, rounds, repeats, 'forms', chosen())
-  return records
+  return input_gradient_routes.variant_records(configs, variants, forms, rounds, repeats, 'forms', chosen())
 
 
 def markdown(info, records):
-  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
-           'The trainer\'s compiled training step (batch gathered on the device, forward, backward, '
-           'optimizer) with fast_conv\'s chunk loops built in each form: patches in the forward loops / '
-           'the backward loop, and +slices where the forward loops read slices of the batch (fast_conv\'s '
-           'choice in bold; all give the same values): the median over rounds of each '
-           'round\'s median step, which variant ran first rotating between rounds, against '
-           f'{BASELINE}; and the median minor page faults a timed step.', '',
-           f'| config | forms | ms a step | / {BASELINE} | minor faults a step | ms in each round |',
-           '| --- | --- | --- | --- | --- | --- |']
-  lines += input_gradient_routes.variant_rows(records, 'forms', BASELINE)
-  lines += ['', f'Command: `{info["command"]}`']
-  return '\n'.join(lines) + '\n'
+  return input_gradient_routes.variant_table(
+      info, records,
+      'The trainer\'s compiled training step (batch gathered on the device, forward, backward, '
+      'optimizer) with fast_conv\'s chunk loops built in each form: patches in the forward loops / '
+      'the backward loop, and +slices where the forward loops read slices of the batch (fast_conv\'s '
+      'choice in bold; all give the same values): the median over rounds of each '
+      'round\'s median step, which variant ran first rotating between rounds, against '
+      f'{BASELINE}; and the median minor page faults a timed step.', 'forms', BASELINE)
 
 
 def main(argv):

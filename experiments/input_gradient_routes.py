@@ -101,16 +101,33 @@ def step_under_variants(name, dataset, variants, patched, rounds, repeats):
   return batch, seconds, faults
 
 
-def variant_records(name, dataset, variants, patched, rounds, repeats, key, chosen):
-  """The records of configs/<name>.py's step timed under each of `variants` (`step_under_variants`),
-  one a variant, named under `key`, with the median over rounds; `chosen` is the variant the code takes.
-  Prints a line of the medians as the config ends."""
-  batch, seconds, faults = step_under_variants(name, dataset, variants, patched, rounds, repeats)
-  records = [{'config': name, 'batch': batch, key: variant, 'chosen': variant == chosen,
+def variant_records(configs, variants, patched, rounds, repeats, key, chosen):
+  """The records of each of `configs`' step (configs/<name>.py) timed under each of `variants`
+  (`step_under_variants`, on the default config's data), one a config and variant, the variant named
+  under `key`, with the median over rounds; `chosen` is the variant the code takes. Prints a line of
+  the medians as each config ends."""
+  dataset = data.load(importlib.import_module('configs.default').get_config().data)
+  records = []
+  for name in configs:
+    batch, seconds, faults = step_under_variants(name, dataset, variants, patched, rounds, repeats)
+    timed = [{'config': name, 'batch': batch, key: variant, 'chosen': variant == chosen,
               'round_seconds': seconds[variant], 'seconds': statistics.median(seconds[variant]),
               'minor_faults': statistics.median(faults[variant])} for variant in variants]
-  print(name, {r[key]: round(r['seconds'] * 1e3, 1) for r in records}, flush=True)
+    print(name, {r[key]: round(r['seconds'] * 1e3, 1) for r in timed}, flush=True)
+    records += timed
   return records
+
+
+def variant_table(info, records, what, key, baseline):
+  """The markdown table of step timings under variants (`variant_records`): the machine, `what` the
+  table shows, a row per config and variant against `baseline`, and the command."""
+  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
+           what, '',
+           f'| config | {key} | ms a step | / {baseline} | minor faults a step | ms in each round |',
+           '| --- | --- | --- | --- | --- | --- |']
+  lines += variant_rows(records, key, baseline)
+  lines += ['', f'Command: `{info["command"]}`']
+  return '\n'.join(lines) + '\n'
 
 
 def variant_rows(records, key, baseline):

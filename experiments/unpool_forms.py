@@ -20,7 +20,6 @@ both call sites, 'broadcast' (so its table bolds it); after it, max_pool_2x2 wen
 CNN-4's step was faster with.
 """
 
-import importlib
 import os
 import sys
 from unittest import mock
@@ -32,8 +31,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import records as records_lib
 from experiments import benchmark, input_gradient_routes, layer_shares
-from fashion_jax import data
-from fashion_jax.cpu_info import cpu_text
 from fashion_jax.models import pooling
 
 _OUT = benchmark._OUT  # pylint: disable=protected-access (--out, without extension, is benchmark.py's flag)
@@ -54,27 +51,19 @@ CHOSEN = 'broadcast'
 
 def measure(configs, rounds, repeats):
   """Median training step and minor page faults a step of each config under each form."""
-  dataset = data.load(importlib.import_module('configs.default').get_config().data)
-  records = []
-  for name in configs:
-    patched = lambda form: mock.patch.object(pooling, 'unpool', every_call_takes(form))
-    records += input_gradient_routes.variant_records(
-        name, dataset, pooling.UNPOOL_FORMS, patched, rounds, repeats, 'form', CHOSEN)
-  return records
+  patched = lambda form: mock.patch.object(pooling, 'unpool', every_call_takes(form))
+  return input_gradient_routes.variant_records(configs, pooling.UNPOOL_FORMS, patched, rounds, repeats,
+                                               'form', CHOSEN)
 
 
 def markdown(info, records):
-  lines = [f'Machine: {info["device_kind"]} ({info["backend"]}), {cpu_text(info)}, JAX {info["jax"]}.', '',
-           'The trainer\'s compiled training step (batch gathered on the device, forward, backward, '
-           'optimizer) with max pooling\'s backward pass (`pooling.unpool`) written each way (the chosen '
-           'one in bold; both give the same values): the median over rounds of each round\'s median '
-           'step, which form ran first rotating between rounds, against "stack", the earlier form; and '
-           'the median minor page faults a timed step.', '',
-           '| config | form | ms a step | / stack | minor faults a step | ms in each round |',
-           '| --- | --- | --- | --- | --- | --- |']
-  lines += input_gradient_routes.variant_rows(records, 'form', 'stack')
-  lines += ['', f'Command: `{info["command"]}`']
-  return '\n'.join(lines) + '\n'
+  return input_gradient_routes.variant_table(
+      info, records,
+      'The trainer\'s compiled training step (batch gathered on the device, forward, backward, '
+      'optimizer) with max pooling\'s backward pass (`pooling.unpool`) written each way (the chosen '
+      'one in bold; both give the same values): the median over rounds of each round\'s median '
+      'step, which form ran first rotating between rounds, against "stack", the earlier form; and '
+      'the median minor page faults a timed step.', 'form', 'stack')
 
 
 def main(argv):

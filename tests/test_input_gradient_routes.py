@@ -56,7 +56,8 @@ def test_variant_records_take_each_variants_median_over_rounds_and_mark_the_chos
     seconds = {'a': [0.3, 0.1, 0.2], 'b': [0.5, 0.4, 0.6]}
     return 256, {v: seconds[v] for v in variants}, {v: [10.0, 30.0, 20.0] for v in variants}
   monkeypatch.setattr(routes, 'step_under_variants', step_under_variants)
-  records = routes.variant_records('cnn4', 'data', ['a', 'b'], 'patch', 3, 5, 'form', 'b')
+  monkeypatch.setattr(routes.data, 'load', lambda config: 'data')
+  records = routes.variant_records(['cnn4'], ['a', 'b'], 'patch', 3, 5, 'form', 'b')
   assert records == [
       {'config': 'cnn4', 'batch': 256, 'form': 'a', 'chosen': False, 'round_seconds': [0.3, 0.1, 0.2],
        'seconds': 0.2, 'minor_faults': 20.0},
