@@ -92,11 +92,16 @@ def markdown(info, records, target, config_name):
   reached = sum(a >= target for a in accuracies)
   lines = [
       f'Speedrun of `{config_name}` to {target:.2f} test accuracy. Machine: {info["device_kind"]} '
-      f'({info["backend"]}, {info["devices"]} device(s)), {cpu_text(info)}, JAX {info["jax"]}.', '',
-      f'- accuracy over {len(cached)} seed{"s" if len(cached) > 1 else ""}: {_spread(accuracies)}; {reached} of '
-      f'{len(cached)} reach {target:.2f}',
-      f'- seconds (compiled programs loaded from the cache): {_seconds([r["seconds"] for r in cached])}',
-      f'- the first run, compiling everything: {first["seconds"]:.1f} s']
+      f'({info["backend"]}, {info["devices"]} device(s)), {cpu_text(info)}, JAX {info["jax"]}.', '']
+  if cached:
+    lines += [
+        f'- accuracy over {len(cached)} seed{"s" if len(cached) > 1 else ""}: {_spread(accuracies)}; {reached} of '
+        f'{len(cached)} reach {target:.2f}',
+        f'- seconds (compiled programs loaded from the cache): {_seconds([r["seconds"] for r in cached])}']
+  else:  # stopped during the second run: the first, compiling run is all there is
+    lines += [f'- stopped after the first run: accuracy {first["accuracy"]:.4f}, '
+              f'{"reaches" if first["accuracy"] >= target else "short of"} {target:.2f}; no run with the cache warm']
+  lines += [f'- the first run, compiling everything: {first["seconds"]:.1f} s']
   for framework, label, module in TWINS:
     runs = [r for r in records if r.get('framework') == framework]
     if not runs:
@@ -178,8 +183,7 @@ def main(argv):
     records.append(entry)
     print(json.dumps(entry), flush=True)
     records_lib.write_json_lines(_OUT.value, header, records)
-    if any(r.get('cache') == 'warm' for r in records):  # the table needs a run with the cache warm
-      write_markdown(header, records, echo=False)
+    write_markdown(header, records, echo=False)
 
   record(dict(run(config, 0, os.path.join(_ROOT.value, 'seed0-cold')), cache='cold'))
   for seed in range(_SEEDS.value):  # seed by seed, ours then each twin: a change in the machine's load

@@ -101,6 +101,17 @@ def test_speedrun_table_counts_the_seeds_that_reach_the_target():
   assert '| JAX | 1 | cached | 44.0 | 0.9150 | 0.9140 | 6 |' in lines
 
 
+def test_speedrun_table_of_a_run_stopped_after_its_first_seed():
+  from experiments import speedrun  # pylint: disable=g-import-not-at-top
+  records = [{'seed': 0, 'cache': 'cold', 'seconds': 638.0, 'accuracy': 0.9257, 'test_accuracy': 0.9246,
+              'epochs': 12}]
+  lines = speedrun.markdown(dict(INFO, command='python experiments/speedrun.py'), records, 0.94,
+                            'configs/speedrun_gpu_convnet.py').splitlines()
+  assert lines[2:4] == ['- stopped after the first run: accuracy 0.9257, short of 0.94; no run with the cache warm',
+                        '- the first run, compiling everything: 638.0 s']
+  assert '| JAX | 0 | compiled | 638.0 | 0.9257 | 0.9246 | 12 |' in lines
+
+
 def test_speedrun_table_adds_the_twins_and_their_time_over_ours():
   from experiments import speedrun  # pylint: disable=g-import-not-at-top
   ours = lambda seed, cache, seconds: {'seed': seed, 'cache': cache, 'seconds': seconds, 'accuracy': 0.921,

@@ -74,10 +74,14 @@ def test_the_first_call_returns_every_stage_packed(tmp_path, stand_ins):
   packed = _packed(out, 1)
   for name in ['versions.txt', 'benchmark-h200-vgg19.md', 'benchmark-h200-vgg19-batch1000.md',
                'vgg19-random-h200.tgz', 'recipe-cnn4-plus-h200.md', 'ablation-cnn4-plus-h200.md',
-               'speedrun-h200-convnet.md', 'speedrun-h200-wrn.md', 'speedrun-h200-convnet-8epochs.md',
+               'speedrun-h200-wrn.md', 'speedrun-h200-wrn-8epochs.md', 'speedrun-h200-convnet.md',
                'recipes.tgz']:
     assert name in packed, (name, packed)
   assert re.search(r'configs/cnn4_plus.py --seeds=3 --only=full ', calls)
+  # The speedruns: the WRN-16-4 toward 0.95 and 0.94 before the ConvNet, which the CPU found short of 0.94.
+  speedruns = re.findall(r'--config=configs/(speedrun_gpu_\w+)\.py (.*?)--seeds=5 --target=([\d.]+)', calls)
+  assert speedruns == [('speedrun_gpu_wrn', '', '0.95'), ('speedrun_gpu_wrn', '--config.augment_epochs=8 ', '0.94'),
+                       ('speedrun_gpu_convnet', '', '0.94')]
   # The modern models: both models' seed 0 before any seed 1.
   recipes = re.findall(r'--models=(\w+) --seeds=1 --seed_offset=(\d)', calls)
   assert recipes == [('wrn', '0'), ('resnet', '0'), ('wrn', '1'), ('resnet', '1'), ('wrn', '2'), ('resnet', '2')]
