@@ -7,8 +7,8 @@ label smoothing, an EMA of the weights, and flip test-time augmentation; phase 1
 phase 2 trains with flips, random crops and random erasing (no affine warp). A GPU run: the recipe's
 accuracy has not been measured yet. On the 2-core CPU a smoke run of the whole recipe (three epochs of
 256 images, `--config.num_epochs=1 --config.augment_epochs=2 --config.data.train_limit=256
---config.data.eval_limit=500 --config.batch_size=64`) took 264 s, 220 s of it training
-(`experiments/results/cpu-smoke/`).
+--config.data.eval_limit=500 --config.batch_size=64`) took 264 s, 220 s of it in the
+trainer (`experiments/results/cpu-smoke/`).
 """
 
 from configs import default

@@ -10,10 +10,10 @@ layer, batches of 512 (one jitted call an epoch on a GPU: `steps_per_call` defau
 bfloat16 compute, and 2-pixel random crops on top of the flips, which a wider model can use. Not
 measured on a GPU yet. On the 2-core CPU, in float32 (`--config.dtype=float32`), its first seed scored
 0.9257 after the 12 epochs, in 638 s with compilation
-(experiments/results/speedrun-cpu-trials/gpu-convnet-float32-12epochs.md): far short of 0.94, and still
-underfitting (training accuracy on augmented images 0.93, validation 0.92). So experiments/gpu_speedrun.sh
-runs it last, after the WRN-16-4 (configs/speedrun_gpu_wrn.py) toward 0.95 and 0.94, for the plot's
-fastest GPU point.
+(experiments/results/speedrun-cpu-trials/gpu-convnet-float32-12epochs.md): far short of 0.94, with no
+sign of overfitting (training accuracy on augmented images with dropout 0.93, validation 0.92). So
+experiments/gpu_speedrun.sh runs it last, after the WRN-16-4 (configs/speedrun_gpu_wrn.py) toward 0.95
+and 0.94, if time is left: it would be the plot's fastest GPU point.
 """
 
 from configs import speedrun_cpu_convnet_093

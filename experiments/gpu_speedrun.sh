@@ -4,8 +4,8 @@
 # in 15 epochs, then toward 0.94 in 8, then the wide ConvNet toward 0.94 in 12 epochs. The ConvNet goes
 # last: on the CPU, in float32, its first seed scored 0.9257 in those 12 epochs
 # (experiments/results/speedrun-cpu-trials/gpu-convnet-float32-12epochs.md), far short of 0.94, so the
-# GPU's minutes go first to the model that can reach the targets; the ConvNet's run still gives the plot
-# its fastest GPU point.
+# GPU's minutes go first to the model more likely to reach the targets (unmeasured too); the ConvNet, if
+# time is left, gives the plot its fastest GPU point.
 # Usage, from the repository's root: bash experiments/gpu_speedrun.sh [SECONDS]; results under $OUT.
 set -uo pipefail
 source experiments/gpu_env.sh "${1:-150}"

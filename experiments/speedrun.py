@@ -23,6 +23,7 @@ that suit them best on the machine (experiments/twin_settings.py measures them);
 and `--keras_batch_size` change the recipe's batch size for them (the schedule's steps follow).
 """
 
+import functools
 import json
 import os
 import shutil
@@ -98,9 +99,9 @@ def markdown(info, records, target, config_name):
         f'- accuracy over {len(cached)} seed{"s" if len(cached) > 1 else ""}: {_spread(accuracies)}; {reached} of '
         f'{len(cached)} reach {target:.2f}',
         f'- seconds (compiled programs loaded from the cache): {_seconds([r["seconds"] for r in cached])}']
-  else:  # stopped during the second run: the first, compiling run is all there is
-    lines += [f'- stopped after the first run: accuracy {first["accuracy"]:.4f}, '
-              f'{"reaches" if first["accuracy"] >= target else "short of"} {target:.2f}; no run with the cache warm']
+  else:  # written after the first run, or the speedrun stopped before a second: no run with the cache warm
+    lines += [f'- only the first, compiling run has finished: accuracy {first["accuracy"]:.4f}, '
+              f'{"reaches" if first["accuracy"] >= target else "short of"} {target:.2f}']
   lines += [f'- the first run, compiling everything: {first["seconds"]:.1f} s']
   for framework, label, module in TWINS:
     runs = [r for r in records if r.get('framework') == framework]
@@ -165,7 +166,7 @@ def main(argv):
   if _RENDER_ONLY.value:
     with open(_OUT.value + '.jsonl') as f:
       info, *records = [json.loads(line) for line in f]
-    write_markdown(info, records)
+    write_markdown(_OUT.value, info, records)
     return
   import jax
   jax.config.update('jax_compilation_cache_dir', os.path.join(_ROOT.value, '.jax_cache'))
@@ -177,27 +178,30 @@ def main(argv):
   header = dict(info, config=config.to_dict(), target=_TARGET.value,
                 config_file=config_flags.get_config_filename(flags.FLAGS['config']))
   records = []
-
-  def record(entry):
-    """Keeps a run's record and rewrites the files, so that a run stopped early keeps what it finished."""
-    records.append(entry)
-    print(json.dumps(entry), flush=True)
-    records_lib.write_json_lines(_OUT.value, header, records)
-    write_markdown(header, records, echo=False)
-
+  record = functools.partial(keep_record, _OUT.value, header, records)
   record(dict(run(config, 0, os.path.join(_ROOT.value, 'seed0-cold')), cache='cold'))
   for seed in range(_SEEDS.value):  # seed by seed, ours then each twin: a change in the machine's load
     record(dict(run(config, seed, os.path.join(_ROOT.value, f'seed{seed}')), cache='warm'))
     for framework, train_twin in twins:  # shows on every side alike
       record(dict(train_twin(seed), framework=framework))
-  write_markdown(header, records)
+  write_markdown(_OUT.value, header, records)
 
 
-def write_markdown(info, records, echo=True):
-  with open(_OUT.value + '.md', 'w') as f:
-    f.write(markdown(info, records, info.get('target', _TARGET.value), info.get('config_file', '?')))
+def keep_record(out, header, records, entry):
+  """Adds a run's record and rewrites <out>.jsonl and <out>.md, so that a speedrun stopped early keeps
+  the runs it finished, in both."""
+  records.append(entry)
+  print(json.dumps(entry), flush=True)
+  records_lib.write_json_lines(out, header, records)
+  write_markdown(out, header, records, echo=False)
+
+
+def write_markdown(out, info, records, echo=True):
+  target = info['target'] if 'target' in info else _TARGET.value  # older headers lack the target
+  with open(out + '.md', 'w') as f:
+    f.write(markdown(info, records, target, info.get('config_file', '?')))
   if echo:
-    print(open(_OUT.value + '.md').read())
+    print(open(out + '.md').read())
 
 
 if __name__ == '__main__':

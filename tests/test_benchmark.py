@@ -101,13 +101,20 @@ def test_speedrun_table_counts_the_seeds_that_reach_the_target():
   assert '| JAX | 1 | cached | 44.0 | 0.9150 | 0.9140 | 6 |' in lines
 
 
-def test_speedrun_table_of_a_run_stopped_after_its_first_seed():
+def test_a_speedrun_keeps_its_table_from_the_first_run_on(tmp_path):
+  # After the first, compiling run (the only one a speedrun stopped during its second has), both files.
   from experiments import speedrun  # pylint: disable=g-import-not-at-top
-  records = [{'seed': 0, 'cache': 'cold', 'seconds': 638.0, 'accuracy': 0.9257, 'test_accuracy': 0.9246,
-              'epochs': 12}]
-  lines = speedrun.markdown(dict(INFO, command='python experiments/speedrun.py'), records, 0.94,
-                            'configs/speedrun_gpu_convnet.py').splitlines()
-  assert lines[2:4] == ['- stopped after the first run: accuracy 0.9257, short of 0.94; no run with the cache warm',
+  out, records = str(tmp_path / 'speedrun'), []
+  first = {'seed': 0, 'cache': 'cold', 'seconds': 638.0, 'accuracy': 0.9257, 'test_accuracy': 0.9246,
+           'epochs': 12}
+  speedrun.keep_record(out, dict(INFO, command='python experiments/speedrun.py', target=0.94,
+                                 config_file='configs/speedrun_gpu_convnet.py'), records, first)
+  with open(out + '.jsonl') as f:
+    assert [json.loads(line) for line in f][1:] == [first]
+  with open(out + '.md') as f:
+    lines = f.read().splitlines()
+  assert lines[0].startswith('Speedrun of `configs/speedrun_gpu_convnet.py` to 0.94 test accuracy.')
+  assert lines[2:4] == ['- only the first, compiling run has finished: accuracy 0.9257, short of 0.94',
                         '- the first run, compiling everything: 638.0 s']
   assert '| JAX | 0 | compiled | 638.0 | 0.9257 | 0.9246 | 12 |' in lines
 
