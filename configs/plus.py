@@ -22,16 +22,16 @@ in results.json; `experiments/ablate.py` tables it with the plain, EMA-only and 
 Each choice is an ablation in `ablations()`: `experiments/ablate.py` trains the recipe and the recipe
 without each choice, over seeds, and tables what each is worth.
 
-What the ablations measured (one seed a variant, the number each is scored by, against the full
-recipe's 3 seeds, whose spread is 0.0005 on CNN-1 and 0.0011 on CNN-3; the tables are
-`experiments/results/ablation-cnn1-plus.md` and `ablation-cnn3-plus.md`). The largest effect by far is
-the warp at half the article's ranges (the full warp: CNN-1 -0.0120, CNN-3 -0.0095). Taking away any other choice moved the number by at most 0.0021, and never down by more than
-0.0001: Adam at a constant 1e-3 +0.0004 and -0.0001, no label smoothing -0.0001 and +0.0016, no flips
-(and so no flip TTA) +0.0007 and +0.0021 (CNN-1, CNN-3). The EMA added nothing to the plain weights'
-number (CNN-1 0.9282 and 0.9282, CNN-3 0.9155 and 0.9157: the same runs' columns), flip TTA +0.0010 on
-both. So on these two models the other choices are not what beats the article; one seed cannot tell
-whether CNN-3 does better without label smoothing or flips (each within two spreads). CNN-4's
-ablations wait for a GPU (experiments/gpu_plus.sh).
+What the ablations measured (one seed a variant, the number each is scored by, against the full recipe's 3
+seeds, whose spread is 0.0005 on CNN-1 and 0.0011 on CNN-3; the tables are
+`experiments/results/ablation-cnn1-plus.md` and `ablation-cnn3-plus.md`). The largest effect by far is the
+warp at half the article's ranges (the full warp: CNN-1 -0.0120, CNN-3 -0.0095). Taking away any other
+choice moved the number by at most 0.0021, and never down by more than 0.0001: Adam at a constant 1e-3
++0.0004 and -0.0001, no label smoothing -0.0001 and +0.0016, no flips (and so no flip TTA) +0.0007 and
++0.0021 (CNN-1, CNN-3). The EMA added nothing to the plain weights' number (CNN-1 0.9282 and 0.9282, CNN-3
+0.9155 and 0.9157: the same runs' columns), flip TTA +0.0010 on both. So on these two models the other
+choices are not what beats the article; one seed cannot tell whether CNN-3 does better without label
+smoothing or flips (each within two spreads). CNN-4's ablations wait for a GPU (experiments/gpu_plus.sh).
 
 Measured with this version (the 2-core CPU; the tables give every run): CNN-1
 (`experiments/results/ablation-cnn1-plus.md`) 0.9292 +/- 0.0005 over 3 seeds with the EMA and flip TTA

@@ -9,8 +9,8 @@
 # runs, each stage bounded so that the call ends in 570 s (unused time passes to the next stage):
 #   1. versions, then the VGG19 extractor fix (experiments/gpu_vgg.sh, <= 170 s)
 #   2. CNN-4's plus recipe over 3 seeds, then its ablation (experiments/gpu_plus.sh, <= 130 s)
-#   3. the speedruns: the WRN-16-4 toward 0.95 and 0.94, then the wide ConvNet (experiments/gpu_speedrun.sh,
-#      <= 150 s)
+#   3. the speedruns: the WRN-16-4 toward 0.95 and 0.94, then the wide ConvNet
+#      (experiments/gpu_speedrun.sh, <= 150 s)
 #   4. the modern models toward 0.96, WRN-16-4 seed 0 first (experiments/gpu_recipes.sh, the rest)
 # and a second call, with what the session has left (`bash experiments/gpu_pending.sh 2 SECONDS`):
 #   5. CNN-4's article protocol with precise BatchNorm, 3 seeds (how much the running averages' lag costs)

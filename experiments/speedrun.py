@@ -96,8 +96,8 @@ def markdown(info, records, target, config_name):
       f'({info["backend"]}, {info["devices"]} device(s)), {cpu_text(info)}, JAX {info["jax"]}.', '']
   if cached:
     lines += [
-        f'- accuracy over {len(cached)} seed{"s" if len(cached) > 1 else ""}: {_spread(accuracies)}; {reached} of '
-        f'{len(cached)} reach {target:.2f}',
+        f'- accuracy over {len(cached)} seed{"s" if len(cached) > 1 else ""}: {_spread(accuracies)}; '
+        f'{reached} of {len(cached)} reach {target:.2f}',
         f'- seconds (compiled programs loaded from the cache): {_seconds([r["seconds"] for r in cached])}']
   else:  # written after the first run, or the speedrun stopped before a second: no run with the cache warm
     lines += [f'- only the first, compiling run has finished: accuracy {first["accuracy"]:.4f}, '

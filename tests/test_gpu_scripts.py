@@ -80,7 +80,8 @@ def test_the_first_call_returns_every_stage_packed(tmp_path, stand_ins):
   assert re.search(r'configs/cnn4_plus.py --seeds=3 --only=full ', calls)
   # The speedruns: the WRN-16-4 toward 0.95 and 0.94 before the ConvNet, which the CPU found short of 0.94.
   speedruns = re.findall(r'--config=configs/(speedrun_gpu_\w+)\.py (.*?)--seeds=5 --target=([\d.]+)', calls)
-  assert speedruns == [('speedrun_gpu_wrn', '', '0.95'), ('speedrun_gpu_wrn', '--config.augment_epochs=8 ', '0.94'),
+  assert speedruns == [('speedrun_gpu_wrn', '', '0.95'),
+                       ('speedrun_gpu_wrn', '--config.augment_epochs=8 ', '0.94'),
                        ('speedrun_gpu_convnet', '', '0.94')]
   # The modern models: both models' seed 0 before any seed 1.
   recipes = re.findall(r'--models=(\w+) --seeds=1 --seed_offset=(\d)', calls)
