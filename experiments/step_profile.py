@@ -39,7 +39,7 @@ import jax.numpy as jnp
 from experiments import benchmark
 from experiments import layer_shares
 from experiments import records as records_lib
-from fashion_jax import data, train
+from fashion_jax import data, randomness, train
 from fashion_jax.cpu_info import cpu_text
 
 # --models (configs/<model>.py) and --out are benchmark.py's flags, --repeats layer_shares.py's.
@@ -104,7 +104,7 @@ def profile_step(model_name, dataset, repeats):
   trainer, state, metrics = benchmark.ready_trainer(config, dataset)
   phase = train.phases_of(config)[0]
   perm = trainer.shuffle(phase, 1)
-  key = train._epoch_key(config.seed, train.STREAM_STEP, phase, 1)  # pylint: disable=protected-access
+  key = randomness.epoch_key(config.seed, randomness.STEP, phase.index, 1)
 
   def args(step):
     return (*trainer.train_data, perm, jnp.int32(step), key, jnp.bool_(phase.augment))

@@ -5,8 +5,9 @@ first step's index, gathers each batch from the uint8 data on the device, conver
 augments it, and updates the state. With `num_steps` equal to the epoch's length the whole epoch is one
 compiled program (a `lax.scan`): what pays on GPUs and TPUs, where launching small steps dominates.
 
-Randomness: the step's key is fold_in(epoch_key, step), so dropout and augmentation depend only on
-(seed, phase, epoch, step) and a resumed run draws exactly what an uninterrupted one would.
+Randomness: the step's keys derive from fold_in(epoch_key, step) (randomness.step_keys), so dropout and
+augmentation depend only on (seed, phase, epoch, step) and a resumed run draws exactly what an
+uninterrupted one would.
 
 Why Flax Linen rather than NNX: every step's dropout and augmentation key is passed in explicitly, so
 steps stay pure functions of (state, data, key) that scan, donate, pmap and shard without threading
@@ -24,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fashion_jax import batch_axis
+from fashion_jax import batch_axis, randomness
 
 
 @flax.struct.dataclass
@@ -93,6 +94,28 @@ def training_loss(logits, labels, label_smoothing):
   return optax.softmax_cross_entropy(logits, targets).mean()
 
 
+def train_batch(images, labels, perm, step, batch_size, augment_key, augment, augmentation, shard_batch,
+                prepare=to_float_images):
+  """(inputs, labels) of training step `step` of the epoch whose permutation is `perm`: the batch
+  gathered on the device, made model inputs by `prepare` and augmented where `augment` is true."""
+  idx = _local_indices(perm, step * batch_size, batch_size)
+  x = maybe_augment(augment_key, shard_batch(prepare(images[idx])), augment, augmentation)
+  return x, shard_batch(labels[idx])
+
+
+def loss_and_gradients(model, params, batch_stats, x, y, dropout_key, label_smoothing=0.0):
+  """((training loss, (logits, mutated collections)), gradients of the loss) of one batch, in train mode.
+
+  This device's gradients: under pmap the caller averages them over the axis."""
+
+  def loss_fn(params):
+    logits, updates = model.apply({'params': params, 'batch_stats': batch_stats}, x,
+                                  train=True, rngs={'dropout': dropout_key}, mutable=['batch_stats'])
+    return training_loss(logits, y, label_smoothing), (logits, updates)
+
+  return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+
 def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_batch,
                   prepare=to_float_images, label_smoothing=0.0, ema_decay=0.0):
   """fn(state, metrics, images, labels, perm, first_step, epoch_key, augment) -> (state, metrics).
@@ -105,17 +128,11 @@ def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_b
 
     def one_step(carry, step):
       state, metrics = carry
-      augment_key, dropout_key = jax.random.split(jax.random.fold_in(epoch_key, step))
-      idx = _local_indices(perm, step * batch_size, batch_size)
-      x = maybe_augment(augment_key, shard_batch(prepare(images[idx])), augment, augmentation)
-      y = shard_batch(labels[idx])
-
-      def loss_fn(params):
-        logits, updates = model.apply({'params': params, 'batch_stats': state.batch_stats}, x,
-                                      train=True, rngs={'dropout': dropout_key}, mutable=['batch_stats'])
-        return training_loss(logits, y, label_smoothing), (logits, updates)
-
-      (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+      augment_key, dropout_key = randomness.step_keys(epoch_key, step)
+      x, y = train_batch(images, labels, perm, step, batch_size, augment_key, augment, augmentation,
+                         shard_batch, prepare)
+      (loss, (logits, updates)), grads = loss_and_gradients(model, state.params, state.batch_stats, x, y,
+                                                            dropout_key, label_smoothing)
       if label_smoothing:  # the recorded loss stays plain cross-entropy, comparable with validation's
         loss = training_loss(logits, y, 0.0)
       grads, loss = batch_axis.mean(grads), batch_axis.mean(loss)

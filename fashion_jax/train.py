@@ -7,10 +7,8 @@ it are derived from it (`Timeline`), so a checkpoint needs nothing beside the st
 run is. The whole data set lives on the device as uint8; the host launches work, and reads metrics at
 the end of each epoch and before each checkpoint.
 
-Randomness derives from `config.seed` only: the initial parameters from stream 0, each epoch's shuffle
-from stream 1, each step's dropout and augmentation from stream 2, validation augmentation from
-stream 3, each folded with (phase, epoch[, step]). A run resumed from any checkpoint therefore continues
-exactly as if it had never stopped.
+Randomness derives from `config.seed` only (randomness.py), so a run resumed from any checkpoint
+continues exactly as if it had never stopped.
 """
 
 import dataclasses
@@ -30,11 +28,10 @@ from fashion_jax import checkpoint as checkpoint_lib
 from fashion_jax import data as data_lib
 from fashion_jax import optim
 from fashion_jax import parallel as parallel_lib
-from fashion_jax import cpu_info, precise_bn, run_files, steps, transfer, validate
+from fashion_jax import cpu_info, precise_bn, randomness, run_files, steps, transfer, validate
 from fashion_jax.errors import UserError
 from fashion_jax.models import create_model
 
-STREAM_INIT, STREAM_SHUFFLE, STREAM_STEP, STREAM_EVAL = range(4)
 # Settings that may differ when a run is resumed: they change how fast it runs or what it reports, not
 # what it trains (precise_batch_norm only adds test numbers: seeds trained before a recipe turned it on
 # still count as that recipe's runs).
@@ -109,11 +106,6 @@ class Timeline:
 
   def epochs_done(self, step):
     return self.total_epochs if step >= self.total_steps else step // self.steps_per_epoch
-
-
-def _epoch_key(seed, stream, phase, epoch):
-  key = jax.random.fold_in(jax.random.key(seed), stream)
-  return jax.random.fold_in(jax.random.fold_in(key, phase.index), epoch)
 
 
 def _loss_and_accuracy(totals, prefix=''):
@@ -270,7 +262,7 @@ class Trainer:
     return features
 
   def initial_state(self):
-    key = jax.random.fold_in(jax.random.key(self.config.seed), STREAM_INIT)
+    key = randomness.stream_key(self.config.seed, randomness.INIT)
     return jax.device_get(steps.init_state(self.model, self.optimizer, key, self.input_shape,
                                            ema=bool(self.config.ema_decay)))
 
@@ -287,10 +279,10 @@ class Trainer:
     return self._train_fns[num_steps]
 
   def shuffle(self, phase, epoch):
-    return self._shuffle(_epoch_key(self.config.seed, STREAM_SHUFFLE, phase, epoch))
+    return self._shuffle(randomness.epoch_key(self.config.seed, randomness.SHUFFLE, phase.index, epoch))
 
   def train_steps(self, state, metrics, perm, position, num_steps):
-    key = _epoch_key(self.config.seed, STREAM_STEP, position.phase, position.phase_epoch)
+    key = randomness.epoch_key(self.config.seed, randomness.STEP, position.phase.index, position.phase_epoch)
     return self._train_fn(num_steps)(state, metrics, *self.train_data, perm, jnp.int32(position.step_in_epoch),
                                      key, jnp.bool_(position.phase.augment))
 
@@ -310,7 +302,8 @@ class Trainer:
   def _eval_totals(self, state, split, phase, epoch, augment, ema, variables, tta_flip):
     """The eval function's sums over every batch of `split`, on the host."""
     images, labels = self.eval_data[split]
-    key = _epoch_key(self.config.seed, STREAM_EVAL, phase or phases_of(self.config)[0], epoch)
+    key = randomness.epoch_key(self.config.seed, randomness.EVAL, (phase or phases_of(self.config)[0]).index,
+                               epoch)
     num_batches = labels.shape[-1] // self.config.eval_batch_size
     if variables is None:
       variables = steps.variables_of(state, ema)

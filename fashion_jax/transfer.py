@@ -12,11 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fashion_jax import steps
+from fashion_jax import randomness, steps
 from fashion_jax.errors import UserError
 from fashion_jax.models import DTYPES, vgg, vgg_weights
-
-STREAM_BASE_INIT = 4  # random base weights ('random') come from their own stream of config.seed
 
 
 def resolve_weights(vgg_config, seed):
@@ -24,7 +22,7 @@ def resolve_weights(vgg_config, seed):
   weights = vgg_config.weights
   if weights == 'random':
     init = jax.jit(vgg.VGG19Features().init)  # compiled: far faster than 16 layers run op by op
-    params = init(jax.random.fold_in(jax.random.key(seed), STREAM_BASE_INIT), jnp.zeros((1, 32, 32, 3)))['params']
+    params = init(randomness.stream_key(seed, randomness.VGG_BASE), jnp.zeros((1, 32, 32, 3)))['params']
     params, weights_preprocessing, description = jax.device_get(params), 'caffe', 'random (untrained)'
   else:
     path = vgg_weights.fetch_known(weights) if weights in vgg_weights.KNOWN else weights

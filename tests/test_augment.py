@@ -11,6 +11,7 @@ import pytest
 from scipy import ndimage
 
 from configs import default
+from conftest import needs_devices
 from fashion_jax import augment
 from fashion_jax import batch_axis
 from fashion_jax.errors import UserError
@@ -38,6 +39,7 @@ def test_matrices_compose_like_keras():
   np.testing.assert_allclose(ours, reference, atol=1e-5)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('fill_mode, scipy_mode', [('nearest', 'nearest'), ('constant', 'grid-constant')])
 def test_warp_agrees_with_scipy_affine_transform(fill_mode, scipy_mode):
   rng = np.random.default_rng(1)
@@ -257,6 +259,8 @@ def test_op_keys_are_not_the_affine_draws_keys():
   assert abs((flips == (shifts < 0)).mean() - 0.5) < 0.03
 
 
+@pytest.mark.numerics
+@needs_devices(4)
 def test_pmap_over_four_devices_augments_like_one_call_on_the_whole_batch():
   assert jax.local_device_count() >= 4  # conftest forces 8 CPU devices
   augmentation = augmentation_of(**ALL_ON)

@@ -10,6 +10,8 @@ from absl import app
 from experiments import batch_norm_fusion
 from fashion_jax.models import cnn, fast_conv
 
+pytestmark = pytest.mark.numerics  # compares numbers between compiled paths (tests/perturbed.py)
+
 
 def count_fused_calls(monkeypatch):
   """A list that grows by one at each call of fast_conv's ReLU-and-statistics convolution."""

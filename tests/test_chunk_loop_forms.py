@@ -13,6 +13,8 @@ import pytest
 from experiments import chunk_loop_forms
 from fashion_jax.models import fast_conv
 
+pytestmark = pytest.mark.numerics  # compares numbers between compiled paths (tests/perturbed.py)
+
 
 def patches_by_loops(x):
   """numpy, pixel by pixel: patch (b, i, j) holds window (i, j)'s pixels, row by row, channels inner."""

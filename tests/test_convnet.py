@@ -10,6 +10,8 @@ from fashion_jax import models
 from fashion_jax.errors import UserError
 from fashion_jax.models.convnet import ConvNet
 
+pytestmark = pytest.mark.numerics  # compares numbers between compiled paths (tests/perturbed.py)
+
 
 
 def twin_logits(variables, x, widths, train):
@@ -57,7 +59,9 @@ def test_logits_equal_the_torch_twins(impl, train):
     logits, _ = model.apply(variables, x, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)})
   else:
     logits = model.apply(variables, x)
-  np.testing.assert_allclose(logits, twin_logits(variables, x, widths, train), rtol=1e-4, atol=1e-4)
+  # 4 times the largest difference measured here and under tests/perturbed.py (8.8e-5, in training
+  # mode without YNNPACK: BatchNorm divides by batch statistics of 4 images).
+  np.testing.assert_allclose(logits, twin_logits(variables, x, widths, train), rtol=1e-4, atol=4e-4)
 
 
 def test_registry_builds_it_from_the_config_and_features_are_the_hidden_layer():

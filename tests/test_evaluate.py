@@ -12,6 +12,8 @@ from conftest import REPO, small_config
 from fashion_jax import evaluate, train
 from fashion_jax.errors import UserError
 
+pytestmark = pytest.mark.numerics  # compares numbers between compiled paths (tests/perturbed.py)
+
 
 def _run_evaluate(args):
   return subprocess.run([sys.executable, '-m', 'fashion_jax.evaluate'] + args, cwd=REPO, capture_output=True,
@@ -27,6 +29,8 @@ def test_a_finished_runs_checkpoint_gives_the_numbers_the_run_recorded(tmp_path,
   expected = {k: v for k, v in recorded.items() if k.endswith(('_loss', '_accuracy'))}
   assert set(evaluation['results']) == set(expected)
   assert 'precise_bn_ema_tta_flip_test_accuracy' in expected  # every kind: precise BN, EMA and TTA at once
+  # The trainer's own compiled evaluation of the same weights, on the same machine: the same bits on any
+  # processor (equal here and under tests/perturbed.py); rel=1e-6 only absorbs JSON's float printing.
   for name, value in expected.items():
     assert evaluation['results'][name] == pytest.approx(value, rel=1e-6), name
   assert evaluation['recorded']['test_accuracy'] == recorded['test_accuracy']

@@ -8,10 +8,12 @@ import pytest
 from flax import linen as nn
 from jax.test_util import check_grads
 
-from conftest import products_in_bfloat16
+from conftest import needs_devices, products_in_bfloat16
 from fashion_jax import batch_axis
 from fashion_jax.models import cnn, fast_conv, fast_random, layers
 from fashion_jax.models.layers import Conv3x3, Dropout, max_pool_2x2
+
+pytestmark = pytest.mark.numerics  # compares numbers between compiled paths (tests/perturbed.py)
 
 PARAMETERS = {'cnn1': (cnn.CNN1, 693_962, 693_962), 'cnn3': (cnn.CNN3, 241_546, 241_546),
               'cnn4': (cnn.CNN4, 1_221_546, 1_219_754)}
@@ -290,6 +292,7 @@ def test_max_pool_floors_odd_sizes_like_keras():
   np.testing.assert_array_equal(pooled[0, :, :, 0], [[6, 8], [16, 18]])
 
 
+@needs_devices(4)
 def test_dropout_mask_is_the_same_sharded_over_pmap():
   x = jnp.ones((8, 6))
   rng = jax.random.key(3)
@@ -343,6 +346,7 @@ def test_max_pool_gradient_goes_to_the_first_maximum_like_tensorflow():
 
 
 # With 'relu+statistics', the convolutions' per-device statistics are combined over the axis.
+@needs_devices(4)
 @pytest.mark.parametrize('conv_impl, blocks', [('xla', 'separate'), ('im2col', 'separate'),
                                                ('im2col', 'relu+statistics')])
 def test_pmap_batch_norm_uses_global_batch_statistics(conv_impl, blocks, monkeypatch):

@@ -1,10 +1,11 @@
 """Augmentation is applied in phase 2 only, and to validation only when asked; the scan path agrees."""
 
-import numpy as np
 import pytest
 
-from conftest import small_config
+from conftest import assert_same_histories, small_config
 from fashion_jax import run_files, train
+
+pytestmark = pytest.mark.numerics  # compares numbers between compiled paths (tests/perturbed.py)
 
 NO_AUGMENTATION = {'augment.rotation_range': 0.0, 'augment.width_shift_range': 0.0,
                    'augment.height_shift_range': 0.0, 'augment.shear_range': 0.0, 'augment.zoom_range': 0.0}
@@ -39,7 +40,4 @@ def test_augmentation_only_in_phase_2_and_validation_only_when_asked(tmp_path, a
 
 def test_whole_epoch_in_one_call_equals_one_step_per_call(tmp_path, article):
   # The GPU/TPU path (lax.scan over the epoch) and the CPU path (one step a call) train the same model.
-  scanned = _history(tmp_path, 'scanned', steps_per_call=8)
-  for a, b in zip(article, scanned):
-    for key in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'):
-      np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5)
+  assert_same_histories(article, _history(tmp_path, 'scanned', steps_per_call=8))

@@ -11,6 +11,8 @@ from fashion_jax import precise_bn, train
 from fashion_jax.errors import UserError
 from fashion_jax.models import layers
 
+pytestmark = pytest.mark.numerics  # compares numbers between compiled paths (tests/perturbed.py)
+
 
 class DenseNorm(nn.Module):
   """Dense -> BN in a submodule, as the ResNets nest theirs: the statistics' tree must be found by path."""

@@ -14,10 +14,12 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import products_in_bfloat16
+from conftest import needs_devices, products_in_bfloat16
 from fashion_jax import batch_axis, models
 from fashion_jax.errors import UserError
 from fashion_jax.models import resnet, wrn
+
+pytestmark = pytest.mark.numerics  # compares numbers between compiled paths (tests/perturbed.py)
 
 
 @pytest.fixture(name='twins')
@@ -158,6 +160,7 @@ def test_im2col_and_xla_convolutions_give_the_same_logits_and_gradients():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@needs_devices(4)
 def test_pmap_batch_norm_statistics_are_the_global_batchs():
   model = SMOKE['preact_resnet']()
   x = images((8, 8, 8, 1), 0)

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import small_config
+from conftest import assert_same_histories, needs_devices, small_config
 from fashion_jax import checkpoint, optim, run_files, steps, train
 from fashion_jax.errors import UserError
 from fashion_jax.models import create_model
@@ -61,6 +61,7 @@ class _Crash(Exception):
   pass
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('crash_after_calls, every', [(6, 4)])
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, real_data_dir, monkeypatch,
                                                           crash_after_calls, every):
@@ -94,6 +95,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, real_data_di
   jax.tree.map(np.testing.assert_array_equal, a, b)
 
 
+@pytest.mark.numerics
+@needs_devices(8)
 def test_parallel_modes_give_the_same_numbers(tmp_path, real_data_dir):
   assert jax.device_count() == 8
   histories = {}
@@ -106,9 +109,7 @@ def test_parallel_modes_give_the_same_numbers(tmp_path, real_data_dir):
     histories[mode] = run_files.read_history(str(tmp_path / mode))
   for mode in ('auto', 'pmap'):
     assert len(histories[mode]) == 2
-    for a, b in zip(histories['single'], histories[mode]):
-      for key in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'):
-        np.testing.assert_allclose(a[key], b[key], rtol=2e-4, atol=2e-4, err_msg=f'{mode} {key}')
+    assert_same_histories(histories['single'], histories[mode], mode)
 
 
 def test_each_step_function_compiles_once_per_run(tmp_path, real_data_dir, monkeypatch):
@@ -124,6 +125,7 @@ def test_each_step_function_compiles_once_per_run(tmp_path, real_data_dir, monke
   assert traces['trainer'].trace_counts == {'train': 1}
 
 
+@needs_devices(8)
 def test_batch_not_divisible_by_devices_is_refused_before_compiling(tmp_path):
   with pytest.raises(UserError, match=r'config.batch_size=100 is not divisible by the 8 devices'):
     train.train_and_evaluate(small_config(parallel='auto', batch_size=100), str(tmp_path))
@@ -199,6 +201,7 @@ def test_nonfinite_loss_stops_the_run_naming_where(tmp_path, real_data_dir):
   assert not run_files.read_history(str(tmp_path))
 
 
+@pytest.mark.numerics
 def test_bfloat16_compute_reaches_float32_accuracy(tmp_path, real_data_dir):
   # 2 epochs on 1,024 images: enough to learn well above chance (about 0.7), so a broken bf16 path
   # (e.g. losses or updates in bf16) would show as a gap.

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import REPO, small_config
+from conftest import HISTORY_ACCURACY_ATOL, HISTORY_LOSS_RTOL, REPO, assert_same_histories, small_config
 from fashion_jax import checkpoint, optim, pictures, run_files, train
 from fashion_jax.errors import UserError
 
@@ -28,6 +28,7 @@ def _checkpoints(workdir):
   return kept
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('steps_per_call', [1, 8])
 def test_step_checkpoints_without_epoch_checkpoints_train_every_step(tmp_path, real_data_dir, steps_per_call):
   # 8 steps an epoch, a checkpoint every 3 steps and none at epoch ends: the second and third epochs
@@ -38,7 +39,10 @@ def test_step_checkpoints_without_epoch_checkpoints_train_every_step(tmp_path, r
                          checkpoint_every_epochs=0, steps_per_call=steps_per_call)
   train.train_and_evaluate(plain, str(tmp_path / 'plain'))
   train.train_and_evaluate(stepped, str(tmp_path / 'stepped'))
-  assert _stripped_history(tmp_path / 'plain') == _stripped_history(tmp_path / 'stepped')
+  if steps_per_call == 1:  # the same compiled step as the plain run's: bit for bit
+    assert _stripped_history(tmp_path / 'plain') == _stripped_history(tmp_path / 'stepped')
+  else:  # scans of several steps are other programs, rounded as XLA compiles them
+    assert_same_histories(_stripped_history(tmp_path / 'plain'), _stripped_history(tmp_path / 'stepped'))
   # The newest two of 3, 6, ..., 21 and the end of phase 2 (24); 8 and 16 end no phase.
   assert [step for step, _ in _checkpoints(str(tmp_path / 'stepped'))] == [21, 24]
 
@@ -59,6 +63,7 @@ def test_the_timeline_ends_a_fractional_last_phase_inside_its_epoch():
   assert (timeline.total_steps, timeline.total_epochs, timeline.is_phase_end(702)) == (702, 3, True)
 
 
+@pytest.mark.numerics
 def test_a_fractional_run_ends_inside_its_last_epoch(tmp_path, real_data_dir):
   # 8 steps an epoch: 8 plain steps, then 1.5 augmented epochs of 12 steps, the last 4 of them alone;
   # one step a call (the CPU) and whole epochs a call (accelerators) must cut the same step.
@@ -76,9 +81,7 @@ def test_a_fractional_run_ends_inside_its_last_epoch(tmp_path, real_data_dir):
   assert [(h['phase'], h['phase_epoch'], h['epoch']) for h in history] == [
       ('phase1', 1, 1), ('phase2', 1, 2), ('phase2', 2, 3)]
   assert history[-1]['learning_rate'] == 0.0  # the one-cycle schedule ends on the run's last step
-  for a, b in zip(*histories):
-    for key in ('train_loss', 'train_accuracy', 'val_loss', 'val_accuracy'):
-      np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5)
+  assert_same_histories(*histories)
 
 
 def test_a_diverged_run_keeps_no_nonfinite_checkpoint(tmp_path, real_data_dir):
@@ -123,6 +126,7 @@ def test_history_records_the_schedule_and_ema_and_tta_are_reported(tmp_path, rea
   assert phase['ema_tta_flip_test_loss'] not in (phase['ema_test_loss'], phase['tta_flip_test_loss'])
 
 
+@pytest.mark.numerics
 def test_flip_tta_reports_the_plain_test_numbers_of_its_own_pass(tmp_path, real_data_dir):
   # The flip-averaged pass computes the plain prediction on its way; its plain numbers must be those
   # a run without TTA reports (TTA changes no training), EMA's too.
@@ -130,8 +134,12 @@ def test_flip_tta_reports_the_plain_test_numbers_of_its_own_pass(tmp_path, real_
   plain = train.train_and_evaluate(small_config('cnn1', **settings), str(tmp_path / 'plain'))['phases'][0]
   flipped = train.train_and_evaluate(small_config('cnn1', tta_flip=True, **settings),
                                      str(tmp_path / 'tta'))['phases'][0]
-  for key in ('test_accuracy', 'ema_test_accuracy', 'test_loss', 'ema_test_loss'):
-    assert flipped[key] == pytest.approx(plain[key], rel=1e-6, abs=1e-7), key
+  # Two compiled evaluations (with and without the mirror pass) of the same weights: equal here and under
+  # tests/perturbed.py, but another processor may fuse the plain logits otherwise in each program.
+  for key in ('test_loss', 'ema_test_loss'):
+    assert flipped[key] == pytest.approx(plain[key], rel=HISTORY_LOSS_RTOL), key
+  for key in ('test_accuracy', 'ema_test_accuracy'):
+    assert flipped[key] == pytest.approx(plain[key], abs=HISTORY_ACCURACY_ATOL), key
   assert set(flipped) - set(plain) == {'tta_flip_test_loss', 'tta_flip_test_accuracy',
                                        'ema_tta_flip_test_loss', 'ema_tta_flip_test_accuracy'}
 
@@ -173,6 +181,7 @@ def _crash_after_calls(monkeypatch, calls):
   return trained
 
 
+@pytest.mark.numerics
 def test_resume_is_exact_with_the_new_recipe_settings(tmp_path, real_data_dir, monkeypatch):
   # Flip, crop and erasing draws, the EMA, SGD's momentum and a warm-up + cosine schedule all have to
   # continue exactly from a mid-epoch checkpoint of phase 2.
@@ -217,6 +226,7 @@ def test_a_workdir_of_the_previous_version_is_recognised(tmp_path, real_data_dir
     train.train_and_evaluate(small_config('cnn1', **{'optimizer.b1': 0.8}), str(tmp_path))
 
 
+@pytest.mark.numerics
 def test_a_finished_run_given_more_epochs_equals_a_run_that_long(tmp_path, real_data_dir, monkeypatch):
   # The article's constant rate does not depend on the run's length, so a finished run may be trained
   # longer: from its last checkpoint (8 steps an epoch), its last phase's results at the old length

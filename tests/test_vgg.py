@@ -61,6 +61,7 @@ def _assert_close(ours, reference):
   assert np.abs(ours - reference).max() <= 1e-4 * max(1.0, np.abs(reference).max())
 
 
+@pytest.mark.numerics
 def test_torchvision_state_dict_port_is_exact(tmp_path, torch_model_and_input):
   torch = pytest.importorskip('torch')
   model, x, reference = torch_model_and_input
@@ -85,6 +86,7 @@ def test_safetensors_port_is_exact(tmp_path, torch_model_and_input):
   jax.tree.map(np.testing.assert_array_equal, converted, params)
 
 
+@pytest.mark.numerics
 def test_keras_h5_port_is_exact(tmp_path):
   keras = pytest.importorskip('keras')
   h5py = pytest.importorskip('h5py')
@@ -219,6 +221,7 @@ def test_augmenting_vgg_features_is_refused(tmp_path, real_data_dir):
     train.train_and_evaluate(config, str(tmp_path))
 
 
+@pytest.mark.numerics
 def test_feature_extraction_in_batches_equals_one_pass_and_sends_the_weights_once():
   config = small_config('vgg19')
   config.vgg.weights = 'random'
