@@ -27,6 +27,13 @@ def get_config():
   # inside its last epoch, after that fraction of the epoch's steps.
   config.num_epochs = 10.0  # phase 1
   config.augment_epochs = 50.0  # phase 2 (augmented)
+  # The protocol: phases in order, each {'name', 'epochs' (a number, or the setting above that holds it),
+  # 'augment' (False, True for config.augment, or a dict of config.augment settings for this phase)}
+  # (fashion_jax/phases.py). A curriculum, for example:
+  #   config.phases = ({'name': 'plain', 'epochs': 2}, {'name': 'warped', 'epochs': 2, 'augment': True},
+  #                    {'name': 'flipped', 'epochs': 2, 'augment': {'flip': True, 'rotation_range': 0.0}})
+  config.phases = ({'name': 'phase1', 'epochs': 'num_epochs', 'augment': False},
+                   {'name': 'phase2', 'epochs': 'augment_epochs', 'augment': True})
   config.learning_rate = 1e-3  # the peak learning rate of the schedule
 
   config.optimizer = ml_collections.ConfigDict(dict(
@@ -57,7 +64,8 @@ def get_config():
   config.precision = 'default'
 
   # The article's ImageDataGenerator: degrees, fractions of the size, degrees, zoom in [1-z, 1+z].
-  # They apply in the augmented phase (phase 2), in this order: the affine warp, flip, crop, erasing.
+  # They apply in the augmented phases (the article's phase 2), in this order: the affine warp, flip,
+  # crop, erasing.
   config.augment = ml_collections.ConfigDict(dict(
       rotation_range=8.0, width_shift_range=0.08, height_shift_range=0.08, shear_range=0.3,
       zoom_range=0.08, fill_mode='nearest',

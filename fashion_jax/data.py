@@ -1,6 +1,6 @@
 """The data: `load(config.data)` -> a `Dataset` of uint8 numpy arrays, with the validation split.
 
-config.data.name and config.data.source choose the data set: source 'files' (or its old name 'idx') reads
+config.data.name and config.data.source choose the data set: source 'files' reads
 a data set's official files (fashion_mnist, mnist, kmnist: IDX; cifar10: the python archive), 'tfds' any
 TensorFlow Datasets name, 'folder' a folder of images per class. Each source is a module of
 fashion_jax/datasets; this one only splits and checks what they return. Training puts the arrays on the
@@ -16,21 +16,10 @@ from fashion_jax.datasets import cifar, common, folder, idx, tfds_source
 from fashion_jax.errors import UserError
 
 CLASS_NAMES = idx.DATASETS['fashion_mnist'].class_names  # Fashion-MNIST's, the default data set's
-MNIST_CLASS_NAMES = idx.DATASETS['mnist'].class_names
-KMNIST_CLASS_NAMES = idx.DATASETS['kmnist'].class_names
-CIFAR10_CLASS_NAMES = cifar.CLASS_NAMES
-
-# Fashion-MNIST's files and the IDX helpers, under their old names here.
-FILES = idx.DATASETS['fashion_mnist'].files
-IdxFile = idx.IdxFile
-parse_idx = idx.parse_idx
-read_idx_dir = idx.read_idx_dir
-download = idx.download
-locate = idx.locate
 
 # config.data.name -> loader, for source='files'.
 FILE_DATASETS = {'fashion_mnist': idx.load, 'mnist': idx.load, 'kmnist': idx.load, 'cifar10': cifar.load}
-SOURCES = ('files', 'idx', 'tfds', 'folder')  # 'idx' is the old name of 'files'
+SOURCES = ('files', 'tfds', 'folder')
 
 
 @dataclasses.dataclass
@@ -58,7 +47,7 @@ class Dataset:
 def _read(data_config):
   """The chosen source's (arrays, class_names)."""
   source, name = data_config.source, common.dataset_name(data_config)
-  if source in ('files', 'idx'):
+  if source == 'files':
     if name not in FILE_DATASETS:
       raise UserError(f'config.data.name={name!r}: source=\'files\' knows {", ".join(FILE_DATASETS)}; '
                       'other TFDS data sets need config.data.source=\'tfds\'')

@@ -72,16 +72,20 @@ def sprite(images):
 
 
 def write_projector(workdir, images, labels, features, class_names):
-  """The TensorBoard Projector files for 'pixels' and 'features' of the same examples."""
+  """The TensorBoard Projector files for 'pixels' and 'features' of the same examples ('pixels' alone
+  where `features` is None)."""
   n, h, w, _ = images.shape
   with open(os.path.join(workdir, 'metadata.tsv'), 'w') as f:
     f.write('Index\tLabel\n')
     f.writelines(f'{i}\t{class_names[label]}\n' for i, label in enumerate(labels))
   np.savetxt(os.path.join(workdir, 'pixels.tsv'), images.reshape(n, -1) / 255.0, fmt='%.4g', delimiter='\t')
-  np.savetxt(os.path.join(workdir, 'features.tsv'), features, fmt='%.5g', delimiter='\t')
+  names = ('pixels',)
+  if features is not None:
+    np.savetxt(os.path.join(workdir, 'features.tsv'), features, fmt='%.5g', delimiter='\t')
+    names += ('features',)
   Image.fromarray(sprite(images)).save(os.path.join(workdir, 'sprite.png'))
   entries = []
-  for name in ('pixels', 'features'):
+  for name in names:
     entries.append(
         'embeddings {\n'
         f'  tensor_name: "{name}"\n  tensor_path: "{name}.tsv"\n  metadata_path: "metadata.tsv"\n'
@@ -162,16 +166,18 @@ def draw_projection(sources, labels, class_names, negative, positive, path):
   plots._save(fig, path)  # pylint: disable=protected-access
 
 
-def export_all(workdir, dataset, features, negative, positive):
-  """Projector files and the three pictures for the first len(features) test images.
+def export_all(workdir, dataset, features, negative, positive, count):
+  """Projector files and the three pictures for the first `count` test images, as pixels and as the
+  model's `features` (None for a model that returns none: then as pixels only).
 
   `negative` and `positive` are the custom projection's class patterns (see `projection_axis`).
   """
-  n = len(features)
+  n = len(features) if features is not None else min(count, len(dataset.test_labels))
   images, labels, names = dataset.test_images[:n], dataset.test_labels[:n], dataset.class_names
-  features = np.asarray(features, np.float32)
+  sources = {'pixels': images.reshape(n, -1).astype(np.float32) / 255.0}
+  if features is not None:
+    sources['features'] = features = np.asarray(features, np.float32)
   write_projector(workdir, images, labels, features, names)
-  sources = {'pixels': images.reshape(n, -1).astype(np.float32) / 255.0, 'features': features}
   draw_pca(sources, labels, names, os.path.join(workdir, 'pca.png'))
   draw_projection(sources, labels, names, negative, positive, os.path.join(workdir, 'projection.png'))
   draw_tsne(sources, labels, names, os.path.join(workdir, 'tsne.png'))

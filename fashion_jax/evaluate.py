@@ -5,7 +5,7 @@
 A run records the test numbers of its weights at each phase's end. This command restores the newest
 checkpoint of the run in --workdir (finished or not) and tests it with the run's own config, as the
 trainer does: the weights, and their EMA and flip TTA where the run has them. --precise_batch_norm adds
-the numbers with every BatchNorm's statistics recomputed over the training set (fashion_jax/precise_bn.py),
+the numbers with every BatchNorm's statistics recomputed over the training set (evaluators.py),
 so that a run trained without the setting can still be measured with it. Where the checkpoint is at a
 phase's end, the numbers the run recorded there are shown beside the new ones: with the machine and
 versions that trained it they agree exactly, which shows that the record and the checkpoint match.
@@ -24,12 +24,12 @@ from fashion_jax.errors import UserError
 
 
 def run_config(workdir, precise_batch_norm=False):
-  """The config of the run in `workdir` (its config.json in today's terms), with precise BatchNorm on
-  if asked for."""
+  """The config of the run in `workdir` (its config.json, with the defaults of settings added since),
+  with precise BatchNorm on if asked for."""
   # pylint: disable=g-import-not-at-top  # JAX and the trainer only once the flags are parsed
   import ml_collections
-  from fashion_jax import run_files, train, validate
-  config = ml_collections.ConfigDict(train.upgraded_config(run_files.read_run_config(workdir)))
+  from fashion_jax import resume, run_files, validate
+  config = ml_collections.ConfigDict(resume.upgraded_config(run_files.read_run_config(workdir)))
   if precise_batch_norm:
     config.precise_batch_norm = True
   validate.validate(config)
@@ -39,22 +39,25 @@ def run_config(workdir, precise_batch_norm=False):
 def evaluate_run(workdir, precise_batch_norm=False):
   """{'step', 'epoch', 'phase', 'results', 'recorded'} for the newest checkpoint of the run in `workdir`.
 
-  `results` are Trainer.test_results' numbers; `recorded` the test numbers the run wrote for the phase
+  `results` are the Evaluator's test numbers; `recorded` the test numbers the run wrote for the phase
   that ends at this step, or None where the checkpoint is not at a phase's end.
   """
   # pylint: disable=g-import-not-at-top
   import jax
   from fashion_jax import checkpoint as checkpoint_lib
-  from fashion_jax import cpu_info, data as data_lib, parallel as parallel_lib, steps, train, validate
+  from fashion_jax import cpu_info, data as data_lib, evaluators, inputs as inputs_lib
+  from fashion_jax import parallel as parallel_lib
+  from fashion_jax import phases as phases_lib
+  from fashion_jax import resume, steps, train, validate
   config = run_config(workdir, precise_batch_norm)
   directory = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(directory):
     raise UserError(f'--workdir={workdir}: no checkpoints/ there to evaluate')
-  with train.precision_scope(config):
+  with steps.matmul_precision(config):
     parallel = parallel_lib.create(config.parallel)
     validate.check_devices(config, parallel.num_devices)
-    dataset = data_lib.load(config.data)
-    trainer = train.Trainer(config, dataset, parallel)
+    inputs = inputs_lib.model_inputs(config, data_lib.load(config.data))
+    trainer = train.Trainer(config, inputs, parallel)
     checkpoints = checkpoint_lib.Checkpointer(directory)
     try:
       restored = checkpoints.restore_latest({'state': trainer.initial_state(),
@@ -65,9 +68,10 @@ def evaluate_run(workdir, precise_batch_norm=False):
       raise UserError(f'--workdir={workdir}: checkpoints/ holds no checkpoint to evaluate')
     tree, meta = restored
     step = int(tree['state'].step)
-    train.check_checkpoint_position(meta, step, trainer.steps_per_epoch, workdir)
-    results = trainer.test_results(parallel.replicate(tree['state']))
-  timeline = train.Timeline(train.phases_of(config), trainer.steps_per_epoch)
+    resume.check_checkpoint_position(meta, step, trainer.steps_per_epoch, workdir)
+    evaluator = evaluators.Evaluator(config, trainer.model, inputs, parallel, trainer.augmentation_of)
+    results = evaluator.test(parallel.replicate(tree['state']))
+  timeline = phases_lib.Timeline(trainer.phases, trainer.steps_per_epoch)
   position = timeline.at(step - 1) if step else None  # the position of the last step taken
   recorded = None
   if timeline.is_phase_end(step):

@@ -2,7 +2,7 @@
 
 `create(config, steps_per_epoch)` returns `(optimizer, schedule)`: an optax GradientTransformation and
 `schedule(step)`, the learning rate that the optimizer step with global index `step` (0, 1, ...; counted
-over both phases, as the optimizer state's own counter is) uses. `validate(config)` raises the same
+over all phases, as the optimizer state's own counter is) uses. `validate(config)` raises the same
 UserErrors as `create` without building anything, so the trainer can refuse a bad config before reading
 any data.
 
@@ -12,11 +12,11 @@ structure and updates are bit-identical to what earlier versions built, so old c
 article's numbers do not move. Only a non-constant schedule (or a warm-up) passes a schedule callable,
 which adds a step counter to the state.
 
-Schedules. Phase 1 has `num_epochs` epochs, phase 2 `augment_epochs`, each of `steps_per_epoch` steps;
-a fractional count (the run's last phase only) ends the phase inside its last epoch (`phase_steps`).
-With `schedule.over='run'` one schedule spans all of the run's steps;
-with `over='phase'` it restarts at the first step of phase 2, each phase's schedule spanning that phase's
-steps (a phase of 0 epochs is absent). Within one schedule of S steps, t = 0 .. S-1 is the step's index,
+Schedules. The run's phases (phases.py; the article's: `num_epochs`, then `augment_epochs`) have epochs of
+`steps_per_epoch` steps; a fractional count (the run's last phase only) ends the phase inside its last
+epoch (`phases.phase_steps`). With `schedule.over='run'` one schedule spans all of the run's steps;
+with `over='phase'` it restarts at the first step of each phase, each phase's schedule spanning that
+phase's steps (a phase of 0 epochs is absent). Within one schedule of S steps, t = 0 .. S-1 is the step's index,
 L = S - 1 its last, p = learning_rate (the peak), W = warmup_epochs * steps_per_epoch, f = final_fraction:
 
   warm-up (constant, step, cosine): the schedule's rate is multiplied by min(1, t / W), so it starts at 0
@@ -43,6 +43,7 @@ large gradients; AdamW's decoupled decay is what is meant. grad_clip_norm > 0 cl
 that global norm before anything else.
 """
 
+import itertools
 import math
 import operator
 from typing import Callable
@@ -51,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fashion_jax import phases as phases_lib
 from fashion_jax.errors import UserError
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
@@ -78,35 +80,12 @@ def _number(config, setting, ok, expected):
   return value
 
 
-def phase_steps(epochs, steps_per_epoch):
-  """The optimizer steps of a phase of `epochs` (whole or fractional) epochs: a fractional phase's last
-  epoch is cut after that fraction of its steps, rounded up, so any epochs > 0 train at least one step.
-  (Rounded to 6 places first, so that 1.1 * 230 = 253.00000000000003 is 253 steps, not 254.)"""
-  steps = math.ceil(round(epochs * steps_per_epoch, 6))
-  return max(steps, 1) if epochs > 0 else 0
-
-
-def steps_of_phases(config, steps_per_epoch):
-  """[phase 1's steps, phase 2's steps] of `config` (`phase_steps` of num_epochs and augment_epochs)."""
-  return [phase_steps(config[setting], steps_per_epoch) for setting in ('num_epochs', 'augment_epochs')]
-
-
-def whole_if_whole(epochs):
-  """10.0 -> 10, so that whole epoch counts read as ints in results.json and messages; 3.5 stays 3.5."""
-  return int(epochs) if float(epochs).is_integer() else float(epochs)
-
-
 def _schedule_epochs(config):
-  """The length in epochs of each schedule: one for 'run', one per non-empty phase for 'phase'."""
-  phases = []
-  for setting in ('num_epochs', 'augment_epochs'):
-    value = config[setting]
-    if not _is_number(value) or value < 0:
-      _fail(setting, value, 'expected a number >= 0')
-    phases.append(value)
+  """The length in epochs of each schedule: one for 'run', one per phase that trains for 'phase'."""
+  trained = [phase.epochs for phase in phases_lib.phases_of(config) if phase.epochs]
   if config.schedule.over == 'run':
-    return [sum(phases)] if sum(phases) else []
-  return [epochs for epochs in phases if epochs]
+    return [sum(trained)]
+  return trained
 
 
 def validate(config):
@@ -210,20 +189,18 @@ def create_schedule(config, steps_per_epoch) -> Schedule:
   validate(config)
   sched = config.schedule
   peak = float(config.learning_rate)
-  phases = steps_of_phases(config, steps_per_epoch)
+  lengths = [phases_lib.phase_steps(p.epochs, steps_per_epoch) for p in phases_lib.phases_of(config) if p.epochs]
   if sched.over == 'run':
-    spans = [(0, sum(phases))]
-  else:
-    spans = [(start, n) for start, n in ((0, phases[0]), (phases[0], phases[1])) if n]
-  if not spans:  # no training steps at all: nothing will ask, but answer with the peak
-    spans = [(0, 1)]
+    spans = [(0, sum(lengths))]
+  else:  # each phase's schedule starts at the phase's first step
+    spans = [(start, n) for start, n in zip(itertools.accumulate([0] + lengths[:-1]), lengths)]
   pieces = [(start, _one_schedule(sched, peak, steps_per_epoch, n)) for start, n in spans]
 
   def schedule(step):
     step = jnp.asarray(step)
     rate = pieces[0][1]((step - pieces[0][0]).astype(jnp.float32))
     for start, piece in pieces[1:]:
-      # The later phase's schedule starts over at its first step.
+      # A later phase's schedule starts over at its first step.
       rate = jnp.where(step >= start, piece((step - start).astype(jnp.float32)), rate)
     return rate.astype(jnp.float32)
   return schedule
@@ -233,7 +210,7 @@ def create(config, steps_per_epoch):
   """(optax.GradientTransformation, schedule) from `config.optimizer` and `config.schedule`.
 
   `schedule(step)` is the learning rate (float32) used by the optimizer step with global index `step`
-  (an int or int array; jnp-traceable), counted over both phases as the optimizer state's counter is.
+  (an int or int array; jnp-traceable), counted over all phases as the optimizer state's counter is.
   The module docstring gives each schedule's exact formula and each optimizer's weight-decay rule
   (kernels, ndim > 1, only). Bad settings raise a one-line UserError naming the setting.
 

@@ -72,4 +72,9 @@ def draw_all(workdir, embeddings=True, negative=None, positive=None):
   if embeddings:
     from fashion_jax import embeddings as embeddings_lib  # pylint: disable=g-import-not-at-top
     negative, positive = _default_projection(class_names, negative, positive)
-    embeddings_lib.export_all(workdir, dataset, predictions['features'], negative, positive)
+    features = predictions['features'] if 'features' in predictions else None
+    if features is None:
+      print(f'{config["model"]} returns no features (its __call__ takes no return_features): the embedding '
+            'pictures show the pixels only')
+    embeddings_lib.export_all(workdir, dataset, features, negative, positive,
+                              config.get('report', {}).get('embedding_examples', 2500))

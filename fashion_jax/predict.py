@@ -52,23 +52,18 @@ class Classifier:
     # pylint: disable=g-import-not-at-top
     import jax
     import ml_collections
-    from fashion_jax import checkpoint, run_files, steps, transfer
-    from fashion_jax.models import create_model, vgg
-    config = ml_collections.ConfigDict(run_files.read_run_config(workdir))
+    from fashion_jax import checkpoint, inputs, resume, run_files, steps
+    from fashion_jax.models import create_model
+    config = ml_collections.ConfigDict(resume.upgraded_config(run_files.read_run_config(workdir)))
     described = run_files.read_dataset_description(workdir)
     self.image_shape = tuple(described['image_shape'])
     self.class_names = tuple(described['class_names'])
-    self.light_on_dark = (config.data.get('source', 'files') in ('files', 'idx', 'tfds')
-                          and described['name'] in LIGHT_ON_DARK and self.image_shape[-1] == 1)
+    self.light_on_dark = (config.data.source in ('files', 'tfds') and described['name'] in LIGHT_ON_DARK
+                          and self.image_shape[-1] == 1)
     self.model = create_model(config, num_classes=len(self.class_names))
-    self.prepare = steps.to_float_images
-    input_shape = self.image_shape
-    if config.model == 'vgg19':
-      base, preprocessing, _ = transfer.resolve_weights(config.vgg, config.seed)
-      extract = transfer.feature_extractor(config, base, preprocessing)
-      self.prepare = lambda x: x
-      self._features = extract
-      input_shape = vgg.features_shape(config.vgg.input_size)
+    # The model's own input stage (VGG19's frozen base) turns the images into what it was trained on.
+    self._stage, input_shape, prepare = inputs.for_prediction(config)
+    input_shape = input_shape or self.image_shape
     variables = self.model.init(jax.random.key(0), np.zeros((1,) + input_shape, np.float32), train=False)
     target = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
     restored = checkpoint.Checkpointer(os.path.join(workdir, 'best'), max_to_keep=1).restore_latest(
@@ -77,16 +72,13 @@ class Classifier:
       raise UserError(f'--workdir={workdir}: no best checkpoint yet (best/ is empty): train first')
     self.variables = restored[0]
     self.config = config
-    model, prepare = self.model, self.prepare
+    model = self.model
     self._apply = jax.jit(lambda v, x: jax.nn.softmax(model.apply(v, prepare(x), train=False)))
+    self._precision = lambda: steps.matmul_precision(config)
 
   def probabilities(self, images_u8):
-    inputs = self._features(images_u8) if self.config.model == 'vgg19' else images_u8
-    import jax  # pylint: disable=g-import-not-at-top
-    from fashion_jax.train import PRECISIONS  # pylint: disable=g-import-not-at-top
-    # The run's float32 matmul precision (runs from before the setting used the backend's default).
-    with jax.default_matmul_precision(PRECISIONS[self.config.get('precision', 'default')]):
-      return np.asarray(self._apply(self.variables, inputs))
+    with self._precision():  # the run's float32 matmul precision
+      return np.asarray(self._apply(self.variables, self._stage(images_u8)))
 
 
 def main(argv):

@@ -15,6 +15,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+
 from fashion_jax.errors import UserError
 
 WRITERS = ('tensorboard', 'clu', 'none')
@@ -32,6 +34,24 @@ def write_json_atomic(path, obj):
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def duration(seconds):
+  """'1h05m' or '3m07s'."""
+  seconds = int(round(seconds))
+  return f'{seconds // 3600}h{seconds // 60 % 60:02d}m' if seconds >= 3600 else f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+def save_test_predictions(path, probabilities, labels, features, embedding_examples):
+  """The file the pictures are drawn from (confusion matrix, mistakes, embeddings), without a model: the
+  test set's probabilities and labels, and the features of its first `embedding_examples` images (none
+  where the model returns no features)."""
+  arrays = {'probabilities': probabilities, 'labels': labels}
+  if features is not None:
+    arrays['features'] = features[:embedding_examples].astype(np.float16)
+  tmp = path + '.tmp.npz'
+  np.savez_compressed(tmp, **arrays)
+  os.replace(tmp, path)
 
 
 def read_json(path):

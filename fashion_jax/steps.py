@@ -18,6 +18,7 @@ axis that `batch_axis.current()` names while they are traced; augmentation and d
 global batch and keep their slice, so every parallel mode computes the same numbers.
 """
 
+import functools
 from typing import Any
 
 import flax
@@ -37,6 +38,18 @@ class TrainState:
   # {'params', 'batch_stats'}: the exponential moving average of the weights (config.ema_decay > 0),
   # else {} (no leaves, so checkpoints of runs without it keep their structure).
   ema: Any = flax.struct.field(default_factory=dict)
+
+
+PRECISIONS = {'default': None, 'highest': 'highest'}  # config.precision -> jax_default_matmul_precision
+
+
+def matmul_precision(config):
+  """The float32 matmul/convolution precision of config.precision, for the code traced within.
+
+  'default' lets the backend choose (TF32 on recent NVIDIA GPUs, bf16 passes on TPUs); 'highest' asks for
+  full float32 everywhere (no change on CPUs, which compute float32 in full).
+  """
+  return jax.default_matmul_precision(PRECISIONS[config.get('precision', 'default')])
 
 
 def variables_of(state, ema=False):
@@ -161,14 +174,18 @@ def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_b
   return train_fn
 
 
-def make_eval_fn(model, augmentation, batch_size, shard_batch, prepare=to_float_images, tta_flip=False):
+# Test-time views of a batch beyond the image itself (test-time augmentation), by the name
+# config.tta_* gives them: each maps NHWC images to as many transformed images.
+VIEWS = {'flip': lambda x: jnp.flip(x, axis=2)}
+
+
+def make_eval_fn(model, augmentation, batch_size, shard_batch, prepare=to_float_images, views=()):
   """fn(variables, images, labels, batch_index, key, augment) -> {'loss_sum', 'correct', 'count'} sums
-  (and 'plain_loss_sum', 'plain_correct' with `tta_flip`).
+  (and 'tta_loss_sum', 'tta_correct' with `views`).
 
   `images` and `labels` are padded to whole batches; padded labels are -1 and count for nothing. With
-  `tta_flip`, each image's softmax is averaged with its left-right mirror's (test-time augmentation), and
-  the plain prediction's sums, computed on the way, come too, so one pass over the test set gives both
-  accuracies.
+  `views` (names in VIEWS), each image's softmax is also averaged with its views' (test-time
+  augmentation): the plain prediction comes on the way, so one pass gives both numbers.
   """
 
   def eval_fn(variables, images, labels, batch_index, key, augment):
@@ -184,12 +201,13 @@ def make_eval_fn(model, augmentation, batch_size, shard_batch, prepare=to_float_
 
     logits = model.apply(variables, x, train=False)
     sums = {'count': jnp.sum(valid).astype(jnp.float32)}
-    if tta_flip:
-      sums['plain_loss_sum'], sums['plain_correct'] = loss_and_correct(logits)
-      # log of the mean of the two softmaxes: the loss and argmax of the averaged prediction.
-      mirrored = model.apply(variables, jnp.flip(x, axis=2), train=False)
-      logits = jnp.logaddexp(jax.nn.log_softmax(logits), jax.nn.log_softmax(mirrored)) - jnp.log(2.0)
     sums['loss_sum'], sums['correct'] = loss_and_correct(logits)
+    if views:
+      # log of the mean of the views' softmaxes: the loss and argmax of the averaged prediction.
+      log_probabilities = [jax.nn.log_softmax(logits)] + [
+          jax.nn.log_softmax(model.apply(variables, VIEWS[view](x), train=False)) for view in views]
+      averaged = functools.reduce(jnp.logaddexp, log_probabilities) - jnp.log(float(len(log_probabilities)))
+      sums['tta_loss_sum'], sums['tta_correct'] = loss_and_correct(averaged)
     name = batch_axis.current()
     return sums if name is None else jax.lax.psum(sums, name)
 

@@ -1,12 +1,13 @@
 """VGG19 transfer learning: the frozen base's features, computed once per run on the device.
 
 With the base frozen and no augmentation, every epoch would feed the head the same features, so they
-are computed once for the train, validation and test images and the head trains on them (train.py
-treats them as the data set). The base's parameters are not part of the training state at all, so
-they cannot change.
+are computed once for the train, validation and test images and the head trains on them: `FeatureStage`
+is the input stage (inputs.py) of the 'vgg19' model, whose head declares it. The base's parameters are
+not part of the training state at all, so they cannot change.
 """
 
 import collections
+import time
 
 import jax
 import jax.numpy as jnp
@@ -70,3 +71,44 @@ def feature_extractor(config, base_params, preprocessing):
     chunks += [np.asarray(features)[:n] for features, n in in_flight]
     return np.concatenate(chunks)
   return run
+
+
+class FeatureStage:
+  """Images -> the frozen base's features, for the head's training, evaluation and predictions.
+
+  `check` refuses what features computed once cannot do (augmentation, mirrored test images);
+  `__call__` computes the features of uint8 images; `results` is what results.json says of the base.
+  """
+  results_key = 'vgg19'
+
+  def __init__(self, config):
+    self.config = config
+    base_params, self.preprocessing, self.weights = resolve_weights(config.vgg, config.seed)
+    self.frozen_parameters = int(sum(np.size(x) for x in jax.tree.leaves(base_params)))
+    self._extract = feature_extractor(config, base_params, self.preprocessing)
+    self.shape = vgg.features_shape(config.vgg.input_size)
+    self.seconds = 0.0
+    self.images = 0
+
+  @staticmethod
+  def check(config, phases):
+    """A UserError for settings that need images, not features computed once (before any weights load)."""
+    for phase in phases:
+      if phase.augment and phase.epochs:
+        raise UserError(f'config.{phase.epochs_setting}={phase.epochs}: the VGG19 transfer model trains its '
+                        'head on features computed once, which cannot be augmented; set it to 0')
+    if config.tta_flip:
+      raise UserError('config.tta_flip=True: the VGG19 head sees features computed once, not images that '
+                      'could be mirrored; set it to False')
+
+  def __call__(self, images):
+    start = time.time()
+    features = self._extract(images)
+    self.seconds += time.time() - start
+    self.images += len(images)
+    return features
+
+  def results(self):
+    return {'weights': self.weights, 'preprocessing': self.preprocessing,
+            'input_size': self.config.vgg.input_size, 'frozen_parameters': self.frozen_parameters,
+            'feature_seconds': self.seconds, 'feature_images_per_second': self.images / max(self.seconds, 1e-9)}

@@ -2,11 +2,12 @@
 
 import math
 
-from fashion_jax import augment, optim, parallel, run_files
+from fashion_jax import augment, inputs, optim, parallel, phases, run_files
 from fashion_jax.errors import UserError
-from fashion_jax.models import DTYPES, create_model, fast_conv
+from fashion_jax.models import DTYPES, create_model
+from fashion_jax.models.kernels import conv as conv_kernels
 
-DATA_SOURCES = ('files', 'idx', 'tfds', 'folder')  # 'idx' is the old name of 'files'
+DATA_SOURCES = ('files', 'tfds', 'folder')
 
 
 def _require(ok, setting, value, expected):
@@ -42,15 +43,7 @@ def validate(config):
   _int(config, 'seed', 0)
   _int(config, 'batch_size', 1)
   _int(config, 'eval_batch_size', 1)
-  for setting in ('num_epochs', 'augment_epochs'):  # shown as given: 10, not the config's 10.0
-    _require(_number(config, setting) >= 0, setting, optim.whole_if_whole(config[setting]),
-             'a number of epochs >= 0')
-  num_epochs = optim.whole_if_whole(config.num_epochs)
-  _require(config.num_epochs + config.augment_epochs > 0, 'num_epochs', num_epochs,
-           'num_epochs + augment_epochs > 0')
-  # Only the run's last phase may end inside an epoch, so every phase starts at an epoch's first step.
-  _require(not config.augment_epochs or isinstance(num_epochs, int), 'num_epochs', num_epochs,
-           'a whole number of epochs when phase 2 follows (augment_epochs > 0)')
+  run_phases = phases.phases_of(config)  # each phase's epochs and augmentation
   _require(_number(config, 'learning_rate') > 0, 'learning_rate', config.learning_rate, 'a number > 0')
   optim.validate(config)
   _require(0 <= _number(config, 'label_smoothing') < 1, 'label_smoothing', config.label_smoothing,
@@ -62,6 +55,8 @@ def validate(config):
   _require(config.precision in ('default', 'highest'), 'precision', config.precision,
            "'default' or 'highest'")
   augment.Augmentation.from_config(config.augment)
+  for phase in run_phases:
+    augment.Augmentation.from_config(phases.augment_settings(config, phase))
   _require(isinstance(config.data.name, str) and config.data.name, 'data.name', config.data.name,
            'a data set name')
   _choice(config.data.source, 'data.source', DATA_SOURCES)
@@ -75,9 +70,10 @@ def validate(config):
   _int(config, 'data.train_limit', 0)
   _int(config, 'data.eval_limit', 0)
   _choice(config.parallel, 'parallel', parallel.MODES)
-  _choice(config.conv_impl, 'conv_impl', ('auto',) + fast_conv.IMPLS)
+  _choice(config.conv_impl, 'conv_impl', ('auto',) + conv_kernels.IMPLS)
   _choice(config.dtype, 'dtype', DTYPES)
   create_model(config)  # the model's name and config.model_kwargs
+  inputs.check(config, run_phases)  # what the model's input stage (VGG19's frozen base) cannot serve
   _int(config, 'steps_per_call', 0)
   _int(config, 'checkpoint_every_steps', 0)
   _int(config, 'checkpoint_every_epochs', 0)

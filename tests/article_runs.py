@@ -92,12 +92,13 @@ class FirstSteps:
   def __init__(self, name):
     # pylint: disable=g-import-not-at-top
     import jax
-    from fashion_jax import data, parallel, train
+    from fashion_jax import data, inputs, parallel, train
     self.config = config = article_config(name)
     self.dataset = data.load(config.data)
-    self.trainer = train.Trainer(config, self.dataset, parallel.create(config.parallel))
-    self.phases = train.phases_of(config)
-    self.augmentation = self.trainer.augmentation  # the augmented phase's (the article's phase 2)
+    self.trainer = train.Trainer(config, inputs.model_inputs(config, self.dataset), parallel.create(config.parallel))
+    self.phases = self.trainer.phases
+    # The augmented phase's augmentation (the article's phase 2), None where there is none (VGG19).
+    self.augmentation = next((self.trainer.augmentation_of(p) for p in self.phases if p.augment), None)
     self.state0 = self.trainer.initial_state()
     self.learning_rate = config.learning_rate
     self._compiled = jax.jit(self._batch_and_gradients)
@@ -114,7 +115,7 @@ class FirstSteps:
     augment_key, dropout_key = randomness.step_keys(
         randomness.epoch_key(config.seed, randomness.STEP, phase_index, 1), step)
     x, y = steps.train_batch(*trainer.train_data, perm, step, config.batch_size, augment_key, augment,
-                             self.augmentation, trainer.parallel.shard_batch, trainer.prepare)
+                             self.augmentation, trainer.parallel.shard_batch, trainer.inputs.prepare)
     (loss, (_, updates)), grads = steps.loss_and_gradients(trainer.model, params, batch_stats, x, y,
                                                            dropout_key, config.label_smoothing)
     return x, loss, updates, grads, dropout_key, augment_key
@@ -128,7 +129,7 @@ class FirstSteps:
     """{name: number} of the first steps (module docstring); ints are exact."""
     # pylint: disable=g-import-not-at-top
     import jax
-    from fashion_jax import augment, steps, train
+    from fashion_jax import augment, phases, steps
     config, dataset, trainer, state0 = self.config, self.dataset, self.trainer, self.state0
     numbers = {
         'split/train_labels': _code(dataset.train_labels), 'split/val_labels': _code(dataset.val_labels),
@@ -151,7 +152,7 @@ class FirstSteps:
     parallel = trainer.parallel
     phase1 = self.phases[0]
     state1, metrics = trainer.train_steps(parallel.replicate(state0), parallel.replicate(steps.zero_metrics()),
-                                          trainer.shuffle(phase1, 1), train.Position(phase1, 1, 1, 0), 1)
+                                          trainer.shuffle(phase1, 1), phases.Position(phase1, 1, 1, 0), 1)
     numbers['trainer step 1/loss'] = float(parallel.to_host(metrics)['loss_sum'])
     for path, leaf in _leaves(parallel.to_host(state1).batch_stats).items():
       numbers[f'trainer step 1/batch_stats/{path}/mean'] = float(leaf.mean())

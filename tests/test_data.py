@@ -19,16 +19,15 @@ from fashion_jax.errors import UserError
 
 
 def data_config(**kw):
-  # No `name`: run configs saved before it existed must still mean Fashion-MNIST. source='idx' is the old
-  # name of 'files'.
-  base = dict(source='idx', dir='', url='', verify_checksums=True, val_fraction=0.2, split_seed=13,
+  # No `name`: run configs saved before it existed must still mean Fashion-MNIST.
+  base = dict(source='files', dir='', url='', verify_checksums=True, val_fraction=0.2, split_seed=13,
               train_limit=0, eval_limit=0)
   base.update(kw)
   return ml_collections.ConfigDict(base)
 
 
 def test_real_data_verifies_and_has_the_spec_statistics(real_data_dir):
-  arrays = data.read_idx_dir(real_data_dir)
+  arrays = idx.read_idx_dir(real_data_dir)
   assert arrays['train_images'].shape == (60000, 28, 28) and arrays['test_labels'].shape == (10000,)
   # docs/article.md: train mean 0.28604, std 0.35302; test mean 0.28685, std 0.35244 (after / 255).
   train = arrays['train_images'] / 255.0
@@ -41,8 +40,8 @@ def test_real_data_verifies_and_has_the_spec_statistics(real_data_dir):
 def test_uncompressed_and_gz_files_parse_the_same(tmp_path):
   gz = write_idx_dir(tmp_path / 'gz', compress=True)
   write_idx_dir(tmp_path / 'raw', compress=False)
-  a = data.read_idx_dir(str(tmp_path / 'gz'), verify_checksums=False)
-  b = data.read_idx_dir(str(tmp_path / 'raw'), verify_checksums=False)
+  a = idx.read_idx_dir(str(tmp_path / 'gz'), verify_checksums=False)
+  b = idx.read_idx_dir(str(tmp_path / 'raw'), verify_checksums=False)
   np.testing.assert_array_equal(a['train_images'], b['train_images'])
   np.testing.assert_array_equal(a['train_images'], gz['train-images-idx3-ubyte'])
 
@@ -64,7 +63,7 @@ def test_malformed_files_are_refused_naming_the_file(tmp_path, mutate, message):
   path = tmp_path / 'train-images-idx3-ubyte.gz'
   _rewrite(path, mutate)
   with pytest.raises(UserError, match=message) as e:
-    data.read_idx_dir(str(tmp_path), verify_checksums=False)
+    idx.read_idx_dir(str(tmp_path), verify_checksums=False)
   assert str(path) in str(e.value)
 
 
@@ -73,7 +72,7 @@ def test_truncated_gzip_is_refused(tmp_path):
   path = tmp_path / 't10k-labels-idx1-ubyte.gz'
   path.write_bytes(path.read_bytes()[:30])
   with pytest.raises(UserError, match='corrupt or truncated gzip'):
-    data.read_idx_dir(str(tmp_path), verify_checksums=False)
+    idx.read_idx_dir(str(tmp_path), verify_checksums=False)
 
 
 def test_checksum_mismatch_on_a_flipped_pixel(tmp_path, real_data_dir):
@@ -81,29 +80,29 @@ def test_checksum_mismatch_on_a_flipped_pixel(tmp_path, real_data_dir):
     shutil.copy(os.path.join(real_data_dir, name), tmp_path / name)
   _rewrite(tmp_path / 't10k-images-idx3-ubyte.gz', lambda raw: raw[:-1] + bytes([raw[-1] ^ 1]))
   with pytest.raises(UserError, match='SHA-256'):
-    data.read_idx_dir(str(tmp_path))
+    idx.read_idx_dir(str(tmp_path))
   # Another IDX data set in the same format is accepted when asked.
-  assert data.read_idx_dir(str(tmp_path), verify_checksums=False)['test_images'].shape == (10000, 28, 28)
+  assert idx.read_idx_dir(str(tmp_path), verify_checksums=False)['test_images'].shape == (10000, 28, 28)
 
 
 def test_checksums_are_checked_by_default_on_foreign_data(tmp_path):
   write_idx_dir(tmp_path)
   with pytest.raises(UserError, match='items, Fashion-MNIST has 60000'):
-    data.read_idx_dir(str(tmp_path))
+    idx.read_idx_dir(str(tmp_path))
 
 
 def test_explicit_dir_without_files_is_an_error_not_a_fallback(tmp_path):
   with pytest.raises(UserError, match='config.data.dir=.* lacks the Fashion-MNIST IDX files'):
-    data.locate(data_config(dir=str(tmp_path)))
+    idx.locate(data_config(dir=str(tmp_path)))
 
 
 def test_search_order_prefers_the_environment_variable(tmp_path, monkeypatch):
   write_idx_dir(tmp_path / 'env')
   monkeypatch.setenv('FASHION_MNIST_DIR', str(tmp_path / 'env'))
   monkeypatch.setattr(common, 'CACHE_ROOT', str(tmp_path / 'cache'))
-  assert data.locate(data_config()) == str(tmp_path / 'env')
+  assert idx.locate(data_config()) == str(tmp_path / 'env')
   monkeypatch.delenv('FASHION_MNIST_DIR')
-  assert data.locate(data_config()) == idx.DATASETS['fashion_mnist'].system_dir == \
+  assert idx.locate(data_config()) == idx.DATASETS['fashion_mnist'].system_dir == \
       '/usr/share/datasets/fashion-mnist'
 
 
@@ -134,8 +133,8 @@ def test_download_on_loopback_then_no_download_again(tmp_path, real_data_dir, mo
       idx.DATASETS['fashion_mnist'], system_dir=str(tmp_path / 'nowhere')))
   monkeypatch.delenv('FASHION_MNIST_DIR', raising=False)
   with _Server(served) as server:
-    assert data.locate(data_config(url=server.url)) == str(cache)
-  assert sorted(os.listdir(cache)) == sorted(f.name + '.gz' for f in data.FILES.values()) == sorted(
+    assert idx.locate(data_config(url=server.url)) == str(cache)
+  assert sorted(os.listdir(cache)) == sorted(f.name + '.gz' for f in idx.DATASETS["fashion_mnist"].files.values()) == sorted(
       f + '.gz' for f in ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte',
                           't10k-labels-idx1-ubyte'))
   # The server is gone: the cache is used.
@@ -153,14 +152,14 @@ def test_bad_download_leaves_nothing_that_looks_complete(tmp_path, real_data_dir
   target.write_bytes(damage(target.read_bytes()))
   cache = tmp_path / 'cache'
   with _Server(served) as server, pytest.raises(UserError, match=message):
-    data.download(server.url, str(cache))
+    idx.download(server.url, str(cache))
   assert not (cache / 'train-labels-idx1-ubyte.gz').exists()
   assert not [f for f in os.listdir(cache) if f.startswith('.download-')]
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path):
   with pytest.raises(UserError, match='download failed'):
-    data.download('http://127.0.0.1:9/', str(tmp_path / 'cache'), timeout=5)
+    idx.download('http://127.0.0.1:9/', str(tmp_path / 'cache'), timeout=5)
 
 
 def test_split_matches_scikit_learn_train_test_split():
@@ -180,7 +179,7 @@ def test_load_splits_48000_12000_and_limits(real_data_dir):
   assert ds.image_shape == (28, 28, 1) and ds.num_classes == 10 and ds.name == 'fashion_mnist'
   assert ds.class_names == data.CLASS_NAMES and ds.class_names[9] == 'Ankle boot'
   # The channel axis is the only change: the same pixels as the files, in the article's split.
-  raw = data.read_idx_dir(real_data_dir)
+  raw = idx.read_idx_dir(real_data_dir)
   val_idx, train_idx = data.split_indices(60000, 0.2, 13)
   np.testing.assert_array_equal(ds.train_images[..., 0], raw['train_images'][train_idx])
   np.testing.assert_array_equal(ds.val_labels, raw['train_labels'][val_idx])

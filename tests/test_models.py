@@ -10,7 +10,9 @@ from jax.test_util import check_grads
 
 from conftest import needs_devices, products_in_bfloat16
 from fashion_jax import batch_axis
-from fashion_jax.models import cnn, fast_conv, fast_random, layers
+from fashion_jax.models import cnn
+from fashion_jax.models.kernels import conv as conv_kernels
+from fashion_jax.models.kernels import dropout as dropout_masks
 from fashion_jax.models.layers import Conv3x3, Dropout, max_pool_2x2
 
 pytestmark = pytest.mark.numerics  # compares numbers between compiled paths (tests/perturbed.py)
@@ -43,7 +45,7 @@ def test_cnns_take_the_number_of_classes_and_the_image_shape_from_the_data(name)
 def test_conv3x3_without_bias_and_with_another_initialiser_is_flax_conv_padded_same():
   x = jax.random.normal(jax.random.key(0), (2, 6, 5, 3))
   init = jax.nn.initializers.he_normal()
-  for impl in fast_conv.IMPLS:
+  for impl in conv_kernels.IMPLS:
     layer = Conv3x3(4, impl=impl, padding='SAME', use_bias=False, kernel_init=init)
     variables = layer.init(jax.random.key(1), x)
     assert jax.tree.map(jnp.shape, variables) == {'params': {'kernel': (3, 3, 3, 4)}}
@@ -64,17 +66,15 @@ def test_bfloat16_compute_keeps_float32_parameters():
   assert products_in_bfloat16(cnn.CNN3(), variables, jnp.ones((2, 28, 28, 1))) == {False}
 
 
-def _chunk_as(monkeypatch, chunk_bytes, input_gradient_in_chunks):
-  # chunk_bytes=1: one image a chunk, so the chunked patch products and their accumulation are exercised;
-  # and either input-gradient route, whichever the library would take for the shapes.
-  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', chunk_bytes)
-  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: input_gradient_in_chunks)
+def _chunk_as(monkeypatch, chunk_bytes):
+  # chunk_bytes=1: one image a chunk, so the chunked patch products and their accumulation are exercised.
+  monkeypatch.setattr(conv_kernels, 'CHUNK_BYTES', chunk_bytes)
 
 
 def _outputs_and_gradients_per_impl(layer, args, cotangent):
   """{impl: (layer(*args, impl)'s outputs..., the gradients of <outputs, cotangent> for each arg...)}."""
   results = {}
-  for impl in fast_conv.IMPLS:
+  for impl in conv_kernels.IMPLS:
     outputs, vjp = jax.vjp(lambda *a: layer(*a, impl), *args)
     results[impl] = (outputs if isinstance(outputs, tuple) else (outputs,)) + vjp(cotangent)
   return results
@@ -82,189 +82,89 @@ def _outputs_and_gradients_per_impl(layer, args, cotangent):
 
 @pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 4, 4, 16), 8),
                                              ((2, 7, 9, 8), 8)])
-@pytest.mark.parametrize('chunk_bytes', [fast_conv.CHUNK_BYTES, 1])
-@pytest.mark.parametrize('input_gradient_in_chunks', [False, True])
-def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, input_gradient_in_chunks,
-                                                monkeypatch):
-  _chunk_as(monkeypatch, chunk_bytes, input_gradient_in_chunks)
+@pytest.mark.parametrize('chunk_bytes', [conv_kernels.CHUNK_BYTES, 1])
+def test_conv_impls_agree_in_value_and_gradient(shape, features, chunk_bytes, monkeypatch):
+  _chunk_as(monkeypatch, chunk_bytes)
   kx, kw, kd = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, shape)
   w = jax.random.normal(kw, (3, 3, shape[-1], features))
   dy = jax.random.normal(kd, (shape[0], shape[1] - 2, shape[2] - 2, features))
-  results = _outputs_and_gradients_per_impl(fast_conv.conv3x3_valid, (x, w), dy)
+  results = _outputs_and_gradients_per_impl(conv_kernels.conv3x3_valid, (x, w), dy)
   for a, b in zip(results['xla'], results['im2col']):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 28, 28, 1), 8),
                                              ((2, 11, 10, 8), 8)])
-@pytest.mark.parametrize('chunk_bytes', [fast_conv.CHUNK_BYTES, 1])
-@pytest.mark.parametrize('input_gradient_in_chunks', [False, True])
-def test_fused_conv_relu_pool_agrees_with_its_parts(shape, features, chunk_bytes, input_gradient_in_chunks,
-                                                    monkeypatch):
-  _chunk_as(monkeypatch, chunk_bytes, input_gradient_in_chunks)
+@pytest.mark.parametrize('chunk_bytes', [conv_kernels.CHUNK_BYTES, 1])
+def test_fused_conv_relu_pool_agrees_with_its_parts(shape, features, chunk_bytes, monkeypatch):
+  _chunk_as(monkeypatch, chunk_bytes)
   kx, kw, kb, kg = jax.random.split(jax.random.key(0), 4)
   # Half the inputs zero: whole windows below zero after the bias, so ReLU ties and dead windows occur.
   x = jnp.maximum(jax.random.normal(kx, shape), 0.0)
   w = jax.random.normal(kw, (3, 3, shape[-1], features))
   b = jax.random.normal(kb, (features,))
   g = jax.random.normal(kg, (shape[0], (shape[1] - 2) // 2, (shape[2] - 2) // 2, features))
-  results = _outputs_and_gradients_per_impl(fast_conv.conv3x3_valid_relu_pool, (x, w, b), g)
+  results = _outputs_and_gradients_per_impl(conv_kernels.conv3x3_valid_relu_pool, (x, w, b), g)
   for a, b in zip(results['xla'], results['im2col']):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
   assert float(jnp.mean(results['xla'][0] == 0)) > 0.1  # the dead windows were exercised
 
 
 @pytest.mark.parametrize('features', [2, 4])
-@pytest.mark.parametrize('input_gradient_in_chunks', [False, True])
-def test_fused_conv_relu_pool_gradients_match_finite_differences(features, input_gradient_in_chunks, monkeypatch):
-  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: input_gradient_in_chunks)
+def test_fused_conv_relu_pool_gradients_match_finite_differences(features):
   with jax.enable_x64(True):
     x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3), jnp.float64)
     w = jax.random.normal(jax.random.key(1), (3, 3, 3, features), jnp.float64)
     b = jax.random.normal(jax.random.key(2), (features,), jnp.float64)
-    check_grads(lambda x, w, b: fast_conv.conv3x3_valid_relu_pool(x, w, b, 'im2col'), (x, w, b), order=1,
+    check_grads(lambda x, w, b: conv_kernels.conv3x3_valid_relu_pool(x, w, b, 'im2col'), (x, w, b), order=1,
                 modes=('rev',), eps=1e-6)
 
 
-@pytest.mark.parametrize('shape, features', [((2, 9, 8, 3), 4), ((3, 13, 13, 32), 64), ((4, 28, 28, 1), 8)])
-@pytest.mark.parametrize('chunk_bytes', [fast_conv.CHUNK_BYTES, 1])
-@pytest.mark.parametrize('input_gradient_in_chunks', [False, True])
-def test_conv_relu_statistics_agree_across_impls(shape, features, chunk_bytes, input_gradient_in_chunks,
-                                                 monkeypatch):
-  _chunk_as(monkeypatch, chunk_bytes, input_gradient_in_chunks)
-  kx, kw, kb, kg, ks = jax.random.split(jax.random.key(0), 5)
-  x = jnp.maximum(jax.random.normal(kx, shape), 0.0)
-  w = jax.random.normal(kw, (3, 3, shape[-1], features))
-  b = jax.random.normal(kb, (features,))
-  # Cotangents for the output and for both statistics: each reaches the kernel, bias and input gradients.
-  g = (jax.random.normal(kg, (shape[0], shape[1] - 2, shape[2] - 2, features)),) + tuple(
-      jax.random.normal(k, (features,)) for k in jax.random.split(ks))
-  results = _outputs_and_gradients_per_impl(fast_conv.conv3x3_valid_relu_statistics, (x, w, b), g)
-  r, mean, variance = results['xla'][:3]
-  np.testing.assert_allclose(mean, np.mean(r, (0, 1, 2)), rtol=1e-5)  # the statistics are what they say
-  np.testing.assert_allclose(variance, np.var(np.asarray(r, np.float64), (0, 1, 2)), rtol=1e-5)
-  for a, b in zip(results['xla'], results['im2col']):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-  assert float(jnp.mean(r == 0)) > 0.1  # ReLU's zeros were exercised
-
-
-def test_chunked_variance_stays_accurate_where_the_mean_dwarfs_the_spread(monkeypatch):
-  # A channel at 1000 +- 0.01: E[r^2] - E[r]^2 in float32 cancels to noise (its terms are ~1e6, their
-  # spacing 0.06); the chunks' variances and means combined keep the float64 variance.
-  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', 1)
-  x = 0.01 * jax.random.normal(jax.random.key(0), (8, 6, 6, 1))
-  w = jnp.zeros((3, 3, 1, 1)).at[1, 1].set(1.0)  # copies the centre pixel
-  _, mean, variance = fast_conv.conv3x3_valid_relu_statistics(x, w, jnp.full((1,), 1000.0), 'im2col')
-  centre = np.asarray(x, np.float64)[:, 1:-1, 1:-1] + 1000.0
-  np.testing.assert_allclose(mean, centre.mean(), rtol=1e-7)
-  np.testing.assert_allclose(variance, centre.var(), rtol=1e-3)
-
-
-def test_conv_relu_statistics_in_bfloat16_are_float32_and_match_xla():
-  kx, kw, kb = jax.random.split(jax.random.key(0), 3)
-  x = jax.random.uniform(kx, (4, 12, 12, 8), jnp.bfloat16)
-  w = (0.3 * jax.random.normal(kw, (3, 3, 8, 16))).astype(jnp.bfloat16)
-  b = (0.1 * jax.random.normal(kb, (16,))).astype(jnp.bfloat16)
-  results = {impl: fast_conv.conv3x3_valid_relu_statistics(x, w, b, impl) for impl in fast_conv.IMPLS}
-  r, mean, variance = results['im2col']
-  assert r.dtype == jnp.bfloat16 and mean.dtype == variance.dtype == jnp.float32
-  r64 = np.asarray(r, np.float64)  # the statistics of the bfloat16 output, taken in float64
-  np.testing.assert_allclose(mean, r64.mean((0, 1, 2)), rtol=1e-5)
-  np.testing.assert_allclose(variance, r64.var((0, 1, 2)), rtol=1e-4)
-  for a, b in zip(results['xla'], results['im2col']):
-    np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=2e-2, atol=2e-2)
-
-
-def test_conv_relu_statistics_gradients_match_finite_differences():
-  with jax.enable_x64(True):
-    x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3), jnp.float64)
-    w = jax.random.normal(jax.random.key(1), (3, 3, 3, 4), jnp.float64)
-    b = jax.random.normal(jax.random.key(2), (4,), jnp.float64)
-    check_grads(lambda x, w, b: fast_conv.conv3x3_valid_relu_statistics(x, w, b, 'im2col'), (x, w, b), order=1,
-                modes=('rev',), eps=1e-6)
-
-
-def test_batch_norm_given_its_statistics_equals_flax_batch_norm():
-  """layers.BatchNorm after Conv3x3(relu_statistics=True), statistics from the conv's chunk loop, equals
-  nn.BatchNorm after the same ReLU: its variables as created, outputs, updated running statistics and
-  every gradient."""
-  x = jax.random.uniform(jax.random.key(0), (8, 12, 12, 3))
-  conv = Conv3x3(16, impl='im2col', relu_statistics=True)
-  conv_params = conv.init(jax.random.key(1), x)['params']
-  r, statistics = conv.apply({'params': conv_params}, x)
-  reference = nn.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-3)
-  ours = layers.BatchNorm(use_running_average=False, momentum=0.9, epsilon=1e-3)
-  bn_variables = reference.init(jax.random.key(2), r)
-  # Created through the statistics' path: the same names, shapes, dtypes and initial values.
-  ours_variables = ours.init(jax.random.key(2), r, statistics=statistics)
-  assert jax.tree.map(lambda v: (v.shape, v.dtype), ours_variables) == jax.tree.map(
-      lambda v: (v.shape, v.dtype), bn_variables)
-  for a, b in zip(jax.tree.leaves(bn_variables), jax.tree.leaves(ours_variables)):
-    np.testing.assert_array_equal(a, b)
-  bn_variables = jax.tree.map(lambda v: v + 0.3 * jax.random.normal(jax.random.key(3), v.shape), bn_variables)
-
-  def loss(conv_params, bn_params, fused):
-    variables = {**bn_variables, 'params': bn_params}
-    r, statistics = conv.apply({'params': conv_params}, x)
-    if fused:
-      y, updates = ours.apply(variables, r, statistics=statistics, mutable=['batch_stats'])
-    else:
-      y, updates = reference.apply(variables, r, mutable=['batch_stats'])
-    return jnp.sum(jnp.sin(y)), (y, updates)
-
-  results = {}
-  for fused in (False, True):
-    (_, aux), grads = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(
-        conv_params, bn_variables['params'], fused)
-    results[fused] = (aux, grads)
-  for a, b in zip(jax.tree.leaves(results[False]), jax.tree.leaves(results[True])):
-    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
-
-
-def test_conv3x3_refuses_both_fused_endings():
-  with pytest.raises(ValueError, match='relu_pool and relu_statistics'):
-    Conv3x3(4, impl='im2col', relu_pool=True, relu_statistics=True).init(jax.random.key(0),
-                                                                         jnp.zeros((1, 6, 6, 1)))
-
-
-def test_conv_chunks_divide_the_batch_within_the_byte_budget(monkeypatch):
-  monkeypatch.setattr(fast_conv, 'CHUNK_BYTES', 11 * 11 * 9 * 32 * 4 * 5)  # five 13x13x32 images' patches
-  assert fast_conv._chunk_size(jnp.zeros((256, 13, 13, 32))) == 4
-  assert fast_conv._chunk_size(jnp.zeros((6, 13, 13, 32))) == 3
-  assert fast_conv._chunk_size(jnp.zeros((7, 13, 13, 32))) == 1
-  assert fast_conv._chunk_size(jnp.zeros((3, 13, 13, 32))) == 3
-
-
-def test_forward_only_convolutions_leave_patch_products_where_one_image_overflows_a_chunk():
-  # VGG19 at 150x150 (block1_conv2: 52 MB of patches an image) and at 32x32 (block5: 2x2 maps).
-  assert fast_conv.forward_only_impl((25, 152, 152, 64), 64, platform='cpu') == 'xla'
-  assert fast_conv.forward_only_impl((500, 4, 4, 512), 512, platform='cpu') == 'im2col'
-  # bfloat16 halves the bytes: 48x48x(9*32+32) patches and products, 2.9 MB in float32, 1.5 in bf16.
-  assert fast_conv.forward_only_impl((1, 50, 50, 32), 32, jnp.float32, platform='cpu') == 'xla'
-  assert fast_conv.forward_only_impl((1, 50, 50, 32), 32, jnp.bfloat16, platform='cpu') == 'im2col'
-  assert fast_conv.forward_only_impl((500, 4, 4, 512), 512, platform='gpu') == 'xla'
-
-
-def test_a_first_layer_builds_no_input_gradient(monkeypatch):
-  # The fused layer's chunk loop, where it computes dx, does so only for XLA to drop it where x needs no
-  # gradient (a model's first layer): the compiled kernel-only gradient holds none of dx's nine shifted
-  # additions (pads).
-  monkeypatch.setattr(fast_conv, 'input_gradient_in_chunks', lambda c, f, fused: True)
+def test_a_first_layer_builds_no_input_gradient():
+  # A fused layer that widens its input computes dx in its chunk loop, but only for XLA to drop it where
+  # x needs no gradient (a model's first layer): the compiled kernel-only gradient holds none of dx's
+  # nine shifted additions (pads).
   x, w, b = jnp.ones((16, 28, 28, 1)), jnp.ones((3, 3, 1, 32)), jnp.zeros((32,))
+
   def hlo(argnums):
-    grad = jax.jit(jax.grad(lambda x, w, b: fast_conv.conv3x3_valid_relu_pool(x, w, b, 'im2col').sum(),
+    grad = jax.jit(jax.grad(lambda x, w, b: conv_kernels.conv3x3_valid_relu_pool(x, w, b, 'im2col').sum(),
                             argnums=argnums))
     return grad.lower(x, w, b).compile().as_text()
   assert ' pad(' in hlo((0, 1, 2))  # the check can see dx's pads where dx is asked for
   assert ' pad(' not in hlo((1, 2))
 
 
+def test_both_input_gradient_routes_are_exercised():
+  # The shapes of the tests above: fused layers that widen their input take the chunk loop, others XLA's.
+  route = conv_kernels._dx_in_chunks  # pylint: disable=protected-access
+  assert route(3, 4, fused=True) and route(32, 64, fused=True)
+  assert not route(8, 8, fused=True) and not route(3, 4, fused=False)
+
+
+def test_conv_chunks_divide_the_batch_within_the_byte_budget(monkeypatch):
+  monkeypatch.setattr(conv_kernels, 'CHUNK_BYTES', 11 * 11 * 9 * 32 * 4 * 5)  # five 13x13x32 images' patches
+  assert conv_kernels._chunk_size(jnp.zeros((256, 13, 13, 32))) == 4
+  assert conv_kernels._chunk_size(jnp.zeros((6, 13, 13, 32))) == 3
+  assert conv_kernels._chunk_size(jnp.zeros((7, 13, 13, 32))) == 1
+  assert conv_kernels._chunk_size(jnp.zeros((3, 13, 13, 32))) == 3
+
+
+def test_forward_only_convolutions_leave_patch_products_where_one_image_overflows_a_chunk():
+  # VGG19 at 150x150 (block1_conv2: 52 MB of patches an image) and at 32x32 (block5: 2x2 maps).
+  assert conv_kernels.forward_only_impl((25, 152, 152, 64), 64, platform='cpu') == 'xla'
+  assert conv_kernels.forward_only_impl((500, 4, 4, 512), 512, platform='cpu') == 'im2col'
+  # bfloat16 halves the bytes: 48x48x(9*32+32) patches and products, 2.9 MB in float32, 1.5 in bf16.
+  assert conv_kernels.forward_only_impl((1, 50, 50, 32), 32, jnp.float32, platform='cpu') == 'xla'
+  assert conv_kernels.forward_only_impl((1, 50, 50, 32), 32, jnp.bfloat16, platform='cpu') == 'im2col'
+  assert conv_kernels.forward_only_impl((500, 4, 4, 512), 512, platform='gpu') == 'xla'
+
+
 def test_im2col_conv_gradients_match_finite_differences():
   with jax.enable_x64(True):
     x = jax.random.normal(jax.random.key(0), (2, 6, 5, 3), jnp.float64)
     w = jax.random.normal(jax.random.key(1), (3, 3, 3, 2), jnp.float64)
-    check_grads(lambda x, w: fast_conv.conv3x3_valid(x, w, 'im2col'), (x, w), order=1, modes=('rev',))
+    check_grads(lambda x, w: conv_kernels.conv3x3_valid(x, w, 'im2col'), (x, w), order=1, modes=('rev',))
 
 
 @pytest.mark.parametrize('name', sorted(PARAMETERS))
@@ -316,16 +216,16 @@ def test_dropout_mask_is_the_same_sharded_over_pmap():
 def test_fast_dropout_masks_equal_jax_random_bernoulli_bit_for_bit(key, p):
   shape = (12, 13, 13, 32)
   expected = np.asarray(jax.random.bernoulli(key, p, shape))
-  np.testing.assert_array_equal(jax.jit(lambda k: fast_random.bernoulli_rows(k, p, shape))(key), expected)
+  np.testing.assert_array_equal(jax.jit(lambda k: dropout_masks.bernoulli_rows(k, p, shape))(key), expected)
   # Any rows alone, from a traced start (as under pmap).
-  rows = jax.jit(lambda k, start: fast_random.bernoulli_rows(k, p, shape, start, 4))(key, 7)
+  rows = jax.jit(lambda k, start: dropout_masks.bernoulli_rows(k, p, shape, start, 4))(key, 7)
   np.testing.assert_array_equal(rows, expected[7:11])
 
 
 def test_fast_dropout_masks_fall_back_to_jax_in_64_bit_mode():
   with jax.enable_x64(True):
     key = jax.random.key(1)
-    np.testing.assert_array_equal(fast_random.bernoulli_rows(key, 0.7, (6, 5), 2, 3),
+    np.testing.assert_array_equal(dropout_masks.bernoulli_rows(key, 0.7, (6, 5), 2, 3),
                                   jax.random.bernoulli(key, 0.7, (6, 5))[2:5])
 
 
@@ -345,14 +245,11 @@ def test_max_pool_gradient_goes_to_the_first_maximum_like_tensorflow():
   np.testing.assert_allclose(mine, reference, rtol=1e-6)
 
 
-# With 'relu+statistics', the convolutions' per-device statistics are combined over the axis.
 @needs_devices(4)
-@pytest.mark.parametrize('conv_impl, blocks', [('xla', 'separate'), ('im2col', 'separate'),
-                                               ('im2col', 'relu+statistics')])
-def test_pmap_batch_norm_uses_global_batch_statistics(conv_impl, blocks, monkeypatch):
+@pytest.mark.parametrize('conv_impl', ['xla', 'im2col'])
+def test_pmap_batch_norm_uses_global_batch_statistics(conv_impl):
   """CNN-4 under pmap (BatchNorm and dropout reduce over the axis) has the single-device gradients and
   running statistics."""
-  monkeypatch.setattr(cnn, 'CONV_RELU_BATCH_NORM', blocks)
   x = jax.random.uniform(jax.random.key(0), (16, 28, 28, 1))
   y = jnp.arange(16) % 10
   variables = cnn.CNN4(conv_impl=conv_impl).init(jax.random.key(1), x[:1])

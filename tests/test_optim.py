@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from configs import default
-from fashion_jax import optim
+from fashion_jax import optim, phases
 from fashion_jax.errors import UserError
 
 PEAK = 1e-3
@@ -129,7 +129,7 @@ def test_a_fractional_last_phase_ends_the_schedule_inside_its_epoch():
     (0, 8, 0),
     (3.55, 230, 817), (1.1, 230, 253)])  # 1.1 * 230 is 253.00000000000003 in floats: still 253 steps
 def test_phase_steps_round_a_fractional_epoch_up_to_whole_steps(epochs, steps_per_epoch, steps):
-  assert optim.phase_steps(epochs, steps_per_epoch) == steps
+  assert phases.phase_steps(epochs, steps_per_epoch) == steps
 
 
 # ----- schedules restarted per phase -----

@@ -18,6 +18,7 @@ from PIL import Image
 from conftest import small_config
 from fashion_jax import checkpoint, embeddings, run_files, train
 from fashion_jax.data import CLASS_NAMES
+from fashion_jax.datasets import idx
 from fashion_jax.errors import UserError
 from fashion_jax.models import create_model
 
@@ -135,7 +136,7 @@ def test_redraw_command_redraws_from_files(finished_run):
 def test_predict_treats_dataset_pngs_exactly_as_the_evaluation(finished_run, tmp_path, real_data_dir):
   from fashion_jax import data, predict  # pylint: disable=g-import-not-at-top
   workdir, _ = finished_run
-  test_images = data.read_idx_dir(real_data_dir)['test_images'][:12][..., None]
+  test_images = idx.read_idx_dir(real_data_dir)['test_images'][:12][..., None]
   paths = []
   for i, image in enumerate(test_images):
     paths.append(tmp_path / f'test{i}.png')
@@ -170,7 +171,7 @@ def test_predict_converts_any_photo_to_a_light_object_on_dark(tmp_path):
 def test_predict_command_reports_unreadable_files_and_goes_on(finished_run, tmp_path, real_data_dir):
   from fashion_jax import data  # pylint: disable=g-import-not-at-top
   workdir, _ = finished_run
-  Image.fromarray(data.read_idx_dir(real_data_dir)['test_images'][0]).save(tmp_path / 'boot.png')
+  Image.fromarray(idx.read_idx_dir(real_data_dir)['test_images'][0]).save(tmp_path / 'boot.png')
   (tmp_path / 'notes.png').write_text('not an image')
   result = subprocess.run([sys.executable, '-m', 'fashion_jax.predict', f'--workdir={workdir}', '--json',
                            str(tmp_path / 'notes.png'), str(tmp_path / 'boot.png')],

@@ -7,7 +7,7 @@ import pytest
 from flax import linen as nn
 
 from conftest import small_config
-from fashion_jax import precise_bn, train
+from fashion_jax import precise_bn, steps, train
 from fashion_jax.errors import UserError
 from fashion_jax.models import layers
 
@@ -98,8 +98,8 @@ def test_an_unknown_precision_is_refused_naming_the_setting(tmp_path):
 
 def test_precision_highest_reaches_the_traced_matmuls():
   config = small_config('cnn1', precision='highest')
-  with train.precision_scope(config):
+  with steps.matmul_precision(config):
     text = jax.jit(lambda a, b: a @ b).lower(jnp.ones((2, 2)), jnp.ones((2, 2))).as_text()
   assert 'HIGHEST' in text
-  with train.precision_scope(small_config('cnn1')):
+  with steps.matmul_precision(small_config('cnn1')):
     assert 'HIGHEST' not in jax.jit(lambda a, b: a @ b).lower(jnp.ones((2, 2)), jnp.ones((2, 2))).as_text()

@@ -220,7 +220,7 @@ def test_registered_names_and_module_paths_resolve():
 def test_create_model_sets_the_common_fields_and_the_models_own_options():
   model = models.create_model(config_for('wrn', depth=10, widen_factor=2, dropout_rate=0.1), num_classes=4)
   assert (model.num_classes, model.depth, model.widen_factor, model.dropout_rate) == (4, 10, 2, 0.1)
-  assert model.conv_impl == models.fast_conv.default_impl() and model.dtype == jnp.float32
+  assert model.conv_impl == models.conv_kernels.default_impl() and model.dtype == jnp.float32
   model = models.create_model(config_for('preact_resnet', stage_sizes=[1, 1], widths=[4, 8]))
   assert model.stage_sizes == (1, 1) and model.widths == (4, 8)
   assert models.create_model(config_for('vgg19'), num_classes=3).num_classes == 3
@@ -277,12 +277,35 @@ def test_model_kwargs_errors_name_the_setting(model, kwargs, message):
     models.create_model(config_for(model, **kwargs))
 
 
-def test_a_model_without_the_common_fields_is_refused(tmp_path):
+PLAIN_MODEL = """
+from flax import linen as nn
+
+
+class Plain(nn.Module):
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    return nn.Dense(self.num_classes)(x.reshape(x.shape[0], -1))
+"""
+
+
+def test_a_plain_flax_module_needs_only_num_classes_and_refuses_settings_it_cannot_take(tmp_path):
+  (tmp_path / 'plain.py').write_text(PLAIN_MODEL)
+  name = f'{tmp_path}/plain.py:Plain'
+  model = models.create_model(config_for(name), num_classes=7)
+  assert model.num_classes == 7
+  for setting, value, message in [('dtype', 'bfloat16', r"config.dtype='bfloat16': model .* has no dtype field"),
+                                  ('conv_impl', 'im2col', r"config.conv_impl='im2col': model .* has no conv_impl")]:
+    config = config_for(name)
+    config[setting] = value
+    with pytest.raises(UserError, match=message):
+      models.create_model(config)
   (tmp_path / 'bare.py').write_text('from flax import linen as nn\n\n\nclass Bare(nn.Module):\n  pass\n')
-  with pytest.raises(UserError, match=r"lacks the fields \['num_classes', 'conv_impl', 'dtype'\]"):
+  with pytest.raises(UserError, match=r'the model class has no field num_classes'):
     models.create_model(config_for(f'{tmp_path}/bare.py:Bare'))
 
 
-def test_every_registered_model_has_the_common_fields():
+def test_every_registered_model_takes_the_classes_and_the_compute_dtype():
   for cls in models.MODELS.values():
-    assert set(models.COMMON_FIELDS) <= models._fields(cls)  # pylint: disable=protected-access
+    assert {'num_classes', 'dtype'} <= models._fields(cls)  # pylint: disable=protected-access

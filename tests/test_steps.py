@@ -66,16 +66,16 @@ def test_flip_tta_scores_the_mean_of_the_image_and_mirror_softmaxes():
   model = _Linear()
   variables = model.init(jax.random.key(2), np.zeros((1, 4, 5, 1), np.float32))
   images, labels = _images(8, seed=3), np.array([0, 1, 2, 0, 1, 2, 0, 1])
-  eval_fn = steps.make_eval_fn(model, None, 8, lambda x: x, tta_flip=True)
+  eval_fn = steps.make_eval_fn(model, None, 8, lambda x: x, views=('flip',))
   sums = jax.device_get(eval_fn(variables, images, labels, 0, jax.random.key(0), False))
 
   x = images.astype(np.float32) / 255.0
   plain = _softmax(np.asarray(model.apply(variables, x), np.float64))
   mirrored = _softmax(np.asarray(model.apply(variables, x[:, :, ::-1]), np.float64))  # left-right: axis 2
   averaged = (plain + mirrored) / 2
-  np.testing.assert_allclose(sums['loss_sum'], -np.log(averaged[np.arange(8), labels]).sum(), rtol=1e-5)
-  assert sums['correct'] == (averaged.argmax(-1) == labels).sum()
-  np.testing.assert_allclose(sums['plain_loss_sum'], -np.log(plain[np.arange(8), labels]).sum(), rtol=1e-5)
-  assert sums['plain_correct'] == (plain.argmax(-1) == labels).sum()
+  np.testing.assert_allclose(sums['tta_loss_sum'], -np.log(averaged[np.arange(8), labels]).sum(), rtol=1e-5)
+  assert sums['tta_correct'] == (averaged.argmax(-1) == labels).sum()
+  np.testing.assert_allclose(sums['loss_sum'], -np.log(plain[np.arange(8), labels]).sum(), rtol=1e-5)
+  assert sums['correct'] == (plain.argmax(-1) == labels).sum()
   # the mirror changes the prediction here, so TTA that ignored it would not pass
   assert np.abs(averaged - plain).max() > 1e-3

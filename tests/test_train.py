@@ -137,7 +137,7 @@ def test_batch_not_divisible_by_devices_is_refused_before_compiling(tmp_path):
     ({'batch_size': 0}, r'config.batch_size=0: expected an integer >= 1'),
     ({'num_epochs': -1}, r'config.num_epochs=-1: expected a number of epochs >= 0'),
     ({'num_epochs': 1.5, 'augment_epochs': 1},
-     r'config.num_epochs=1.5: expected a whole number of epochs when phase 2 follows'),
+     r'config.num_epochs=1.5: expected a whole number of epochs when phase2 follows'),
     ({'num_epochs': 0, 'augment_epochs': 0}, r'num_epochs \+ augment_epochs > 0'),
     ({'learning_rate': 0.0}, r'config.learning_rate=0.0: expected a number > 0'),
     ({'data.val_fraction': 1.0}, r'config.data.val_fraction=1.0: expected a fraction'),

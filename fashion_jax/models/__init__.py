@@ -2,25 +2,27 @@
 
 `config.model` is one of
 - a registered name: 'cnn1', 'cnn3', 'cnn4' (the article's), 'vgg19' (the article's transfer head; the
-  frozen base runs once, in transfer.py), 'preact_resnet' (resnet.PreActResNet, any `stage_sizes` and
-  `widths`), 'preact_resnet18', 'wrn' (wrn.WideResNet, `depth` and `widen_factor`), 'convnet'
+  frozen base is its input stage, transfer.py), 'preact_resnet' (resnet.PreActResNet, any `stage_sizes`
+  and `widths`), 'preact_resnet18', 'wrn' (wrn.WideResNet, `depth` and `widen_factor`), 'convnet'
   (convnet.ConvNet, the speedruns' small network: `widths`, `hidden`, `batch_norm`, dropout), or one
   added with `register(name, cls)`;
 - 'package.module:ClassName', imported (the module must be importable, e.g. on PYTHONPATH);
 - 'path/to/file.py:ClassName', loaded from that file (a relative path is from the working directory).
 
-`create_model(config, num_classes)` builds it as `cls(num_classes=..., conv_impl=..., dtype=...,
-**config.model_kwargs)`. A model of your own is a `flax.linen.Module` class that provides:
-
-- the fields `num_classes: int`, `conv_impl: str` and `dtype` (the compute dtype: jnp.float32 or
-  jnp.bfloat16; keep parameters in float32, `param_dtype=jnp.float32`), with defaults or without;
-  `conv_impl` is 'xla' or 'im2col' (fast_conv.py) and matters only to convolutions built with
-  `layers.Conv3x3(features, impl=self.conv_impl, ...)`: ignore it otherwise;
-- any options of its own as further fields, set from `config.model_kwargs` (unknown keys are errors);
-- `__call__(self, x, train=False, return_features=False)`: `x` is a float batch of images
-  (N, H, W, C) (Fashion-MNIST: 28x28x1, values in [0, 1]); it returns float32 logits (N, num_classes), or
-  `(logits, features)` with `return_features=True`, `features` (N, D) being the penultimate layer (the
-  embedding plots show it). `train` switches dropout and BatchNorm's batch statistics on.
+A model is a plain `flax.linen.Module` class with a field `num_classes: int` and
+`__call__(self, x, train)`: `x` a float batch of images (N, H, W, C) (Fashion-MNIST: 28x28x1, values in
+[0, 1]); it returns logits (N, num_classes); `train` switches dropout and BatchNorm's batch statistics on.
+`create_model(config, num_classes)` builds `cls(num_classes=..., **config.model_kwargs)`, and passes the
+execution settings only to a class that declares them as fields:
+- `dtype`: the compute dtype from config.dtype (jnp.float32 or jnp.bfloat16; keep parameters in float32,
+  `param_dtype=jnp.float32`); without the field, config.dtype must stay 'float32';
+- `conv_impl`: 'xla' or 'im2col' from config.conv_impl (kernels/conv.py), which matters only to
+  convolutions built with `layers.Conv3x3(features, impl=self.conv_impl, ...)`.
+Options of its own are further fields, set from `config.model_kwargs` (unknown keys are errors). A
+`__call__` that also takes `return_features=False` and then returns `(logits, features)`, `features`
+(N, D) being the penultimate layer, gets its features drawn in the embedding pictures; without it the
+pictures show the pixels only. A class attribute `input_stage` names a frozen network whose outputs the
+model is trained on instead of the images (inputs.py; VGG19Head's).
 
 Randomness in training comes from the 'dropout' RNG stream, and BatchNorm statistics live in the
 'batch_stats' collection (the trainer makes it mutable when training). Under `config.parallel='pmap'`
@@ -41,7 +43,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from fashion_jax.errors import UserError
-from fashion_jax.models import fast_conv
+from fashion_jax.models.kernels import conv as conv_kernels
 from fashion_jax.models.cnn import CNN1, CNN3, CNN4
 from fashion_jax.models.convnet import ConvNet
 from fashion_jax.models.resnet import PreActResNet, PreActResNet18
@@ -51,8 +53,8 @@ from fashion_jax.models.wrn import WideResNet
 MODELS = {'cnn1': CNN1, 'cnn3': CNN3, 'cnn4': CNN4, 'vgg19': VGG19Head, 'preact_resnet': PreActResNet,
           'preact_resnet18': PreActResNet18, 'wrn': WideResNet, 'convnet': ConvNet}
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
-# The constructor fields create_model sets itself on every model.
-COMMON_FIELDS = ('num_classes', 'conv_impl', 'dtype')
+# The constructor fields create_model sets itself, on a model that declares them.
+EXECUTION_FIELDS = ('num_classes', 'conv_impl', 'dtype')
 
 
 def register(name, cls):
@@ -129,24 +131,34 @@ def _model_kwargs(config):
 
 
 def create_model(config, num_classes=10):
-  """The Flax module that `config` describes (config.model, model_kwargs, conv_impl, dtype)."""
+  """The Flax module that `config` describes (config.model, model_kwargs, and conv_impl and dtype where
+  the class declares them)."""
   cls = resolve(config.model)
   if config.dtype not in DTYPES:
     raise UserError(f'config.dtype={config.dtype!r}: expected one of {sorted(DTYPES)}')
-  impl = fast_conv.default_impl() if config.conv_impl == 'auto' else config.conv_impl
-  if impl not in fast_conv.IMPLS:
-    raise UserError(f'config.conv_impl={config.conv_impl!r}: expected \'auto\' or one of {fast_conv.IMPLS}')
+  impl = conv_kernels.default_impl() if config.conv_impl == 'auto' else config.conv_impl
+  if impl not in conv_kernels.IMPLS:
+    raise UserError(f'config.conv_impl={config.conv_impl!r}: expected \'auto\' or one of {conv_kernels.IMPLS}')
   fields = _fields(cls)
-  missing = [f for f in COMMON_FIELDS if f not in fields]
-  if missing:
-    raise UserError(f'config.model={config.model!r}: the model class lacks the fields {missing} that every '
-                    'model takes (fashion_jax/models/__init__.py says what a model provides)')
+  if 'num_classes' not in fields:
+    raise UserError(f'config.model={config.model!r}: the model class has no field num_classes '
+                    '(fashion_jax/models/__init__.py says what a model provides)')
   kwargs = _model_kwargs(config)
   for key in kwargs:
-    if key in COMMON_FIELDS:
+    if key in EXECUTION_FIELDS:
       raise UserError(f'config.model_kwargs.{key}: set from config.conv_impl, config.dtype and the data set '
                       '(its number of classes), not in model_kwargs')
     if key not in fields:
       raise UserError(f'config.model_kwargs.{key}: {config.model} has no option {key!r}; its options are '
-                      f'{sorted(fields - set(COMMON_FIELDS))}')
-  return cls(num_classes=num_classes, conv_impl=impl, dtype=DTYPES[config.dtype], **kwargs)
+                      f'{sorted(fields - set(EXECUTION_FIELDS))}')
+  if 'dtype' in fields:
+    kwargs['dtype'] = DTYPES[config.dtype]
+  elif config.dtype != 'float32':
+    raise UserError(f'config.dtype={config.dtype!r}: model {config.model!r} has no dtype field, so it '
+                    'computes in float32; declare `dtype` in the class to compute in another')
+  if 'conv_impl' in fields:
+    kwargs['conv_impl'] = impl
+  elif config.conv_impl != 'auto':
+    raise UserError(f'config.conv_impl={config.conv_impl!r}: model {config.model!r} has no conv_impl field '
+                    '(its convolutions are its own); leave it \'auto\'')
+  return cls(num_classes=num_classes, **kwargs)

@@ -14,22 +14,6 @@ from fashion_jax.models import layers
 from fashion_jax.models.layers import KERNEL_INIT, Conv3x3, Dropout, max_pool_2x2
 
 
-# How CNN-4's Conv -> ReLU -> BatchNorm blocks are computed in training with the 'im2col' convolution
-# (the same parameters and, up to float rounding, the same results; experiments/batch_norm_fusion.py
-# times each):
-# - 'separate' (chosen): the convolution, then ReLU and BatchNorm as XLA's operations over the batch;
-# - 'relu+statistics': ReLU and the BatchNorm's batch mean and variance computed in the convolution's
-#   chunk loop (fast_conv.conv3x3_valid_relu_statistics), their gradients in its backward loop.
-# On the project's AMD EPYC the fused blocks did not make the training step faster (7 rounds: 498 ms
-# separate, 517 relu+statistics: experiments/results/batch-norm-fusion-cpu-amd-epyc-avx2-7rounds.md),
-# so 'separate' stays, and with it the arithmetic the article's runs were made with; the script tells
-# whether another processor gains. This is a switch for that experiment (as fast_conv's CHUNK_BYTES),
-# not a setting: runs do not record it. Evaluation, and XLA's convolution (GPUs, TPUs, where XLA fuses
-# these operations itself), always take 'separate'.
-CONV_RELU_BATCH_NORM = 'separate'
-CONV_RELU_BATCH_NORM_CHOICES = ('separate', 'relu+statistics')
-
-
 class _Base(nn.Module):
   num_classes: int = 10
   conv_impl: str = 'xla'
@@ -43,14 +27,8 @@ class _Base(nn.Module):
     return Conv3x3(features, impl=self.conv_impl, dtype=self.dtype, relu_pool=True)
 
   def conv_relu_batch_norm(self, x, features, train):
-    """BatchNorm(ReLU(Conv(x))), computed as CONV_RELU_BATCH_NORM says."""
-    if CONV_RELU_BATCH_NORM not in CONV_RELU_BATCH_NORM_CHOICES:
-      raise ValueError(f'cnn.CONV_RELU_BATCH_NORM={CONV_RELU_BATCH_NORM!r}: expected one of '
-                       f'{CONV_RELU_BATCH_NORM_CHOICES}')
-    if CONV_RELU_BATCH_NORM == 'separate' or self.conv_impl != 'im2col' or not train:
-      return self.batch_norm(train)(nn.relu(self.conv(features)(x)))
-    r, statistics = Conv3x3(features, impl=self.conv_impl, dtype=self.dtype, relu_statistics=True)(x)
-    return self.batch_norm(train)(r, statistics=statistics)
+    """BatchNorm(ReLU(Conv(x))): CNN-4's blocks (BatchNorm after the ReLU, as the article)."""
+    return self.batch_norm(train)(nn.relu(self.conv(features)(x)))
 
   def dense(self, features):
     return nn.Dense(features, kernel_init=KERNEL_INIT, dtype=self.dtype, param_dtype=jnp.float32)

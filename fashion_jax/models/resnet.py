@@ -19,7 +19,7 @@ Conventions shared with wrn.py, as the reference implementations have them (torc
 authors' code): convolutions have no bias (a BatchNorm follows each), their kernels are He-normal over
 fan_out (normal with variance 2 / (k * k * out channels) for k x k kernels); BatchNorm takes PyTorch's momentum and epsilon;
 the classifier has PyTorch's nn.Linear initialisation with a zero bias. Every 3x3 stride-1 convolution is
-a `layers.Conv3x3` (whose `impl` may be the fast CPU kernel, fast_conv.py); strided and 1x1 ones are
+a `layers.Conv3x3` (whose `impl` may be the fast CPU kernel, kernels/conv.py); strided and 1x1 ones are
 XLA's, the strided 3x3 ones with PyTorch's symmetric padding of 1 (flax's 'SAME' would pad a stride-2 convolution of an even
 size on one side only, off the 1x1 shortcut's grid).
 """

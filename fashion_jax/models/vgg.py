@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from fashion_jax.models import fast_conv
+from fashion_jax.models.kernels import conv as conv_kernels
 from fashion_jax.models.layers import KERNEL_INIT, Conv3x3, Dropout, max_pool_2x2
 
 BLOCKS = (2, 2, 4, 4, 4)
@@ -56,8 +56,8 @@ class VGG19Features(nn.Module):
   """The frozen base: 16 convolutions 3x3 'same' with ReLU, 2x2 max pooling after each block.
 
   It only runs forward, so each convolution takes the implementation fastest for that alone
-  (fast_conv.forward_only_impl): on the CPU, XLA's for the large maps of a 150x150 input, patch
-  products for the small ones (experiments/results/vgg19-conv-impls-cpu.md).
+  (conv_kernels.forward_only_impl): on the CPU, XLA's for the large maps of a 150x150 input, patch
+  products for the small ones (timed: docs/lab_notes.md).
   """
   dtype: jnp.dtype = jnp.float32
 
@@ -67,7 +67,7 @@ class VGG19Features(nn.Module):
     for convs, width in zip(BLOCKS, WIDTHS):
       for _ in range(convs):
         n, h, w, c = x.shape
-        impl = fast_conv.forward_only_impl((n, h + 2, w + 2, c), width, self.dtype)
+        impl = conv_kernels.forward_only_impl((n, h + 2, w + 2, c), width, self.dtype)
         x = nn.relu(Conv3x3(width, impl=impl, dtype=self.dtype, padding='SAME', name=next(names))(x))
       x = max_pool_2x2(x)
     return x
@@ -76,11 +76,11 @@ class VGG19Features(nn.Module):
 class VGG19Head(nn.Module):
   """The article's head on flattened VGG19 features: Dense512 ReLU -> Dropout 0.5 -> Dense(num_classes).
 
-  It takes the base's features, not images (the trainer computes those once, transfer.py); `conv_impl`
-  is there only because every registered model takes it (it has no convolution).
+  It takes the base's features, not images: its input stage (inputs.py) computes those once for every
+  image, with the base's weights (transfer.FeatureStage).
   """
+  input_stage = 'vgg19_features'
   num_classes: int = 10
-  conv_impl: str = 'xla'
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact

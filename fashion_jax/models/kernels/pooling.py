@@ -1,4 +1,4 @@
-"""2x2 max pooling with Keras' semantics and TensorFlow's gradient, shared by the layers and fast_conv."""
+"""2x2 max pooling with Keras' semantics and TensorFlow's gradient, shared by the layers and conv.py."""
 
 import jax
 import jax.numpy as jnp
@@ -40,39 +40,37 @@ def _max_pool_fwd(x):
 
 def _max_pool_bwd(residuals, g):
   index, shape = residuals
-  return (unpool(index, g, shape, form='stack'),)
+  return (_unpool_stacked(index, g, shape),)
 
 
-UNPOOL_FORMS = ('broadcast', 'stack')
-
-
-def unpool(index, g, shape, form='broadcast'):
-  """Sends each window's gradient `g` to its first maximum (`index`); zeros elsewhere, `shape` as x's.
-
-  Two forms of the same values, bit for bit; which is faster depends on the operations XLA fuses it with
-  (experiments/results/unpool-forms-cpu-amd-epyc-avx2.md, the project's 2-core AMD EPYC):
-  - 'broadcast': one select over a (N, H/2, 2, W/2, 2, C) view, `g` and `index` broadcast over each
-    window's four positions. In fast_conv's fused convolution backward loop (CNN-1, CNN-3) it made the
-    training step 10% and 25% faster than 'stack', so fast_conv takes it;
-  - 'stack': a select per window position, joined by two `jnp.stack`s. After CNN-4's whole-batch
-    BatchNorm (max_pool_2x2's backward pass) the step was faster with it (417 against 507 ms, slower
-    with 'broadcast' in each of 5 rounds), so max_pool_2x2 keeps it.
-  """
+def _window_view_to_shape(dx, shape):
+  """(N, H/2, 2, W/2, 2, C) window gradients -> (N, H, W, C), an odd last row or column getting none."""
   n, h, w, c = shape
-  if form == 'broadcast':
-    window_shape = (1, 1, 2, 1, 2, 1)
-    position = (2 * lax.broadcasted_iota(index.dtype, window_shape, 2)
-                + lax.broadcasted_iota(index.dtype, window_shape, 4))
-    dx = jnp.where(index[:, :, None, :, None, :] == position, g[:, :, None, :, None, :],
-                   jnp.zeros((), g.dtype))
-  elif form == 'stack':
-    zero = jnp.zeros_like(g)
-    rows = [jnp.stack([jnp.where(index == 2 * r + s, g, zero) for s in (0, 1)], 3) for r in (0, 1)]
-    dx = jnp.stack(rows, 2)
-  else:
-    raise ValueError(f'unpool form {form!r}: expected one of {UNPOOL_FORMS}')
   dx = dx.reshape(n, h // 2 * 2, w // 2 * 2, c)
   return jnp.pad(dx, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)))
+
+
+# Two ways to send each window's gradient to its first maximum: the same values, bit for bit, each
+# faster where it is used (timed in the training steps: docs/lab_notes.md). XLA fuses them with other
+# operations at each place.
+def unpool_in_chunks(index, g, shape):
+  """Each 2x2 window's gradient `g` sent to its first maximum (`index`, 0..3 row-major), zeros
+  elsewhere, `shape` as x's: one select over a (N, H/2, 2, W/2, 2, C) view, `g` and `index` broadcast
+  over each window's four positions. Inside conv.py's fused backward chunk loop (CNN-1, CNN-3) the
+  training steps ran 10% and 25% faster with it than with the stacked form."""
+  window_shape = (1, 1, 2, 1, 2, 1)
+  position = (2 * lax.broadcasted_iota(index.dtype, window_shape, 2)
+              + lax.broadcasted_iota(index.dtype, window_shape, 4))
+  dx = jnp.where(index[:, :, None, :, None, :] == position, g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
+  return _window_view_to_shape(dx, shape)
+
+
+def _unpool_stacked(index, g, shape):
+  """As `unpool_in_chunks`, as a select per window position joined by two `jnp.stack`s: after CNN-4's
+  whole-batch BatchNorm (max_pool_2x2's backward pass) its step was faster with this form."""
+  zero = jnp.zeros_like(g)
+  rows = [jnp.stack([jnp.where(index == 2 * r + s, g, zero) for s in (0, 1)], 3) for r in (0, 1)]
+  return _window_view_to_shape(jnp.stack(rows, 2), shape)
 
 
 max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
