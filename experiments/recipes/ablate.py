@@ -1,0 +1,197 @@
+"""What each choice of a recipe is worth: the recipe, and the recipe without each choice, over seeds.
+
+  python -m experiments.recipes.ablate --config=configs/cnn3_plus.py --seeds=3 \
+      --out=experiments/results/recipes/ablation-cnn3-plus
+
+The config file defines `get_config()` and `ablations()`: a name for each choice and the overrides that
+take it away. Every (variant, seed) trains in `<root>/<variant>/seed<k>` (a rerun skips finished runs
+and resumes interrupted ones), seed by seed, so a study cut short still covers every variant. `--set`
+applies overrides to every variant (e.g. a smoke run's `--set=data.train_limit=2048`); `--seeds_for`
+gives a variant its own number of seeds (`--seeds=3 --seeds_for="no EMA=1"`).
+
+Writes <out>.jsonl (the command and machine, then one line a run: variant, seed, every phase's test
+numbers, seconds) and <out>.md: per variant, the last phase's test accuracy plain, of the EMA and with
+flip TTA (where the recipe keeps them) as mean +/- std over seeds, the difference of its number (the most
+complete of these) from the full recipe's, and the article's number for the model; for runs with
+`--set=precise_batch_norm=True`, also that number with the BatchNorm statistics recomputed over the
+training set. `--render_only` rewrites <out>.md from <out>.jsonl.
+"""
+
+import importlib.util
+import os
+import re
+import statistics
+import sys
+
+from absl import app, flags, logging
+
+from experiments import lab
+from fashion_jax.cpu_info import cpu_description, cpu_text, usable_cpus
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The command line's flags; defined only when the script runs, so tests can import it."""
+  flags.DEFINE_string('config', None, 'A config file with get_config() and ablations().', required=True)
+  flags.DEFINE_integer('seeds', 3, 'Seeds 0 .. seeds - 1.')
+  flags.DEFINE_string('root', '/tmp/ablate', 'Workdirs of the runs.')
+  flags.DEFINE_list('only', [], 'Run just these variants ("full" is the recipe), e.g. for a first look.')
+  flags.DEFINE_multi_string('seeds_for', [], 'variant=k: seeds 0 .. k - 1 for that variant instead of --seeds '
+                            '(e.g. one seed of an ablation beside three of the recipe).')
+  flags.DEFINE_multi_string('set', [], 'Overrides for every variant, key=value.')
+  flags.DEFINE_string('out', None, 'Output path without extension (.jsonl and .md).', required=True)
+  flags.DEFINE_bool('render_only', False, 'Only rewrite <out>.md from <out>.jsonl.')
+
+FULL = 'full'
+
+
+def load_config_module(path):
+  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def variants(module):
+  """[(name, overrides)]: the full recipe first, then one per ablation."""
+  return [(FULL, {})] + list(module.ablations().items())
+
+
+def variant_config(module, overrides, seed, extra=()):
+  config = module.get_config()
+  config.update_from_flattened_dict(overrides)
+  for assignment in extra:
+    lab.apply_override(config, assignment)
+  config.seed = seed
+  return config
+
+
+def run_plan(names, seeds, seeds_for=()):
+  """[(seed, variant)] in training order, seed by seed, each variant up to its own seed count.
+
+  `seeds_for` holds 'variant=k' assignments that replace `seeds` for those variants; a name that is not
+  among `names` or a count that is not an integer >= 0 raises a ValueError naming the assignment.
+  """
+  counts = dict.fromkeys(names, seeds)
+  for assignment in seeds_for:
+    name, equals, count = assignment.rpartition('=')
+    if not equals or not count.isdigit():
+      raise ValueError(f'--seeds_for={assignment}: expected variant=k with k an integer >= 0')
+    if name not in counts:
+      raise ValueError(f'--seeds_for={assignment}: no variant {name!r} is chosen (variants: {", ".join(names)})')
+    counts[name] = int(count)
+  return [(seed, name) for seed in range(max(counts.values(), default=0)) for name in names
+          if seed < counts[name]]
+
+
+def slug(name):
+  return re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')
+
+
+# A phase's test evaluations, in the order the table shows them; a run's number is the last it has (the
+# recipe's full evaluation: a variant without EMA or without TTA is scored by what it keeps).
+EVALUATIONS = (('plain', 'test_accuracy'), ('tta', 'tta_flip_test_accuracy'), ('ema', 'ema_test_accuracy'),
+               ('ema_tta', 'ema_tta_flip_test_accuracy'))
+
+
+def run_number(phase, prefix=''):
+  """A run's number: its most complete test evaluation (EMA with flip TTA, else EMA, else TTA, else plain);
+  with prefix='precise_bn_', the same with recomputed BatchNorm statistics (None if the run has none)."""
+  numbers = [phase[prefix + key] for _, key in EVALUATIONS if prefix + key in phase]
+  return numbers[-1] if numbers else None
+
+
+def summarize(records):
+  """Variant -> {'plain', 'tta', 'ema', 'ema_tta', 'number', 'seconds': [one per seed]} (last phase)."""
+  table = {}
+  for r in records:
+    last = r['phases'][-1]
+    entry = table.setdefault(r['variant'], {'overrides': r['overrides'], 'number': [], 'seconds': [],
+                                            'precise_bn_number': [], **{name: [] for name, _ in EVALUATIONS}})
+    for name, key in EVALUATIONS:
+      if key in last:
+        entry[name].append(last[key])
+    entry['number'].append(run_number(last))
+    precise = run_number(last, 'precise_bn_')
+    if precise is not None:  # runs with config.precise_batch_norm
+      entry['precise_bn_number'].append(precise)
+    entry['seconds'].append(r['seconds'])
+  return table
+
+
+def markdown(header, records):
+  table = summarize(records)
+  model = header['model']
+  article = lab.ARTICLE.get(model, {}).get('phase2', (None, None))[1]
+  # Runs tested with recomputed BatchNorm statistics get a column of their own (older tables have none).
+  precise = any(entry['precise_bn_number'] for entry in table.values())
+  lines = [f'# Ablation of `{header["config"]}` ({model})', '',
+           f'Machine: {header["device_kind"]} ({header["backend"]}), {cpu_text(header)}, JAX {header["jax"]}.',
+           'Each row: the recipe, or the recipe without one choice (its overrides), over seeds; the last '
+           'phase\'s test accuracy, plain, with flip TTA, of the EMA of the weights, and of the EMA with flip TTA '
+           '(where the variant keeps them). A variant\'s number is its most complete of these; the difference is '
+           'taken between numbers' + (f'; the article\'s {model} reached {article:.4f}.' if article else '.')
+           + (' "Precise BN": the number with every BatchNorm\'s statistics recomputed over the training set.'
+              if precise else ''), '',
+           '| variant | overrides | seeds | test accuracy | flip TTA | EMA | EMA + flip TTA | number minus the full '
+           'recipe\'s | ' + ('precise BN | ' if precise else '') + 'seconds a run |',
+           '| --- | --- | --- | --- | --- | --- | --- | --- | ' + ('--- | ' if precise else '') + '--- |']
+  full = table.get(FULL)
+  full_number = statistics.mean(full['number']) if full else None
+  for name, entry in table.items():
+    difference = (f'{statistics.mean(entry["number"]) - full_number:+.4f}' if full_number is not None
+                  and name != FULL else '-')
+    overrides = ', '.join(f'{k}={v}' for k, v in entry['overrides'].items()) or '(the recipe)'
+    accuracies = ' | '.join(lab.mean_std_text(entry[name]) for name, _ in EVALUATIONS)
+    # Over the runs tested so, named when not all the variant's are (seeds trained before the recipe had it).
+    precise_cell = (f'{lab.mean_std_text(entry["precise_bn_number"], len(entry["number"]))} | '
+                    if precise else '')
+    lines.append(f'| {name} | {overrides} | {len(entry["plain"])} | {accuracies} | {difference} | {precise_cell}'
+                 f'{statistics.mean(entry["seconds"]):.0f} |')
+  lines += [''] + [f'Note: {note}' for note in header.get('notes', [])]
+  lines += [f'Command: `{header["command"]}`']
+  return '\n'.join(lines) + '\n'
+
+
+def _write(out, header, records):
+  lab.write_json_lines(out, header, records)
+  with open(out + '.md', 'w') as f:
+    f.write(markdown(header, records))
+
+
+def main(argv):
+  del argv
+  if FLAGS.render_only:
+    lab.render_table(FLAGS.out, markdown)
+    return
+  logging.set_verbosity(logging.WARNING)
+  import jax  # pylint: disable=g-import-not-at-top
+  from fashion_jax import train  # pylint: disable=g-import-not-at-top
+  jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.root, '.jax_cache'))
+  module = load_config_module(FLAGS.config)
+  cpu_model, _ = cpu_description()
+  header = {'config': FLAGS.config, 'model': module.get_config().model,
+            'command': lab.command(), 'backend': jax.default_backend(),
+            'device_kind': jax.devices()[0].device_kind,
+            'cpu_count': usable_cpus(), 'cpu_model': cpu_model, 'jax': jax.__version__}
+  chosen = [(name, overrides) for name, overrides in variants(module) if not FLAGS.only or name in FLAGS.only]
+  try:
+    plan = run_plan([name for name, _ in chosen], FLAGS.seeds, FLAGS.seeds_for)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(2)
+  overrides_of = dict(chosen)
+  records = []
+  for seed, name in plan:
+    workdir = os.path.join(FLAGS.root, slug(name), f'seed{seed}')
+    results = train.train_and_evaluate(variant_config(module, overrides_of[name], seed, FLAGS.set), workdir)
+    records.append({'variant': name, 'overrides': overrides_of[name], 'seed': seed, 'phases': results['phases'],
+                    'seconds': results['seconds']})
+    print(f'{name}, seed {seed}: {results["phases"][-1]}', flush=True)
+    _write(FLAGS.out, header, records)
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

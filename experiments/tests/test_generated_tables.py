@@ -1,0 +1,77 @@
+"""Every committed table under experiments/results/ is what its script renders from the committed records.
+
+The tables are generated, never edited by hand: a number typed into one, or a renderer changed so that an
+old run's table would now read differently, fails here. Re-render a table with its script's --render or
+--render_only flag (speed/benchmark.py, recipes/ablate.py, recipes/speedrun.py), or with its markdown() as
+`renderers()` below calls it; a change that needs saying goes into the header's `notes`. Not covered
+here: the study report (its pictures are redrawn with it: test_study_report.py renders it from the
+committed runs and compares), study/seed_spread.py's README (pictures too), and
+speedruns/speedrun-cpu-trials/torch-init-5epochs/runs.jsonl, an early speedrun's records written without
+a header line.
+"""
+
+import glob
+import os
+
+import pytest
+
+from conftest import REPO
+from experiments import lab
+
+RESULTS = os.path.join(REPO, 'experiments', 'results')
+# The folders whose .jsonl files are tables' records: each group's, and its trials' (the runs' own folders
+# hold history.jsonl, which no table is rendered from).
+TABLE_FOLDERS = ('baselines', 'gpu', 'recipes', 'recipes/plus-trials', 'speed', 'speedruns',
+                 'speedruns/speedrun-cpu-trials')
+
+
+def renderers():
+  """Path prefix under experiments/results/ -> the function of the script that wrote those files, as
+  (header, records) -> table."""
+  # pylint: disable=g-import-not-at-top
+  from experiments.baselines import twin_settings
+  from experiments.recipes import ablate, precise_bn_runs, speedrun
+  from experiments.speed import benchmark, layer_shares, step_profile
+
+  def speedrun_table(info, records):
+    # speedrun.py --render_only: the target and config come from the header (older runs lack them).
+    return speedrun.markdown(info, records, info.get('target', 0.92), info.get('config_file', '?'))
+
+  return {
+      'recipes/ablation-': ablate.markdown, 'recipes/plus-trials/': ablate.markdown,
+      'recipes/precise-bn-': precise_bn_runs.markdown,
+      'speedruns/speedrun-': speedrun_table,
+      'baselines/twin-settings-': twin_settings.markdown,
+      'gpu/benchmark-': lambda info, records: benchmark.markdown(records, info),
+      'speed/benchmark-': lambda info, records: benchmark.markdown(records, info),
+      'speed/layer-shares-': layer_shares.markdown,
+      'speed/step-profile-': step_profile.table,
+  }
+
+
+def committed_records():
+  """Each table's records (relative paths), the .jsonl files of TABLE_FOLDERS."""
+  paths = [path for folder in TABLE_FOLDERS for path in glob.glob(os.path.join(RESULTS, folder, '*.jsonl'))]
+  return sorted(os.path.relpath(path, RESULTS) for path in paths)
+
+
+def test_there_are_tables_to_check():
+  assert len(committed_records()) >= 35
+
+
+@pytest.mark.parametrize('name', committed_records())
+def test_committed_table_is_what_its_script_renders(name):
+  prefixes = [prefix for prefix in renderers() if name.startswith(prefix)]
+  assert prefixes, f'{name}: no script known to render it; add it to renderers()'
+  header, records = lab.read_json_lines(os.path.join(RESULTS, name[:-len('.jsonl')]))
+  with open(os.path.join(RESULTS, name[:-len('.jsonl')] + '.md')) as f:
+    committed = f.read()
+  assert renderers()[max(prefixes, key=len)](header, records) == committed
+
+
+def test_speed_accuracy_table_is_what_its_script_renders():
+  # The committed report, rendered again as its own command line says (from the repository's root).
+  from experiments.recipes import speed_accuracy  # pylint: disable=g-import-not-at-top
+  points = speed_accuracy.points_of(RESULTS)
+  with open(os.path.join(RESULTS, speed_accuracy.SPEEDRUNS, 'speed-accuracy.md')) as f:
+    assert speed_accuracy.markdown(points, 'experiments/results') == f.read()
