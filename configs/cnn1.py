@@ -1,8 +1,9 @@
-"""CNN-1 with the article's two-phase protocol.
+"""CNN-1 with the article's protocol: 10 plain epochs, then 50 augmented ones.
 
   python -m fashion_jax.main --config=configs/cnn1.py --workdir=runs/cnn1
 
-The article's test accuracy: 0.9104 after phase 1, 0.9229 after phase 2 (experiments/results/README.md has ours).
+One NVIDIA H200: about 8 s a run once compiled (15 s compiling); test accuracy 0.9135 +/- 0.0045 over 3
+seeds, the article's 0.9229 (experiments/results/study/README.md).
 """
 
 from configs import default

@@ -1,8 +1,9 @@
-"""CNN-4 with the article's two-phase protocol.
+"""CNN-4 with the article's protocol: 10 plain epochs, then 50 augmented ones.
 
   python -m fashion_jax.main --config=configs/cnn4.py --workdir=runs/cnn4
 
-The article's test accuracy: 0.9052 after phase 1, 0.9352 after phase 2 (experiments/results/README.md has ours).
+One NVIDIA H200: about 17 s a run once compiled (27 s compiling); test accuracy 0.9279 +/- 0.0007 over 3
+seeds, the article's 0.9352 (experiments/results/study/README.md).
 """
 
 from configs import default

@@ -1,10 +1,11 @@
-"""CNN-4 (the article's layers) with the recipe of configs/plus.py: AdamW, warm-up and cosine decay,
-label smoothing, flips in phase 2, an EMA of the weights and flip TTA; the article's 60 epochs. CNN-4 has
-BatchNorm, so each phase is also tested with its statistics recomputed over the training set (precise BN;
-why: configs/plus.py).
+"""CNN-4 (the article's layers and 60 epochs) trained with the recipe of configs/plus.py, and tested
+with BatchNorm statistics recomputed over the training set too (precise BN).
 
   python -m fashion_jax.main --config=configs/cnn4_plus.py --workdir=runs/cnn4-plus
-  python experiments/ablate.py --config=configs/cnn4_plus.py --seeds=3 --out=experiments/results/ablation-cnn4-plus
+
+A 2-core AMD EPYC CPU: about 6,500 s a run; test accuracy (EMA weights, flip TTA) 0.9382 +/- 0.0023 over 3
+seeds (experiments/results/recipes/ablation-cnn4-plus.md), 0.9415 +/- 0.0015 with precise BN
+(experiments/results/recipes/precise-bn-cnn4-plus.md); the article's 0.9352.
 """
 
 from configs import plus
