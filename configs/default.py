@@ -35,6 +35,10 @@ def get_config():
   config.phases = ({'name': 'phase1', 'epochs': 'num_epochs', 'augment': False},
                    {'name': 'phase2', 'epochs': 'augment_epochs', 'augment': True})
   config.learning_rate = 1e-3  # the peak learning rate of the schedule
+  # > 1: each update's batch (batch_size) is computed as this many micro-batches, one after the other, and
+  # their gradients averaged: a batch larger than memory holds. The same numbers, to float rounding, for a
+  # model without BatchNorm (which normalises each micro-batch with its own statistics).
+  config.grad_accum_steps = 1
 
   config.optimizer = ml_collections.ConfigDict(dict(
       name='adam',  # 'adam', 'adamw' or 'sgd'
@@ -55,6 +59,9 @@ def get_config():
   config.label_smoothing = 0.0  # the loss trained on; history's train_loss stays plain cross-entropy
   config.ema_decay = 0.0  # > 0: also keep and evaluate an exponential moving average of the weights
   config.tta_flip = False  # also evaluate the test set averaging each image's and its mirror's softmax
+  # also test averaging each image's softmax with those of its mirror and of both moved one pixel up-left
+  # and down-right (airbench's multi-crop TTA): 6 forward passes a test image
+  config.tta_crops = False
   # Also test after each phase with every BatchNorm's statistics recomputed over the training images
   # (dropout off; fashion_jax/precise_bn.py), reported beside the plain numbers as precise_bn_test_*
   # (and precise_bn_ema_*, precise_bn_tta_flip_* where the run has an EMA or flip TTA).
@@ -64,8 +71,8 @@ def get_config():
   config.precision = 'default'
 
   # The article's ImageDataGenerator: degrees, fractions of the size, degrees, zoom in [1-z, 1+z].
-  # They apply in the augmented phases (the article's phase 2), in this order: the affine warp, flip,
-  # crop, erasing.
+  # They apply in the augmented phases (the article's phase 2), in this order: the policy, the affine warp,
+  # flip, crop, erasing.
   config.augment = ml_collections.ConfigDict(dict(
       rotation_range=8.0, width_shift_range=0.08, height_shift_range=0.08, shear_range=0.3,
       zoom_range=0.08, fill_mode='nearest',
@@ -74,6 +81,17 @@ def get_config():
       erasing_probability=0.0,  # random erasing: the chance to blank one rectangle of an image
       erasing_scale=(0.02, 0.25),  # its area, as a fraction of the image's, drawn uniformly
       erasing_ratio=(0.3, 3.3),  # its aspect ratio, drawn log-uniformly
+      # First of all: '' (none), 'randaugment' (policy_ops operations a picture, each at bin policy_magnitude
+      # of 31) or 'trivialaugment' (one, at a bin drawn uniformly): fashion_jax/policies.py
+      policy='', policy_ops=2, policy_magnitude=9,
+  ))
+  # Batch mixing in the augmented phases, as timm's --mixup, --cutmix, --mixup-prob, --mixup-switch-prob
+  # (fashion_jax/mixing.py): each batch mixed with itself reversed, the targets mixed alike.
+  config.mix = ml_collections.ConfigDict(dict(
+      mixup_alpha=0.0,  # > 0: mixup, lam ~ Beta(alpha, alpha)
+      cutmix_alpha=0.0,  # > 0: CutMix, lam ~ Beta(alpha, alpha)
+      prob=1.0,  # the chance that a batch is mixed at all
+      switch_prob=0.5,  # with both on, the chance of CutMix rather than mixup
   ))
   # The article also augmented its validation batches in phase 2; off by default (it biases val metrics).
   config.augment_validation = False
@@ -112,6 +130,9 @@ def get_config():
   config.steps_per_call = 0  # 0 = auto: 1 on the CPU, a whole epoch per compiled call elsewhere
   config.checkpoint_every_epochs = 1  # 0 = only at the end of each phase (fast GPUs: epochs take < 1 s)
   config.checkpoint_every_steps = 0  # > 0: also inside epochs (slow machines, long epochs)
+  # (first, stop): a jax.profiler trace of global steps first..stop-1 into the workdir, for TensorBoard's
+  # profile plugin (`tensorboard --logdir=WORKDIR`, its Profile tab); () = none.
+  config.profile_steps = ()
 
   config.report = ml_collections.ConfigDict(dict(
       writer='tensorboard',  # 'tensorboard' (no TensorFlow needed), 'clu' (needs TensorFlow) or 'none'

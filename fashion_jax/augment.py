@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fashion_jax import batch_axis
+from fashion_jax import batch_axis, policies
 from fashion_jax.errors import UserError
 
 FILL_MODES = ('nearest', 'constant')
@@ -252,11 +252,12 @@ def random_erasing(key, images, probability, scale=(0.02, 0.25), ratio=(0.3, 3.3
 # changes another's draws. Not 1, 2, 3: with JAX's (default) partitionable threefry, fold_in(key, i) equals
 # split(key, 5)[i], which random_matrices draws the shifts and shear with, so a flip keyed by
 # fold_in(key, 1) would happen exactly when the row shift is negative.
-OP_FOLDS = {'flip': 1001, 'crop': 1002, 'erasing': 1003}
+OP_FOLDS = {'flip': 1001, 'crop': 1002, 'erasing': 1003, 'mixing': 1004, 'policy': 1005}
 
 
 def op_key(key, op):
-  """The key that `Augmentation.apply(key, ...)` draws op 'flip', 'crop' or 'erasing' with."""
+  """The key that `Augmentation.apply(key, ...)` draws op 'flip', 'crop' or 'erasing' with (and
+  mixing.py its batch mixing)."""
   return jax.random.fold_in(key, OP_FOLDS[op])
 
 
@@ -270,13 +271,15 @@ def _pair(augment_config, name, default):
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
-  """Everything `config.augment` asks for: the article's affine ranges, then flip, crop and erasing."""
+  """Everything `config.augment` asks for: a policy (RandAugment, TrivialAugment: policies.py), the
+  article's affine ranges, then flip, crop and erasing."""
   ranges: Ranges = dataclasses.field(default_factory=Ranges)
   flip: bool = False
   crop_padding: int = 0
   erasing_probability: float = 0.0
   erasing_scale: tuple = (0.02, 0.25)
   erasing_ratio: tuple = (0.3, 3.3)
+  policy: policies.Policy = dataclasses.field(default_factory=policies.Policy)
 
   @classmethod
   def from_config(cls, augment_config, image_shape=None):
@@ -306,7 +309,8 @@ class Augmentation:
     if not 0 < ratio[0] <= ratio[1]:
       raise UserError(f'config.augment.erasing_ratio={ratio!r}: expected (min, max) with 0 < min <= max')
     augmentation = cls(ranges=ranges, flip=bool(flip_), crop_padding=int(padding),
-                       erasing_probability=float(probability), erasing_scale=scale, erasing_ratio=ratio)
+                       erasing_probability=float(probability), erasing_scale=scale, erasing_ratio=ratio,
+                       policy=policies.Policy.from_config(augment_config))
     if image_shape is not None:
       augmentation.check_image_size(*image_shape[:2])
     return augmentation
@@ -315,7 +319,7 @@ class Augmentation:
   def is_identity(self):
     """True when `apply` gives back its images unchanged (no op enabled)."""
     return (self.ranges.is_identity and not self.flip and self.crop_padding == 0 and
-            self.erasing_probability == 0)
+            self.erasing_probability == 0 and not self.policy.enabled)
 
   def check_image_size(self, height, width):
     """Refuses options that do not fit height x width images (a UserError naming the setting)."""
@@ -323,14 +327,17 @@ class Augmentation:
       raise UserError(f'config.augment.crop_padding={self.crop_padding}: must be < the image side '
                       f'(the images are {height} x {width})')
 
-  def apply(self, key, images):
-    """Augments (N, H, W, C) float `images`: the affine warp, flip, crop, then erasing, as enabled.
+  def apply(self, key, images, rows=None):
+    """Augments (N, H, W, C) float `images`: the policy, the affine warp, flip, crop, then erasing, as
+    enabled.
 
     The warp draws with `key` itself, exactly as before the other ops existed (the article's numbers do
     not change); flip, crop and erasing draw with `op_key(key, op)`. Each op draws its parameters for
-    the rows of the global batch and applies those of this device's rows: under `jax.pmap` (traced inside
-    `batch_axis.named`) a device holding N rows of the batch draws for all of them and keeps rows
-    [first, first + N), so pmap, jit over a mesh and one device augment the same image the same way.
+    the rows of the global batch and applies those of `rows`, the global row of each image: by default
+    this computation's rows (`batch_axis.global_rows`: under `jax.pmap` a device holding N rows of the
+    batch keeps rows [first, first + N), and likewise a micro-batch), so pmap, jit over a mesh, one
+    device and gradient accumulation augment the same image the same way. Batch mixing (mixing.py)
+    passes its partner images' rows.
     """
     if self.is_identity:
       return images
@@ -339,9 +346,14 @@ class Augmentation:
     global_n, first = batch_axis.global_rows(n)
 
     def local(drawn):
+      if rows is not None:
+        return drawn[rows]
       # global_n is static (psum of a constant under pmap); with one shard the slice is the whole draw.
       return drawn if global_n == n else jax.lax.dynamic_slice_in_dim(drawn, first, n)
 
+    if self.policy.enabled:
+      drawn = self.policy.draw(op_key(key, 'policy'), global_n)
+      images = self.policy.apply(tuple(local(d) for d in drawn), images)
     if not self.ranges.is_identity:
       images = warp(images, local(random_matrices(key, global_n, h, w, self.ranges)), self.ranges.fill_mode)
     if self.flip:

@@ -1,10 +1,12 @@
-"""The name of the mapped batch axis while a step function is traced under `jax.pmap`, else None.
+"""Which rows of the global batch the function being traced sees: the pmap axis, and the micro-batch.
 
-Only pmap needs it: there each device sees its shard of the batch, so gradients, metrics, BatchNorm
-statistics and the random draws defined on the global batch (dropout masks, augmentation) must reduce or
-index over the axis. Under `jit` over a device mesh, and on one device, the batch is whole and this is
-None. parallel.PmapParallel sets it around tracing; layers and steps read it with `current()`, so no
-model or step function takes an axis name as an argument.
+Under `jax.pmap` each device sees its shard of the batch, so gradients, metrics, BatchNorm statistics
+and the random draws defined on the global batch (dropout masks, augmentation) must reduce or index over
+the axis; parallel.PmapParallel names it around tracing (`named`). With gradient accumulation
+(config.grad_accum_steps) each micro-batch is a contiguous slice of the update's batch, and the
+training step says which one it traces (`micro_batch`). Layers and steps read both through `current()`
+and `global_rows()`, so no model or step function takes an axis name or an offset as an argument.
+Under `jit` over a device mesh, on one device and without accumulation, the batch is whole.
 """
 
 import contextlib
@@ -29,6 +31,22 @@ def named(name):
     _state.name = previous
 
 
+def micro():
+  """(index, count) of the micro-batch being traced: (0, 1) without gradient accumulation."""
+  return getattr(_state, 'micro', None) or (0, 1)
+
+
+@contextlib.contextmanager
+def micro_batch(index, count):
+  """Traces the `index`-th (may be traced) of `count` equal micro-batches of the update's batch."""
+  previous = getattr(_state, 'micro', None)
+  _state.micro = (index, count)
+  try:
+    yield
+  finally:
+    _state.micro = previous
+
+
 def mean(x):
   """The mean of `x` over the devices of the pmap axis (x itself when there is none)."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -37,9 +55,14 @@ def mean(x):
 
 
 def global_rows(local_rows):
-  """(global batch size, this device's first row): (local_rows, 0) when there is no pmap axis."""
+  """(the update's global batch size, this computation's first row of it), for a computation that sees
+  `local_rows` rows: (local_rows, 0) with no pmap axis and no micro-batches. Under both, the rows are
+  micro-batch by micro-batch, each split over the devices."""
   import jax  # pylint: disable=g-import-not-at-top
   name = current()
-  if name is None:
-    return local_rows, 0
-  return local_rows * jax.lax.psum(1, name), jax.lax.axis_index(name) * local_rows
+  index, count = micro()
+  devices = 1 if name is None else jax.lax.psum(1, name)  # a concrete number: the axis' size
+  first = index * local_rows * devices
+  if name is not None:
+    first = first + jax.lax.axis_index(name) * local_rows
+  return local_rows * devices * count, first

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from fashion_jax import plots
+from fashion_jax.progress import Progress
 from fashion_jax.errors import UserError
 
 COLOURS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f',
@@ -137,12 +138,17 @@ def draw_pca(sources, labels, class_names, path):
 def draw_tsne(sources, labels, class_names, path, seed=0):
   from sklearn.manifold import TSNE  # pylint: disable=g-import-not-at-top
   fig, axes = plots.plt.subplots(1, len(sources), figsize=(6.5 * len(sources), 6), squeeze=False)
-  for ax, (name, x) in zip(axes[0], sources.items()):
+  # t-SNE reports no progress of its own: the stage counts its embeddings (a minute or more each for the
+  # 2,500 test images on a 2-core CPU).
+  progress = Progress(f't-SNE of {len(labels):,} test images as {" and ".join(sources)}', len(sources))
+  for done, (ax, (name, x)) in enumerate(zip(axes[0], sources.items()), start=1):
     # PCA to 50 dimensions first, as is usual for t-SNE on images (and much faster).
     reduced = np.asarray(pca(jnp.asarray(x, jnp.float32))[0])[:, :50]
     perplexity = min(30.0, (len(x) - 1) / 3)
     points = TSNE(2, perplexity=perplexity, init='pca', random_state=seed).fit_transform(reduced)
     _scatter(ax, points, labels, class_names, f'{name}: t-SNE (2-D)')
+    progress.update(done)
+  progress.done()
   _legend(fig, axes)
   fig.subplots_adjust(right=0.86)
   plots._save(fig, path)  # pylint: disable=protected-access

@@ -4,7 +4,9 @@ A test number is one set of weights, with one kind of BatchNorm statistics, seen
 - the weights: the trained ones, and their moving average (config.ema_decay > 0), named 'ema_';
 - the statistics: BatchNorm's running averages, and the training set's recomputed with these weights
   (config.precise_batch_norm, `PreciseBatchNorm`), named 'precise_bn_';
-- the views: each image alone, and averaged with its mirror (config.tta_flip), named 'tta_flip_'.
+- the views: each image alone, averaged with its mirror (config.tta_flip), named 'tta_flip_', and averaged
+  with its mirror and both moved a pixel up-left and down-right (config.tta_crops, airbench's multi-crop
+  TTA), named 'tta_crops_'.
 The Evaluator computes every combination the config asks for, named by joining those names
 (`precise_bn_ema_tta_flip_test_accuracy`: the results.json keys the reports read); one pass over the
 test set gives an image's plain and test-time-augmented numbers together. A new kind of evaluation is
@@ -60,7 +62,7 @@ class Evaluator:
     self.weights = ('',) + (('ema_',) if config.ema_decay else ())
     self.statistics = (None,) + ((PreciseBatchNorm(config, model, inputs, parallel),)
                                  if config.precise_batch_norm else ())
-    self.views = ('flip',) if config.tta_flip else ()
+    self.views = tuple(name for name, on in (('flip', config.tta_flip), ('crops', config.tta_crops)) if on)
     self._compiled = {}
 
   def _fn(self, augmentation, views):
@@ -107,7 +109,7 @@ class Evaluator:
         sums = self._sums(variables, 'test', self.views)
         results.update(_numbers(sums, f'{prefix}test_'))
         for view in self.views:
-          results.update(_numbers(sums, f'{prefix}tta_{view}_test_', 'tta_'))
+          results.update(_numbers(sums, f'{prefix}tta_{view}_test_', f'tta_{view}_'))
     return results
 
   def test_predictions(self, host_state):
@@ -135,8 +137,8 @@ def model_returns_features(model):
 
 
 def _numbers(sums, prefix, kind=''):
-  """{prefix + 'loss', prefix + 'accuracy'}: means from an eval function's sums (`kind` 'tta_': the
-  averaged views')."""
+  """{prefix + 'loss', prefix + 'accuracy'}: means from an eval function's sums (`kind` 'tta_flip_': a
+  test-time augmentation's)."""
   count = sums['count']
   return {f'{prefix}loss': float(sums[f'{kind}loss_sum'] / count),
           f'{prefix}accuracy': float(sums[f'{kind}correct'] / count)}

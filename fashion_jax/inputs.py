@@ -77,15 +77,30 @@ def model_inputs(config, dataset):
     return ModelInputs(**splits, shape=dataset.image_shape)
   stage = stage(config)
   for split in ('train', 'val', 'test'):
-    splits[split] = stage(splits[split])
+    splits[split] = stage(splits[split], f'{split} images\' features')
   return ModelInputs(**splits, shape=tuple(stage.shape), prepare=lambda x: x, augmentable=False, stage=stage)
 
 
-def for_prediction(config):
-  """(a function from uint8 images to model inputs on the host, the shape of one input, `prepare`) for
-  classifying new images with the model of `config`."""
+class _Images:
+  """The stage of a model that takes the images themselves."""
+
+  def __call__(self, images, what=''):
+    del what
+    return images
+
+  def traceable(self):
+    return lambda images: images
+
+
+def for_prediction(config, conv_impl=None):
+  """(the stage from uint8 images to model inputs: called on the host, or `traceable()` inside a jitted
+  function; the shape of one input, None for the images' own; `prepare`) for classifying new images
+  with the model of `config`; `conv_impl` replaces config.conv_impl in the stage."""
   stage = stage_class(config)
   if stage is None:
-    return (lambda images: images), None, steps.to_float_images
+    return _Images(), None, steps.to_float_images
+  if conv_impl:
+    config = config.copy_and_resolve_references()
+    config.conv_impl = conv_impl
   stage = stage(config)
   return stage, tuple(stage.shape), lambda x: x

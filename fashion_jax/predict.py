@@ -48,7 +48,8 @@ def to_dataset_form(path, image_shape=(28, 28, 1), light_on_dark=True):
 class Classifier:
   """The best checkpoint of the run in `workdir`, ready to classify uint8 (N, H, W, C) images."""
 
-  def __init__(self, workdir):
+  def __init__(self, workdir, conv_impl=None):
+    """`conv_impl` replaces the run's (the results do not depend on it; export.py takes 'xla')."""
     # pylint: disable=g-import-not-at-top
     import jax
     import ml_collections
@@ -60,9 +61,9 @@ class Classifier:
     self.class_names = tuple(described['class_names'])
     self.light_on_dark = (config.data.source in ('files', 'tfds') and described['name'] in LIGHT_ON_DARK
                           and self.image_shape[-1] == 1)
-    self.model = create_model(config, num_classes=len(self.class_names))
+    self.model = create_model(config, num_classes=len(self.class_names), conv_impl=conv_impl)
     # The model's own input stage (VGG19's frozen base) turns the images into what it was trained on.
-    self._stage, input_shape, prepare = inputs.for_prediction(config)
+    self.stage, input_shape, self.prepare = inputs.for_prediction(config, conv_impl)
     input_shape = input_shape or self.image_shape
     variables = self.model.init(jax.random.key(0), np.zeros((1,) + input_shape, np.float32), train=False)
     target = {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
@@ -72,13 +73,13 @@ class Classifier:
       raise UserError(f'--workdir={workdir}: no best checkpoint yet (best/ is empty): train first')
     self.variables = restored[0]
     self.config = config
-    model = self.model
+    model, prepare = self.model, self.prepare
     self._apply = jax.jit(lambda v, x: jax.nn.softmax(model.apply(v, prepare(x), train=False)))
     self._precision = lambda: steps.matmul_precision(config)
 
   def probabilities(self, images_u8):
     with self._precision():  # the run's float32 matmul precision
-      return np.asarray(self._apply(self.variables, self._stage(images_u8)))
+      return np.asarray(self._apply(self.variables, self.stage(images_u8)))
 
 
 def main(argv):

@@ -17,10 +17,10 @@ from fashion_jax import run_files
 from fashion_jax.errors import UserError
 
 # Settings that may differ when a run is resumed: they change how fast it runs or what it reports, not
-# what it trains (precise_batch_norm only adds test numbers: seeds trained before a recipe turned it on
-# still count as that recipe's runs).
+# what it trains (precise_batch_norm and tta_crops only add test numbers: seeds trained before a recipe
+# turned them on still count as that recipe's runs).
 RESUMABLE_CHANGES = ('parallel', 'conv_impl', 'steps_per_call', 'checkpoint_every_steps',
-                     'checkpoint_every_epochs', 'report', 'precise_batch_norm')
+                     'checkpoint_every_epochs', 'report', 'precise_batch_norm', 'tta_crops', 'profile_steps')
 
 
 def _with_defaults(settings, defaults):

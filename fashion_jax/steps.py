@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fashion_jax import augment as augment_lib
 from fashion_jax import batch_axis, randomness
 
 
@@ -74,7 +75,9 @@ def zero_metrics():
   return {'loss_sum': jnp.zeros((), jnp.float32), 'correct': jnp.zeros((), jnp.float32),
           'steps': jnp.zeros((), jnp.int32),
           # The first step whose loss was not finite, or -1: lets the host name where a run diverged.
-          'first_nonfinite_step': jnp.full((), -1, jnp.int32)}
+          'first_nonfinite_step': jnp.full((), -1, jnp.int32),
+          'grad_norm_sum': jnp.zeros((), jnp.float32), 'update_norm_sum': jnp.zeros((), jnp.float32),
+          'param_norm': jnp.zeros((), jnp.float32)}
 
 
 def to_float_images(images_u8):
@@ -90,17 +93,19 @@ def maybe_augment(key, images, augment, augmentation):
 
 
 def _local_indices(perm, first, batch_size):
-  """The indices of this device's part of the batch that starts at perm[first]."""
+  """The indices of this device's part of the batch of `batch_size` that starts at perm[first]."""
   name = batch_axis.current()
   if name is None:
     return jax.lax.dynamic_slice_in_dim(perm, first, batch_size)
   local = batch_size // jax.lax.psum(1, name)  # a concrete number: the axis' size
-  _, offset = batch_axis.global_rows(local)
-  return jax.lax.dynamic_slice_in_dim(perm, first + offset, local)
+  return jax.lax.dynamic_slice_in_dim(perm, first + jax.lax.axis_index(name) * local, local)
 
 
 def training_loss(logits, labels, label_smoothing):
-  """Cross-entropy against the labels, smoothed towards uniform by `label_smoothing` (0 = plain)."""
+  """Cross-entropy against the labels, smoothed towards uniform by `label_smoothing` (0 = plain); or,
+  given soft targets (N, classes) for labels, against those (mixing.py smooths them itself)."""
+  if labels.ndim == logits.ndim:
+    return optax.softmax_cross_entropy(logits, labels).mean()
   if not label_smoothing:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
@@ -110,10 +115,36 @@ def training_loss(logits, labels, label_smoothing):
 def train_batch(images, labels, perm, step, batch_size, augment_key, augment, augmentation, shard_batch,
                 prepare=to_float_images):
   """(inputs, labels) of training step `step` of the epoch whose permutation is `perm`: the batch
-  gathered on the device, made model inputs by `prepare` and augmented where `augment` is true."""
-  idx = _local_indices(perm, step * batch_size, batch_size)
+  gathered on the device, made model inputs by `prepare` and augmented where `augment` is true. Traced
+  for a micro-batch (`batch_axis.micro_batch`), its slice of the batch, augmented as in the whole."""
+  index, count = batch_axis.micro()
+  size = batch_size // count
+  idx = _local_indices(perm, step * batch_size + index * size, size)
   x = maybe_augment(augment_key, shard_batch(prepare(images[idx])), augment, augmentation)
   return x, shard_batch(labels[idx])
+
+
+def mixed_batch(x, y, images, labels, perm, step, batch_size, augment_key, augment, augmentation, prepare,
+                mixing, num_classes, label_smoothing):
+  """(x mixed with its partner images, the soft targets) as mixing.py says, in an augmenting phase (the
+  traced `augment`); else x and its smoothed one-hot targets. The partners (row B-1-i of the update's
+  batch of B for row i) are gathered from the data set on the device and augmented with their rows'
+  own draws, so each is the image its own row trains on."""
+  n, h, w = x.shape[:3]
+  global_n, first = batch_axis.global_rows(n)
+
+  def mix(x):
+    partner_rows = global_n - 1 - (first + jnp.arange(n))
+    partner_idx = perm[step * batch_size + partner_rows]
+    partner = prepare(images[partner_idx])
+    if augmentation is not None and not augmentation.is_identity:
+      partner = augmentation.apply(augment_key, partner, rows=partner_rows)
+    drawn = mixing.draw(augment_lib.op_key(augment_key, 'mixing'), h, w)
+    return (mixing.images(drawn, x, partner),
+            mixing.targets(drawn, y, labels[partner_idx], num_classes, label_smoothing))
+
+  unmixed = lambda x: (x, optax.smooth_labels(jax.nn.one_hot(y, num_classes), label_smoothing))
+  return jax.lax.cond(augment, mix, unmixed, x)
 
 
 def loss_and_gradients(model, params, batch_stats, x, y, dropout_key, label_smoothing=0.0):
@@ -129,12 +160,49 @@ def loss_and_gradients(model, params, batch_stats, x, y, dropout_key, label_smoo
   return jax.value_and_grad(loss_fn, has_aux=True)(params)
 
 
+def _update_gradients(model, state, x_y_of, dropout_key, label_smoothing, grad_accum_steps):
+  """(loss, accuracy, gradients, new batch statistics) of one optimizer update on this device.
+
+  `x_y_of()` gives the batch, traced for each micro-batch with `grad_accum_steps` > 1: the micro-batches'
+  gradients, losses and accuracies are averaged (equal sizes: the whole batch's), and BatchNorm, which
+  normalises each micro-batch with its own statistics, updates its running averages once a micro-batch.
+  """
+
+  def one(batch_stats):
+    x, y, targets = x_y_of()
+    (loss, (logits, updates)), grads = loss_and_gradients(model, state.params, batch_stats, x,
+                                                          y if targets is None else targets, dropout_key,
+                                                          label_smoothing)
+    if label_smoothing or targets is not None:
+      # the recorded loss stays plain cross-entropy against the labels, comparable with validation's
+      loss = training_loss(logits, y, 0.0)
+    return loss, jnp.mean(jnp.argmax(logits, -1) == y), grads, updates.get('batch_stats', batch_stats)
+
+  if grad_accum_steps == 1:
+    return one(state.batch_stats)
+
+  def add_micro_batch(carry, index):
+    loss_sum, accuracy_sum, grads_sum, batch_stats = carry
+    with batch_axis.micro_batch(index, grad_accum_steps):
+      loss, accuracy, grads, batch_stats = one(batch_stats)
+    return (loss_sum + loss, accuracy_sum + accuracy, jax.tree.map(jnp.add, grads_sum, grads), batch_stats), None
+
+  zeros = (jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, state.params),
+           state.batch_stats)
+  (loss, accuracy, grads, batch_stats), _ = jax.lax.scan(add_micro_batch, zeros, jnp.arange(grad_accum_steps))
+  return (loss / grad_accum_steps, accuracy / grad_accum_steps,
+          jax.tree.map(lambda g: g / grad_accum_steps, grads), batch_stats)
+
+
 def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_batch,
-                  prepare=to_float_images, label_smoothing=0.0, ema_decay=0.0):
+                  prepare=to_float_images, label_smoothing=0.0, ema_decay=0.0, grad_accum_steps=1, mixing=None):
   """fn(state, metrics, images, labels, perm, first_step, epoch_key, augment) -> (state, metrics).
 
   `prepare` turns a gathered batch into model inputs (uint8 images -> floats; identity for the cached
-  VGG19 features). `ema_decay` > 0 also updates state.ema after every step.
+  VGG19 features). `ema_decay` > 0 also updates state.ema after every step. `grad_accum_steps` > 1 splits
+  each update's batch of `batch_size` into that many micro-batches, computed one after the other
+  (`_update_gradients`); state.step still counts updates. `mixing` (mixing.Mixing, enabled) mixes the
+  batches of augmenting phases (`mixed_batch`).
   """
 
   def train_fn(state, metrics, images, labels, perm, first_step, epoch_key, augment):
@@ -142,18 +210,21 @@ def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_b
     def one_step(carry, step):
       state, metrics = carry
       augment_key, dropout_key = randomness.step_keys(epoch_key, step)
-      x, y = train_batch(images, labels, perm, step, batch_size, augment_key, augment, augmentation,
-                         shard_batch, prepare)
-      (loss, (logits, updates)), grads = loss_and_gradients(model, state.params, state.batch_stats, x, y,
-                                                            dropout_key, label_smoothing)
-      if label_smoothing:  # the recorded loss stays plain cross-entropy, comparable with validation's
-        loss = training_loss(logits, y, 0.0)
-      grads, loss = batch_axis.mean(grads), batch_axis.mean(loss)
-      accuracy = batch_axis.mean(jnp.mean(jnp.argmax(logits, -1) == y))
+      def x_y_of():
+        x, y = train_batch(images, labels, perm, step, batch_size, augment_key, augment, augmentation,
+                           shard_batch, prepare)
+        if mixing is None or not mixing.enabled:
+          return x, y, None
+        x, targets = mixed_batch(x, y, images, labels, perm, step, batch_size, augment_key, augment,
+                                 augmentation, prepare, mixing, model.num_classes, label_smoothing)
+        return shard_batch(x), y, shard_batch(targets)
+
+      loss, accuracy, grads, batch_stats = _update_gradients(model, state, x_y_of, dropout_key, label_smoothing,
+                                                             grad_accum_steps)
+      grads, loss, accuracy = batch_axis.mean(grads), batch_axis.mean(loss), batch_axis.mean(accuracy)
       param_updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
       state = state.replace(step=state.step + 1, opt_state=opt_state,
-                            params=optax.apply_updates(state.params, param_updates),
-                            batch_stats=updates.get('batch_stats', state.batch_stats))
+                            params=optax.apply_updates(state.params, param_updates), batch_stats=batch_stats)
       if ema_decay:
         state = state.replace(ema=optax.incremental_update(variables_of(state), state.ema, 1.0 - ema_decay))
       # The parameters too: an update can overflow while the loss that led to it was finite, and a
@@ -164,7 +235,12 @@ def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_b
       metrics = {'loss_sum': metrics['loss_sum'] + loss,
                  'correct': metrics['correct'] + accuracy * batch_size,
                  'steps': metrics['steps'] + 1,
-                 'first_nonfinite_step': jnp.where(diverged, step, metrics['first_nonfinite_step'])}
+                 'first_nonfinite_step': jnp.where(diverged, step, metrics['first_nonfinite_step']),
+                 # What a run shows while it trains (history.jsonl): the sizes of the gradient and the update
+                 # (summed over the epoch's steps) and of the parameters after the last step.
+                 'grad_norm_sum': metrics['grad_norm_sum'] + optax.global_norm(grads),
+                 'update_norm_sum': metrics['update_norm_sum'] + optax.global_norm(param_updates),
+                 'param_norm': optax.global_norm(state.params)}
       return (state, metrics), None
 
     if num_steps == 1:  # no loop at all: XLA:CPU runs a lone step faster than a scan of one
@@ -174,18 +250,35 @@ def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_b
   return train_fn
 
 
-# Test-time views of a batch beyond the image itself (test-time augmentation), by the name
-# config.tta_* gives them: each maps NHWC images to as many transformed images.
-VIEWS = {'flip': lambda x: jnp.flip(x, axis=2)}
+def _shifted(x, rows, cols):
+  """NHWC `x` moved by (rows, cols) pixels (each -1, 0 or 1), its edge reflected into the gap."""
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='reflect')
+  h, w = x.shape[1:3]
+  return padded[:, 1 - rows:1 - rows + h, 1 - cols:1 - cols + w]
+
+
+# The transformed images a test-time augmentation averages with the image itself, by name.
+_TRANSFORMS = {
+    'mirror': lambda x: jnp.flip(x, axis=2),
+    'up_left': lambda x: _shifted(x, -1, -1), 'down_right': lambda x: _shifted(x, 1, 1),
+    'mirror_up_left': lambda x: jnp.flip(_shifted(x, -1, -1), axis=2),
+    'mirror_down_right': lambda x: jnp.flip(_shifted(x, 1, 1), axis=2),
+}
+# Test-time augmentations (config.tta_*): the transforms each averages the image's prediction with.
+# 'crops' is airbench's multi-crop TTA on its views (the mirror, and the image and its mirror moved one
+# pixel up-left and down-right, reflecting the edge), each weighted alike here.
+VIEWS = {'flip': ('mirror',),
+         'crops': ('mirror', 'up_left', 'down_right', 'mirror_up_left', 'mirror_down_right')}
 
 
 def make_eval_fn(model, augmentation, batch_size, shard_batch, prepare=to_float_images, views=()):
   """fn(variables, images, labels, batch_index, key, augment) -> {'loss_sum', 'correct', 'count'} sums
-  (and 'tta_loss_sum', 'tta_correct' with `views`).
+  (and 'tta_<name>_loss_sum', 'tta_<name>_correct' for each test-time augmentation in `views`).
 
   `images` and `labels` are padded to whole batches; padded labels are -1 and count for nothing. With
-  `views` (names in VIEWS), each image's softmax is also averaged with its views' (test-time
-  augmentation): the plain prediction comes on the way, so one pass gives both numbers.
+  `views` (names in VIEWS), each image's softmax is also averaged with its transformed images' (a
+  transform shared by two of them runs once): the plain prediction comes on the way, so one pass gives
+  every number.
   """
 
   def eval_fn(variables, images, labels, batch_index, key, augment):
@@ -202,12 +295,16 @@ def make_eval_fn(model, augmentation, batch_size, shard_batch, prepare=to_float_
     logits = model.apply(variables, x, train=False)
     sums = {'count': jnp.sum(valid).astype(jnp.float32)}
     sums['loss_sum'], sums['correct'] = loss_and_correct(logits)
-    if views:
+    log_probabilities = {}
+    for name in views:
+      for transform in VIEWS[name]:
+        if transform not in log_probabilities:
+          log_probabilities[transform] = jax.nn.log_softmax(
+              model.apply(variables, _TRANSFORMS[transform](x), train=False))
       # log of the mean of the views' softmaxes: the loss and argmax of the averaged prediction.
-      log_probabilities = [jax.nn.log_softmax(logits)] + [
-          jax.nn.log_softmax(model.apply(variables, VIEWS[view](x), train=False)) for view in views]
-      averaged = functools.reduce(jnp.logaddexp, log_probabilities) - jnp.log(float(len(log_probabilities)))
-      sums['tta_loss_sum'], sums['tta_correct'] = loss_and_correct(averaged)
+      views_of_x = [jax.nn.log_softmax(logits)] + [log_probabilities[t] for t in VIEWS[name]]
+      averaged = functools.reduce(jnp.logaddexp, views_of_x) - jnp.log(float(len(views_of_x)))
+      sums[f'tta_{name}_loss_sum'], sums[f'tta_{name}_correct'] = loss_and_correct(averaged)
     name = batch_axis.current()
     return sums if name is None else jax.lax.psum(sums, name)
 

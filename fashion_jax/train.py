@@ -25,6 +25,7 @@ import numpy as np
 from fashion_jax import augment as augment_lib
 from fashion_jax import data as data_lib
 from fashion_jax import evaluators, inputs as inputs_lib, optim
+from fashion_jax import mixing as mixing_lib
 from fashion_jax import parallel as parallel_lib
 from fashion_jax import phases as phases_lib
 from fashion_jax import cpu_info, randomness, resume, run_files, steps, validate
@@ -59,6 +60,7 @@ class Trainer:
     self._augmentations = {p.index: augment_lib.Augmentation.from_config(
         phases_lib.augment_settings(config, p), inputs.shape) for p in self.phases if p.augment}
     self._plain = next(iter(self._augmentations.values()), None)
+    self.mixing = mixing_lib.Mixing.from_config(config.mix)
     self.train_data = parallel.replicate((inputs.train, inputs.train_labels))
     self._compiled = {}
     self._shuffle = parallel.compile(
@@ -79,12 +81,13 @@ class Trainer:
       config = self.config
       fn = steps.make_train_fn(self.model, self.optimizer, augmentation, config.batch_size, num_steps,
                                self.parallel.shard_batch, self.inputs.prepare, config.label_smoothing,
-                               config.ema_decay)
+                               config.ema_decay, config.grad_accum_steps, self.mixing)
 
-      def counted(*args):
+      def train_step(*args):  # the name profiles show
         self.trace_counts['train'] = self.trace_counts.get('train', 0) + 1
         return fn(*args)
-      self._compiled[augmentation, num_steps] = self.parallel.compile(counted, num_replicated=5, donate=(0, 1))
+      self._compiled[augmentation, num_steps] = self.parallel.compile(train_step, num_replicated=5,
+                                                                      donate=(0, 1))
     return self._compiled[augmentation, num_steps]
 
   def shuffle(self, phase, epoch):
@@ -98,12 +101,15 @@ class Trainer:
                                                    jnp.int32(position.step_in_epoch), key, jnp.bool_(phase.augment))
 
   def steps_in_next_call(self, step, position):
-    """Steps to run in one call from global `step`: never past the epoch's end or a step checkpoint
-    (every `config.checkpoint_every_steps` global steps)."""
+    """Steps to run in one call from global `step`: never past the epoch's end, a step checkpoint (every
+    `config.checkpoint_every_steps` global steps) or a bound of the profiled steps."""
     num = min(self.steps_per_call, self.steps_per_epoch - position.step_in_epoch)
     every = self.config.checkpoint_every_steps
     if every:
       num = min(num, every - step % every)
+    for bound in self.config.profile_steps:
+      if bound > step:
+        num = min(num, bound - step)
     return num
 
 
@@ -126,6 +132,33 @@ class _SignalFlag:
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+
+
+class _Profile:
+  """A jax.profiler trace of the global steps [first, stop) of `config.profile_steps` into the workdir
+  (TensorBoard's profile plugin reads it from plugins/profile/); the trainer's calls stop at those
+  bounds, so the trace holds those steps' work and no other."""
+
+  def __init__(self, workdir, steps):
+    self.workdir, self.steps, self.tracing = workdir, tuple(steps), False
+
+  def __enter__(self):
+    return self
+
+  def before(self, step):
+    if self.steps and step == self.steps[0] and jax.process_index() == 0:
+      jax.profiler.start_trace(self.workdir)
+      self.tracing = True
+
+  def after(self, step, outputs):
+    if self.tracing and step >= self.steps[1]:
+      jax.block_until_ready(outputs)
+      self.__exit__()
+
+  def __exit__(self, *exc):
+    if self.tracing:
+      jax.profiler.stop_trace()
+      self.tracing = False
 
 
 def _is_time(step, every):
@@ -172,10 +205,16 @@ class _Run:
     """Validates, records the epoch in history.jsonl and TensorBoard, and keeps the best weights."""
     config, phase = self.config, position.phase
     train_seconds = time.time() - epoch_start
+    steps_done = host_metrics['steps']
     record = {'phase': phase.name, 'epoch': position.epoch, 'phase_epoch': position.phase_epoch,
               'augmented': phase.augment,
-              'train_loss': float(host_metrics['loss_sum'] / host_metrics['steps']),
-              'train_accuracy': float(host_metrics['correct'] / (host_metrics['steps'] * config.batch_size))}
+              'train_loss': float(host_metrics['loss_sum'] / steps_done),
+              'train_accuracy': float(host_metrics['correct'] / (steps_done * config.batch_size)),
+              # the global norms: the gradient and the update averaged over the epoch's steps, the
+              # parameters after its last step
+              'grad_norm': float(host_metrics['grad_norm_sum'] / steps_done),
+              'update_norm': float(host_metrics['update_norm_sum'] / steps_done),
+              'param_norm': float(host_metrics['param_norm'])}
     record.update(self.evaluator.validate(self.state, phase, position.phase_epoch))
     record['learning_rate'] = float(self.trainer.learning_rate(self.step - 1))  # the epoch's last step's
     record['seconds'] = time.time() - epoch_start
@@ -199,7 +238,7 @@ class _Run:
     return _is_time(self.step, config.checkpoint_every_steps) or (at_epoch_end and (
         phase_ended or _is_time(self.timeline.epochs_done(self.step), config.checkpoint_every_epochs)))
 
-  def loop(self, signals):
+  def loop(self, signals, profile):
     """Trains from the current step to the end of the run."""
     config, trainer, timeline, say = self.config, self.trainer, self.timeline, self.reporter.say
     epoch_seconds, perm = [], None
@@ -210,8 +249,10 @@ class _Run:
         epoch_start = last_progress = time.time()
         steps_timed = 0
       num_steps = min(trainer.steps_in_next_call(self.step, position), timeline.total_steps - self.step)
+      profile.before(self.step)
       self.state, self.metrics = trainer.train_steps(self.state, self.metrics, perm, position, num_steps)
       self.step += num_steps
+      profile.after(self.step, self.metrics)
       steps_timed += num_steps
       at_epoch_end, phase_ended = timeline.is_epoch_end(self.step), timeline.is_phase_end(self.step)
       saving = self.checkpoint_due(at_epoch_end, phase_ended)
@@ -293,8 +334,8 @@ def _train_and_evaluate(config, workdir):
                  f'{len(dataset.val_labels):,} val / {len(dataset.test_labels):,} test images; '
                  f'{parallel.num_devices} {jax.devices()[0].platform} device(s), '
                  f'{trainer.steps_per_epoch} steps an epoch')
-  with _SignalFlag() as signals:
-    run.loop(signals)
+  with _SignalFlag() as signals, _Profile(workdir, config.profile_steps) as profile:
+    run.loop(signals, profile)
 
   stage_results, frozen = inputs.results()
   results = {

@@ -13,7 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fashion_jax import mixing as mixing_lib
 from fashion_jax import randomness, steps
+from fashion_jax.progress import Progress
 from fashion_jax.errors import UserError
 from fashion_jax.models import DTYPES, vgg, vgg_weights
 
@@ -43,19 +45,25 @@ def resolve_weights(vgg_config, seed):
   return params, preprocessing, description
 
 
+def features_function(config, preprocessing):
+  """fn(base variables, uint8 images) -> float32 features: pure, for jit (or jax.export)."""
+  module = vgg.VGG19Transfer(input_size=config.vgg.input_size, preprocessing=preprocessing,
+                             dtype=DTYPES[config.dtype], conv_impl=config.conv_impl)
+  return lambda v, x: module.apply(v, steps.to_float_images(x), method='features').astype(jnp.float32)
+
+
 def feature_extractor(config, base_params, preprocessing):
   """fn(uint8 images) -> float32 features, batched, on the default device."""
-  module = vgg.VGG19Transfer(input_size=config.vgg.input_size, preprocessing=preprocessing,
-                             dtype=DTYPES[config.dtype])
   # Onto the device once: passed as host arrays, the base's 80 MB of weights would be copied to the
   # device again with every batch.
   variables = jax.device_put({'params': {'base': base_params}})
-  extract = jax.jit(lambda v, x: module.apply(v, steps.to_float_images(x), method='features')
-                    .astype(jnp.float32))
+  extract = jax.jit(features_function(config, preprocessing))
 
-  def run(images):
+  def run(images, what='VGG19 features'):
     batch = config.vgg.feature_batch_size
     chunks, in_flight = [], collections.deque()
+    progress = Progress(f'{what} ({config.vgg.input_size}x{config.vgg.input_size})', len(images),
+                        config.report.progress_seconds)
     for i in range(0, len(images), batch):
       chunk = images[i:i + batch]
       # Pad the last chunk to a whole batch: one compiled program for every call.
@@ -68,7 +76,9 @@ def feature_extractor(config, base_params, preprocessing):
       if len(in_flight) > 1:
         features, n = in_flight.popleft()
         chunks.append(np.asarray(features)[:n])
+        progress.update(sum(len(c) for c in chunks))
     chunks += [np.asarray(features)[:n] for features, n in in_flight]
+    progress.done()
     return np.concatenate(chunks)
   return run
 
@@ -85,6 +95,7 @@ class FeatureStage:
     self.config = config
     base_params, self.preprocessing, self.weights = resolve_weights(config.vgg, config.seed)
     self.frozen_parameters = int(sum(np.size(x) for x in jax.tree.leaves(base_params)))
+    self._base_params = base_params
     self._extract = feature_extractor(config, base_params, self.preprocessing)
     self.shape = vgg.features_shape(config.vgg.input_size)
     self.seconds = 0.0
@@ -97,16 +108,25 @@ class FeatureStage:
       if phase.augment and phase.epochs:
         raise UserError(f'config.{phase.epochs_setting}={phase.epochs}: the VGG19 transfer model trains its '
                         'head on features computed once, which cannot be augmented; set it to 0')
-    if config.tta_flip:
-      raise UserError('config.tta_flip=True: the VGG19 head sees features computed once, not images that '
-                      'could be mirrored; set it to False')
+    if mixing_lib.Mixing.from_config(config.mix).enabled:
+      raise UserError('config.mix: the VGG19 head trains on features computed once, not on images that could '
+                      'be mixed; set its alphas to 0')
+    for setting in ('tta_flip', 'tta_crops'):
+      if config[setting]:
+        raise UserError(f'config.{setting}=True: the VGG19 head sees features computed once, not images '
+                        'that could be mirrored or moved; set it to False')
 
-  def __call__(self, images):
+  def __call__(self, images, what='VGG19 features'):
     start = time.time()
-    features = self._extract(images)
+    features = self._extract(images, what)
     self.seconds += time.time() - start
     self.images += len(images)
     return features
+
+  def traceable(self):
+    """images -> features as one traceable function, the base's weights inside (for export.py)."""
+    fn, variables = features_function(self.config, self.preprocessing), {'params': {'base': self._base_params}}
+    return lambda images: fn(variables, images)
 
   def results(self):
     return {'weights': self.weights, 'preprocessing': self.preprocessing,

@@ -2,7 +2,7 @@
 
 import math
 
-from fashion_jax import augment, inputs, optim, parallel, phases, run_files
+from fashion_jax import augment, inputs, mixing, optim, parallel, phases, run_files
 from fashion_jax.errors import UserError
 from fashion_jax.models import DTYPES, create_model
 from fashion_jax.models.kernels import conv as conv_kernels
@@ -43,6 +43,9 @@ def validate(config):
   _int(config, 'seed', 0)
   _int(config, 'batch_size', 1)
   _int(config, 'eval_batch_size', 1)
+  _int(config, 'grad_accum_steps', 1)
+  _require(config.batch_size % config.grad_accum_steps == 0, 'batch_size', config.batch_size,
+           f'a multiple of config.grad_accum_steps={config.grad_accum_steps} (equal micro-batches)')
   run_phases = phases.phases_of(config)  # each phase's epochs and augmentation
   _require(_number(config, 'learning_rate') > 0, 'learning_rate', config.learning_rate, 'a number > 0')
   optim.validate(config)
@@ -50,11 +53,13 @@ def validate(config):
            'a number in [0, 1)')
   _require(0 <= _number(config, 'ema_decay') < 1, 'ema_decay', config.ema_decay, 'a number in [0, 1)')
   _require(isinstance(config.tta_flip, bool), 'tta_flip', config.tta_flip, 'True or False')
+  _require(isinstance(config.tta_crops, bool), 'tta_crops', config.tta_crops, 'True or False')
   _require(isinstance(config.precise_batch_norm, bool), 'precise_batch_norm', config.precise_batch_norm,
            'True or False')
   _require(config.precision in ('default', 'highest'), 'precision', config.precision,
            "'default' or 'highest'")
   augment.Augmentation.from_config(config.augment)
+  mixing.Mixing.from_config(config.mix)
   for phase in run_phases:
     augment.Augmentation.from_config(phases.augment_settings(config, phase))
   _require(isinstance(config.data.name, str) and config.data.name, 'data.name', config.data.name,
@@ -77,6 +82,11 @@ def validate(config):
   _int(config, 'steps_per_call', 0)
   _int(config, 'checkpoint_every_steps', 0)
   _int(config, 'checkpoint_every_epochs', 0)
+  profile = config.profile_steps
+  _require(isinstance(profile, (tuple, list)) and (not profile or (
+               len(profile) == 2 and all(isinstance(s, int) and not isinstance(s, bool) for s in profile)
+               and 0 <= profile[0] < profile[1])),
+           'profile_steps', profile, '() or (first, stop) global steps, 0 <= first < stop')
   _require(1 <= config.report.embedding_examples <= 10000, 'report.embedding_examples',
            config.report.embedding_examples, 'an integer in 1..10000')
   _choice(config.report.writer, 'report.writer', run_files.WRITERS)
@@ -88,8 +98,13 @@ def validate(config):
 
 
 def check_devices(config, num_devices):
-  """Batch sizes must split evenly over the devices: refused here, before anything compiles."""
+  """Batch sizes (and micro-batches) must split evenly over the devices: refused here, before anything
+  compiles."""
   for setting in ('batch_size', 'eval_batch_size'):
     if config[setting] % num_devices:
       raise UserError(f'config.{setting}={config[setting]} is not divisible by the {num_devices} devices '
                       f'of config.parallel={config.parallel!r}')
+  micro = config.batch_size // config.grad_accum_steps
+  if micro % num_devices:
+    raise UserError(f'config.grad_accum_steps={config.grad_accum_steps}: micro-batches of {micro} images do '
+                    f'not split over the {num_devices} devices of config.parallel={config.parallel!r}')

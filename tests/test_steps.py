@@ -73,9 +73,30 @@ def test_flip_tta_scores_the_mean_of_the_image_and_mirror_softmaxes():
   plain = _softmax(np.asarray(model.apply(variables, x), np.float64))
   mirrored = _softmax(np.asarray(model.apply(variables, x[:, :, ::-1]), np.float64))  # left-right: axis 2
   averaged = (plain + mirrored) / 2
-  np.testing.assert_allclose(sums['tta_loss_sum'], -np.log(averaged[np.arange(8), labels]).sum(), rtol=1e-5)
-  assert sums['tta_correct'] == (averaged.argmax(-1) == labels).sum()
+  np.testing.assert_allclose(sums['tta_flip_loss_sum'], -np.log(averaged[np.arange(8), labels]).sum(), rtol=1e-5)
+  assert sums['tta_flip_correct'] == (averaged.argmax(-1) == labels).sum()
   np.testing.assert_allclose(sums['loss_sum'], -np.log(plain[np.arange(8), labels]).sum(), rtol=1e-5)
   assert sums['correct'] == (plain.argmax(-1) == labels).sum()
   # the mirror changes the prediction here, so TTA that ignored it would not pass
   assert np.abs(averaged - plain).max() > 1e-3
+
+
+def test_multi_crop_tta_scores_the_mean_of_the_six_views_softmaxes():
+  model = _Linear()
+  variables = model.init(jax.random.key(2), np.zeros((1, 4, 5, 1), np.float32))
+  images, labels = _images(8, seed=4), np.array([0, 1, 2, 0, 1, 2, 0, 1])
+  eval_fn = steps.make_eval_fn(model, None, 8, lambda x: x, views=('flip', 'crops'))
+  sums = jax.device_get(eval_fn(variables, images, labels, 0, jax.random.key(0), False))
+
+  x = images.astype(np.float32) / 255.0
+  padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode='reflect')
+  up_left, down_right = padded[:, :-2, :-2], padded[:, 2:, 2:]  # the image moved a pixel up-left, down-right
+  views = [x, x[:, :, ::-1], up_left, down_right, up_left[:, :, ::-1], down_right[:, :, ::-1]]
+  averaged = np.mean([_softmax(np.asarray(model.apply(variables, v), np.float64)) for v in views], axis=0)
+  np.testing.assert_allclose(sums['tta_crops_loss_sum'], -np.log(averaged[np.arange(8), labels]).sum(), rtol=1e-5)
+  assert sums['tta_crops_correct'] == (averaged.argmax(-1) == labels).sum()
+  # the flip's numbers come from the same pass, unchanged by the crops beside them
+  flip_only = jax.device_get(steps.make_eval_fn(model, None, 8, lambda x: x, views=('flip',))(
+      variables, images, labels, 0, jax.random.key(0), False))
+  assert sums['tta_flip_loss_sum'] == flip_only['tta_flip_loss_sum']
+  assert sums['tta_crops_loss_sum'] != sums['tta_flip_loss_sum']

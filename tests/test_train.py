@@ -97,14 +97,16 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, real_data_di
 
 @pytest.mark.numerics
 @needs_devices(8)
-def test_parallel_modes_give_the_same_numbers(tmp_path, real_data_dir):
+@pytest.mark.parametrize('mix', [{}, {'mix.mixup_alpha': 0.4, 'mix.cutmix_alpha': 1.0}], ids=['plain', 'mixing'])
+def test_parallel_modes_give_the_same_numbers(tmp_path, real_data_dir, mix):
   assert jax.device_count() == 8
   histories = {}
   for mode in ('single', 'auto', 'pmap'):
-    # CNN-1 with one plain and one augmented epoch: dropout masks, augmentation draws and gradient
-    # reductions all have to match the single-device run. (CNN-4 is checked at the gradient level in
-    # test_models.py: its BatchNorm-before-max-pool makes exact ties whose routing depends on rounding.)
-    config = small_config('cnn1', num_epochs=1, augment_epochs=1, parallel=mode)
+    # CNN-1 with one plain and one augmented epoch: dropout masks, augmentation draws, batch mixing (each
+    # device gathers and augments its rows' partners) and gradient reductions all have to match the
+    # single-device run. (CNN-4 is checked at the gradient level in test_models.py: its
+    # BatchNorm-before-max-pool makes exact ties whose routing depends on rounding.)
+    config = small_config('cnn1', num_epochs=1, augment_epochs=1, parallel=mode, **mix)
     train.train_and_evaluate(config, str(tmp_path / mode))
     histories[mode] = run_files.read_history(str(tmp_path / mode))
   for mode in ('auto', 'pmap'):

@@ -280,3 +280,16 @@ def test_a_run_that_ended_inside_an_epoch_is_not_lengthened(tmp_path, real_data_
   train.train_and_evaluate(small_config('cnn1', num_epochs=1, augment_epochs=1.5), str(tmp_path))
   with pytest.raises(UserError, match=r'ended part-way through epoch 3: it cannot be lengthened'):
     train.train_and_evaluate(small_config('cnn1', num_epochs=1, augment_epochs=2), str(tmp_path))
+
+
+def test_profile_steps_trace_those_steps_and_no_others(tmp_path, real_data_dir):
+  import glob  # pylint: disable=g-import-not-at-top
+  import gzip  # pylint: disable=g-import-not-at-top
+  # 8 steps an epoch: steps 2-4 profiled, the epoch's validation (after step 8) outside the trace.
+  train.train_and_evaluate(small_config('cnn1', profile_steps=(2, 5)), str(tmp_path))
+  runs = glob.glob(str(tmp_path / 'plugins' / 'profile' / '*'))
+  assert len(runs) == 1 and glob.glob(os.path.join(runs[0], '*.xplane.pb'))  # what TensorBoard reads
+  with gzip.open(glob.glob(os.path.join(runs[0], '*.trace.json.gz'))[0]) as f:
+    names = [e.get('name', '') for e in json.load(f)['traceEvents'] if e.get('ph') == 'X']
+  assert any('train_step' in n for n in names)
+  assert not any('eval_fn' in n for n in names)

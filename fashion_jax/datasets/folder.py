@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fashion_jax.errors import UserError
+from fashion_jax.progress import Progress
 
 
 def _visible(directory):
@@ -75,9 +76,14 @@ def read_image(path, channels, size):
   return array[..., None] if channels == 1 else array
 
 
-def _read(files, labels, channels, size):
-  images = np.stack([read_image(path, channels, size) for path in files])
-  return images, np.asarray(labels, np.int64)
+def _read(files, labels, channels, size, what='images'):
+  progress = Progress(f'decoding {what}', len(files))
+  images = []
+  for path in files:
+    images.append(read_image(path, channels, size))
+    progress.update(len(images))
+  progress.done()
+  return np.stack(images), np.asarray(labels, np.int64)
 
 
 def _check_settings(data_config):
@@ -145,5 +151,6 @@ def load(data_config):
   split['test'] = ([split['test'][0][i] for i in order], [split['test'][1][i] for i in order])
   arrays = {}
   for name, (files, labels) in split.items():
-    arrays[f'{name}_images'], arrays[f'{name}_labels'] = _read(files, labels, channels, size)
+    arrays[f'{name}_images'], arrays[f'{name}_labels'] = _read(files, labels, channels, size,
+                                                               f'{len(files):,} {name} images')
   return arrays, tuple(classes)

@@ -130,9 +130,10 @@ def _model_kwargs(config):
   return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 
-def create_model(config, num_classes=10):
+def create_model(config, num_classes=10, conv_impl=None):
   """The Flax module that `config` describes (config.model, model_kwargs, and conv_impl and dtype where
-  the class declares them)."""
+  the class declares them); `conv_impl`, from code, replaces config.conv_impl where the class declares
+  the field (export.py asks for 'xla')."""
   cls = resolve(config.model)
   if config.dtype not in DTYPES:
     raise UserError(f'config.dtype={config.dtype!r}: expected one of {sorted(DTYPES)}')
@@ -157,7 +158,7 @@ def create_model(config, num_classes=10):
     raise UserError(f'config.dtype={config.dtype!r}: model {config.model!r} has no dtype field, so it '
                     'computes in float32; declare `dtype` in the class to compute in another')
   if 'conv_impl' in fields:
-    kwargs['conv_impl'] = impl
+    kwargs['conv_impl'] = conv_impl or impl
   elif config.conv_impl != 'auto':
     raise UserError(f'config.conv_impl={config.conv_impl!r}: model {config.model!r} has no conv_impl field '
                     '(its convolutions are its own); leave it \'auto\'')

@@ -73,9 +73,10 @@ class Conv3x3(nn.Module):
 class Dropout(nn.Module):
   """Inverted dropout (as Keras and flax.linen.Dropout) with a mask defined for the whole global batch.
 
-  Under `jax.pmap` each device sees batch/devices examples; traced under a pmap axis
-  (`batch_axis.current()`), every device computes its own rows of the global batch's mask, so pmap, jit
-  over a mesh and a single device train the same model.
+  Under `jax.pmap` each device sees batch/devices examples, and with gradient accumulation each
+  micro-batch a slice of the batch: each computes its own rows of the global batch's mask
+  (`batch_axis.global_rows`), so pmap, jit over a mesh, a single device and accumulation train the same
+  model.
   """
   rate: float
 
@@ -87,10 +88,10 @@ class Dropout(nn.Module):
     rng = self.make_rng('dropout')
     # The mask equals jax.random.bernoulli(rng, keep, global_shape)'s rows for this device, computed
     # faster (kernels/dropout.py).
-    if batch_axis.current() is None:
+    global_n, first_row = batch_axis.global_rows(x.shape[0])
+    if global_n == x.shape[0]:
       mask = dropout_masks.bernoulli_rows(rng, keep, x.shape)
     else:
-      global_n, first_row = batch_axis.global_rows(x.shape[0])
       mask = dropout_masks.bernoulli_rows(rng, keep, (global_n,) + x.shape[1:], first_row, x.shape[0])
     return jnp.where(mask, x / keep, jnp.zeros_like(x))
 

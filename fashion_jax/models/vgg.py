@@ -55,11 +55,13 @@ def preprocess(images, input_size, mode):
 class VGG19Features(nn.Module):
   """The frozen base: 16 convolutions 3x3 'same' with ReLU, 2x2 max pooling after each block.
 
-  It only runs forward, so each convolution takes the implementation fastest for that alone
-  (conv_kernels.forward_only_impl): on the CPU, XLA's for the large maps of a 150x150 input, patch
-  products for the small ones (timed: docs/lab_notes.md).
+  It only runs forward, so with `conv_impl='auto'` each convolution takes the implementation fastest for
+  that alone (conv_kernels.forward_only_impl): on the CPU, XLA's for the large maps of a 150x150 input,
+  patch products for the small ones (timed: docs/lab_notes.md); 'xla' or 'im2col' take that one
+  everywhere (an export for any batch size takes 'xla').
   """
   dtype: jnp.dtype = jnp.float32
+  conv_impl: str = 'auto'
 
   @nn.compact
   def __call__(self, x):
@@ -67,7 +69,8 @@ class VGG19Features(nn.Module):
     for convs, width in zip(BLOCKS, WIDTHS):
       for _ in range(convs):
         n, h, w, c = x.shape
-        impl = conv_kernels.forward_only_impl((n, h + 2, w + 2, c), width, self.dtype)
+        impl = (conv_kernels.forward_only_impl((n, h + 2, w + 2, c), width, self.dtype)
+                if self.conv_impl == 'auto' else self.conv_impl)
         x = nn.relu(Conv3x3(width, impl=impl, dtype=self.dtype, padding='SAME', name=next(names))(x))
       x = max_pool_2x2(x)
     return x
@@ -100,9 +103,10 @@ class VGG19Transfer(nn.Module):
   preprocessing: str = 'caffe'
   dtype: jnp.dtype = jnp.float32
   num_classes: int = 10
+  conv_impl: str = 'auto'
 
   def setup(self):
-    self.base = VGG19Features(dtype=self.dtype)
+    self.base = VGG19Features(dtype=self.dtype, conv_impl=self.conv_impl)
     self.head = VGG19Head(num_classes=self.num_classes, dtype=self.dtype)
 
   def features(self, images):
