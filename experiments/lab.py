@@ -86,9 +86,9 @@ def mean_std_text(values, runs=None):
   return text if runs is None or len(values) == runs else f'{text} ({len(values)} of {runs} runs)'
 
 
-def apply_override(config, assignment):
-  """`key=value` from a script's command line (`--set`): sets config[key] (dotted for nested settings) to
-  value, converted to the current value's type."""
+def typed_override(config, assignment):
+  """(key, value) of `key=value` from a script's command line, the value converted to the type of
+  config[key]'s current value (dotted keys for nested settings)."""
   key, value = assignment.split('=', 1)
   node = config
   *parents, leaf = key.split('.')
@@ -96,9 +96,15 @@ def apply_override(config, assignment):
     node = node[parent]
   current = node[leaf]
   if isinstance(current, bool):
-    node[leaf] = value.lower() in ('1', 'true', 'yes')
-  else:
-    node[leaf] = type(current)(value)
+    return key, value.lower() in ('1', 'true', 'yes')
+  return key, type(current)(value)
+
+
+def apply_override(config, assignment):
+  """`key=value` from a script's command line (`--set`): sets config[key] (dotted for nested settings) to
+  value, converted to the current value's type."""
+  key, value = typed_override(config, assignment)
+  config.update_from_flattened_dict({key: value})
 
 
 # Flags that several measuring scripts define at import time (speed/benchmark.py, layer_shares.py,

@@ -1,12 +1,13 @@
 """Tests a run's newest checkpoint again, optionally with its BatchNorm statistics recomputed.
 
-  python -m fashion_jax.evaluate --workdir=runs/cnn4 [--precise_batch_norm] [--out=evaluation.json]
+  python -m fashion_jax.evaluate --workdir=runs/cnn4 [--precise_batch_norm] [--tta_crops] [--out=evaluation.json]
 
 A run records the test numbers of its weights at each phase's end. This command restores the newest
 checkpoint of the run in --workdir (finished or not) and tests it with the run's own config, as the
 trainer does: the weights, and their EMA and flip TTA where the run has them. --precise_batch_norm adds
 the numbers with every BatchNorm's statistics recomputed over the training set (evaluators.py),
-so that a run trained without the setting can still be measured with it. Where the checkpoint is at a
+so that a run trained without the setting can still be measured with it, and --tta_crops likewise the
+numbers with multi-crop test-time augmentation. Where the checkpoint is at a
 phase's end, the numbers the run recorded there are shown beside the new ones: with the machine and
 versions that trained it they agree exactly, which shows that the record and the checkpoint match.
 
@@ -23,20 +24,22 @@ from absl import app, flags, logging
 from fashion_jax.errors import UserError
 
 
-def run_config(workdir, precise_batch_norm=False):
+def run_config(workdir, precise_batch_norm=False, tta_crops=False):
   """The config of the run in `workdir` (its config.json, with the defaults of settings added since),
-  with precise BatchNorm on if asked for."""
+  with precise BatchNorm and multi-crop TTA on if asked for."""
   # pylint: disable=g-import-not-at-top  # JAX and the trainer only once the flags are parsed
   import ml_collections
   from fashion_jax import resume, run_files, validate
   config = ml_collections.ConfigDict(resume.upgraded_config(run_files.read_run_config(workdir)))
   if precise_batch_norm:
     config.precise_batch_norm = True
+  if tta_crops:
+    config.tta_crops = True
   validate.validate(config)
   return config
 
 
-def evaluate_run(workdir, precise_batch_norm=False):
+def evaluate_run(workdir, precise_batch_norm=False, tta_crops=False):
   """{'step', 'epoch', 'phase', 'results', 'recorded'} for the newest checkpoint of the run in `workdir`.
 
   `results` are the Evaluator's test numbers; `recorded` the test numbers the run wrote for the phase
@@ -49,7 +52,7 @@ def evaluate_run(workdir, precise_batch_norm=False):
   from fashion_jax import parallel as parallel_lib
   from fashion_jax import phases as phases_lib
   from fashion_jax import resume, steps, train, validate
-  config = run_config(workdir, precise_batch_norm)
+  config = run_config(workdir, precise_batch_norm, tta_crops)
   directory = os.path.join(workdir, 'checkpoints')
   if not os.path.isdir(directory):
     raise UserError(f'--workdir={workdir}: no checkpoints/ there to evaluate')
@@ -109,7 +112,7 @@ def main(argv):
   try:
     if out and not os.path.isdir(os.path.dirname(os.path.abspath(out))):
       raise UserError(f'--out={out}: its folder does not exist')  # said before the evaluation, not after
-    evaluation = evaluate_run(flags.FLAGS.workdir, flags.FLAGS.precise_batch_norm)
+    evaluation = evaluate_run(flags.FLAGS.workdir, flags.FLAGS.precise_batch_norm, flags.FLAGS.tta_crops)
     evaluation['command'] = shlex.join(['python', '-m', 'fashion_jax.evaluate'] + sys.argv[1:])
     if out:
       run_files.write_json_atomic(out, evaluation)
@@ -124,6 +127,7 @@ def define_flags():
   flags.DEFINE_string('workdir', None, "A run's workdir (finished or not).")
   flags.DEFINE_bool('precise_batch_norm', False, 'Also test with BatchNorm statistics recomputed over the '
                     'training set.')
+  flags.DEFINE_bool('tta_crops', False, "Also test with multi-crop TTA (config.tta_crops).")
   flags.DEFINE_string('out', None, 'Write the numbers to this JSON file.')
 
 

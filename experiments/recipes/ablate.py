@@ -1,10 +1,13 @@
-"""What each choice of a recipe is worth: the recipe, and the recipe without each choice, over seeds.
+"""What each choice of a recipe is worth: the recipe, and the recipe without each choice (or with each
+addition), over seeds.
 
   python -m experiments.recipes.ablate --config=configs/cnn3_plus.py --seeds=3 \
       --out=experiments/results/recipes/ablation-cnn3-plus
+  python -m experiments.recipes.ablate --config=configs/speedrun_cpu_convnet_093.py --seeds=1 \
+      '--variant=mixup:mix.mixup_alpha=0.2' --out=...
 
-The config file defines `get_config()` and `ablations()`: a name for each choice and the overrides that
-take it away. Every (variant, seed) trains in `<root>/<variant>/seed<k>` (a rerun skips finished runs
+The config file defines `get_config()` and may define `ablations()`: a name for each choice and the
+overrides that take it away; `--variant=name:key=value,key=value` adds a variant of the command line's. Every (variant, seed) trains in `<root>/<variant>/seed<k>` (a rerun skips finished runs
 and resumes interrupted ones), seed by seed, so a study cut short still covers every variant. `--set`
 applies overrides to every variant (e.g. a smoke run's `--set=data.train_limit=2048`); `--seeds_for`
 gives a variant its own number of seeds (`--seeds=3 --seeds_for="no EMA=1"`).
@@ -40,6 +43,8 @@ def define_flags():
   flags.DEFINE_multi_string('seeds_for', [], 'variant=k: seeds 0 .. k - 1 for that variant instead of --seeds '
                             '(e.g. one seed of an ablation beside three of the recipe).')
   flags.DEFINE_multi_string('set', [], 'Overrides for every variant, key=value.')
+  flags.DEFINE_multi_string('variant', [], 'name:key=value,key=value: a variant beside the ablations() '
+                            'of the config (an addition to the recipe, say).')
   flags.DEFINE_string('out', None, 'Output path without extension (.jsonl and .md).', required=True)
   flags.DEFINE_bool('render_only', False, 'Only rewrite <out>.md from <out>.jsonl.')
 
@@ -53,9 +58,20 @@ def load_config_module(path):
   return module
 
 
-def variants(module):
-  """[(name, overrides)]: the full recipe first, then one per ablation."""
-  return [(FULL, {})] + list(module.ablations().items())
+def variants(module, extra=()):
+  """[(name, overrides)]: the full recipe first, then one per ablation, then the `extra` variants
+  ('name:key=value,key=value', the values typed as the config's)."""
+  named = [(FULL, {})] + list(getattr(module, 'ablations', dict)().items())
+  config = module.get_config()
+  for text in extra:
+    name, colon, assignments = text.partition(':')
+    if not colon or not name or not assignments:
+      raise ValueError(f'--variant={text}: expected name:key=value[,key=value...]')
+    try:
+      named.append((name, dict(lab.typed_override(config, a) for a in assignments.split(','))))
+    except (KeyError, AttributeError, ValueError) as e:
+      raise ValueError(f'--variant={text}: {e}') from None
+  return named
 
 
 def variant_config(module, overrides, seed, extra=()):
@@ -175,8 +191,9 @@ def main(argv):
             'command': lab.command(), 'backend': jax.default_backend(),
             'device_kind': jax.devices()[0].device_kind,
             'cpu_count': usable_cpus(), 'cpu_model': cpu_model, 'jax': jax.__version__}
-  chosen = [(name, overrides) for name, overrides in variants(module) if not FLAGS.only or name in FLAGS.only]
   try:
+    chosen = [(name, overrides) for name, overrides in variants(module, FLAGS.variant)
+              if not FLAGS.only or name in FLAGS.only]
     plan = run_plan([name for name, _ in chosen], FLAGS.seeds, FLAGS.seeds_for)
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)

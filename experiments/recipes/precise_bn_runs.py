@@ -1,4 +1,5 @@
-"""Precise BatchNorm measured on checkpoints of runs trained without it: one table.
+"""Precise BatchNorm (and, with --tta_crops, multi-crop TTA) measured on checkpoints of runs trained without
+them: one table.
 
   python -m experiments.recipes.precise_bn_runs --out=experiments/results/recipes/precise-bn-cnn4-plus \
       --run="seed 0, end=/tmp/abl-cnn4/full/seed0" --run="seed 1, end of phase 1=/tmp/cnn4-s1-phase1"
@@ -26,8 +27,18 @@ FLAGS = flags.FLAGS
 
 # (column title, the key's part after the statistics' prefix)
 VIEWS = (('test accuracy', 'test_accuracy'), ('flip TTA', 'tta_flip_test_accuracy'))
-# The tables' number columns: (the statistics' prefix, the view's key), the kept statistics first.
-COLUMNS = tuple((statistics, view) for statistics in ('', 'precise_bn_') for _, view in VIEWS)
+CROPS = ('crops TTA', 'tta_crops_test_accuracy')  # a column where any run was tested with --tta_crops
+
+
+def views_of(records):
+  """The tables' views: VIEWS, and multi-crop TTA where a run has its numbers."""
+  crops = any(f'{p}{CROPS[1]}' in r['evaluation']['results'] for r in records for p in ('', 'ema_'))
+  return VIEWS + ((CROPS,) if crops else ())
+
+
+def columns_of(views):
+  """The tables' number columns: (the statistics' prefix, the view's key), the kept statistics first."""
+  return tuple((statistics, view) for statistics in ('', 'precise_bn_') for _, view in views)
 
 
 def define_flags():
@@ -35,6 +46,7 @@ def define_flags():
   flags.DEFINE_multi_string('run', [], 'label=workdir: a run whose newest checkpoint is tested.')
   flags.DEFINE_string('out', None, 'Output path without extension (.jsonl and .md).', required=True)
   flags.DEFINE_bool('render_only', False, 'Only rewrite <out>.md from <out>.jsonl.')
+  flags.DEFINE_bool('tta_crops', False, 'Also test with multi-crop TTA (a column where any run has it).')
 
 
 def parse_runs(assignments):
@@ -52,7 +64,7 @@ def _accuracy(results, key):
   return f'{results[key]:.4f}' if key in results else '-'
 
 
-def _means_over_runs(same_point):
+def _means_over_runs(same_point, views):
   """A second table: mean +/- std of each column over the runs whose checkpoints sit at the same step of the
   same model (e.g. several seeds' ends), where there are two or more; none if no two runs share one."""
   shared = {point: columns for point, columns in same_point.items() if len(columns[0]) > 1}
@@ -60,9 +72,9 @@ def _means_over_runs(same_point):
     return []
   lines = ['', 'Mean +/- std over the runs tested at the same step of the same model (one recipe\'s seeds):',
            '',
-           '| model | checkpoint | weights | runs | ' + ' | '.join(title for title, _ in VIEWS) + ' | '
-           + ' | '.join(f'precise BN, {title}' for title, _ in VIEWS) + ' |',
-           '| --- | --- | --- | --- |' + ' --- |' * (2 * len(VIEWS))]
+           '| model | checkpoint | weights | runs | ' + ' | '.join(title for title, _ in views) + ' | '
+           + ' | '.join(f'precise BN, {title}' for title, _ in views) + ' |',
+           '| --- | --- | --- | --- |' + ' --- |' * (2 * len(views))]
   for (model, where, named), columns in shared.items():
     lines.append(f'| {model} | {where} | {named} | {len(columns[0])} | '
                  + ' | '.join(lab.mean_std_text(numbers, len(columns[0])) for numbers in columns)
@@ -71,6 +83,7 @@ def _means_over_runs(same_point):
 
 
 def markdown(header, records):
+  views = views_of(records)
   lines = ['# Precise BatchNorm on checkpoints of runs trained without it', '',
            f'Machine: {header["device_kind"]} ({header["backend"]}), {cpu_text(header)}, JAX {header["jax"]}.',
            "Each run's newest checkpoint tested again (`python -m fashion_jax.evaluate`): with the BatchNorm "
@@ -78,11 +91,12 @@ def markdown(header, records):
            'training set (precise BN), for its weights and for their EMA. "Matches the record": the first '
            "column's number equals the one the run wrote when the checkpoint ended a phase ('-' where it "
            'ended none).', '',
-           '| run | model | checkpoint | weights | ' + ' | '.join(title for title, _ in VIEWS) + ' | '
-           + ' | '.join(f'precise BN, {title}' for title, _ in VIEWS) + ' | matches the record |',
-           '| --- | --- | --- | --- | ' + '--- | ' * (2 * len(VIEWS)) + '--- |']
+           '| run | model | checkpoint | weights | ' + ' | '.join(title for title, _ in views) + ' | '
+           + ' | '.join(f'precise BN, {title}' for title, _ in views) + ' | matches the record |',
+           '| --- | --- | --- | --- | ' + '--- | ' * (2 * len(views)) + '--- |']
+  columns = columns_of(views)
   # (model, where, weights) -> each column's numbers over the runs tested there
-  same_point = collections.defaultdict(lambda: [[] for _ in COLUMNS])
+  same_point = collections.defaultdict(lambda: [[] for _ in columns])
   for record in records:
     evaluation = record['evaluation']
     results, recorded = evaluation['results'], evaluation['recorded']
@@ -93,14 +107,14 @@ def markdown(header, records):
         continue
       key = f'{weights}test_accuracy'
       matches = '-' if not recorded else ('yes' if recorded.get(key) == results[key] else 'no')
-      keys = [f'{statistics}{weights}{view}' for statistics, view in COLUMNS]
+      keys = [f'{statistics}{weights}{view}' for statistics, view in columns]
       named = 'EMA' if weights else 'weights'
       lines.append(f'| {record["label"]} | {evaluation["model"]} | {where} | {named} | '
                    + ' | '.join(_accuracy(results, key) for key in keys) + f' | {matches} |')
       for numbers, key in zip(same_point[evaluation['model'], where, named], keys):
         if key in results:
           numbers.append(results[key])
-  lines += _means_over_runs(same_point)
+  lines += _means_over_runs(same_point, views)
   lines += [''] + [f'Note: {note}' for note in header.get('notes', [])]
   lines += [f'Command: `{header["command"]}`']
   return '\n'.join(lines) + '\n'
@@ -126,7 +140,7 @@ def main(argv):
   records = []
   for label, workdir in runs:
     try:
-      evaluation = evaluate.evaluate_run(workdir, precise_batch_norm=True)
+      evaluation = evaluate.evaluate_run(workdir, precise_batch_norm=True, tta_crops=FLAGS.tta_crops)
     except UserError as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)

@@ -106,3 +106,13 @@ def test_a_smoke_ablation_trains_each_chosen_variant(tmp_path):
   assert flips == [True, False]  # each variant trained with its own overrides
   rows = [line.split(' | ')[0] for line in open(out + '.md').read().splitlines() if line.startswith('| ')]
   assert rows == ['| variant', '| ---', '| full', '| no flip']
+
+
+def test_command_line_variants_are_added_with_typed_values():
+  module = ablate.load_config_module(os.path.join(REPO, 'configs', 'speedrun_cpu_convnet_093.py'))
+  named = dict(ablate.variants(module, ['mixup:mix.mixup_alpha=0.2', 'both:augment.policy=randaugment,mix.prob=0.5']))
+  assert named[ablate.FULL] == {} and named['mixup'] == {'mix.mixup_alpha': 0.2}
+  assert named['both'] == {'augment.policy': 'randaugment', 'mix.prob': 0.5}
+  for bad in ('mixup', 'mixup:mix.nothing=1'):
+    with pytest.raises(ValueError, match=f'--variant={bad}'):
+      ablate.variants(module, [bad])
