@@ -47,6 +47,8 @@ def define_flags():
   flags.DEFINE_string('out', None, 'Output path without extension (.jsonl and .md).', required=True)
   flags.DEFINE_bool('render_only', False, 'Only rewrite <out>.md from <out>.jsonl.')
   flags.DEFINE_bool('tta_crops', False, 'Also test with multi-crop TTA (a column where any run has it).')
+  flags.DEFINE_bool('precise_batch_norm', True, 'Test with recomputed BatchNorm statistics too (models with '
+                    'BatchNorm only; --noprecise_batch_norm for a table of multi-crop TTA alone).')
 
 
 def parse_runs(assignments):
@@ -140,7 +142,7 @@ def main(argv):
   records = []
   for label, workdir in runs:
     try:
-      evaluation = evaluate.evaluate_run(workdir, precise_batch_norm=True, tta_crops=FLAGS.tta_crops)
+      evaluation = evaluate.evaluate_run(workdir, FLAGS.precise_batch_norm, FLAGS.tta_crops)
     except UserError as e:
       print(f'error: {e}', file=sys.stderr)
       sys.exit(2)
