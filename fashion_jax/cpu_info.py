@@ -52,14 +52,33 @@ def usable_cpus():
     return os.cpu_count()
 
 
+def _lanes(vendor, family, model_name, flags):
+  """float32 lanes an FMA unit computes at once, or None where the processor does not tell.
+
+  AVX2 + FMA: 8. AVX-512 on Intel: 16. On AMD the datapath decides: Zen 4 (family 25) runs AVX-512 as
+  two 256-bit halves (8); Zen 5 (family 26) has 512-bit datapaths in its server parts (EPYC) but 256-bit
+  ones in its mobile parts, so only an EPYC of that family says 16 (a desktop or laptop part, unknown).
+  """
+  if 'avx512f' not in flags:
+    return 8
+  if vendor == 'GenuineIntel':
+    return 16
+  if vendor == 'AuthenticAMD':
+    if family == 25:
+      return 8
+    if family == 26 and 'EPYC' in model_name:
+      return 16
+  return None
+
+
 def peak_gflops(cpuinfo=None, cpus=None):
   """(The CPUs' nominal float32 GFLOP/s, how it was counted), or (None, why not).
 
-  usable logical CPUs x clock x 2 FMA units x float32 lanes x 2 (an FMA is two FLOPs). Lanes: 16 with
-  AVX-512 on Intel; 8 with AVX-512 on AMD (Zen 4 executes it as two 256-bit halves) and with AVX2 + FMA;
-  without FMA it is not computed. The clock is /proc/cpuinfo's 'cpu MHz', the nominal one a VM reports:
-  boost clocks can exceed it, while a logical CPU that is a hyperthread shares its core's FMA units. So
-  it is a yardstick for comparing ours and Keras on one machine, not an exact ceiling.
+  usable logical CPUs x clock x 2 FMA units x float32 lanes x 2 (an FMA is two FLOPs); the lanes as
+  `_lanes` says, from the processor's vendor, family and name; without FMA, or where the vector width
+  cannot be known, it is not computed. The clock is /proc/cpuinfo's 'cpu MHz', the nominal one a VM
+  reports: boost clocks can exceed it, while a logical CPU that is a hyperthread shares its core's FMA
+  units. So it is a yardstick for comparing ours and Keras on one machine, not an exact ceiling.
   """
   cpuinfo = _read_cpuinfo() if cpuinfo is None else cpuinfo
   if cpuinfo is None:
@@ -72,7 +91,11 @@ def peak_gflops(cpuinfo=None, cpus=None):
   vendor = (field('vendor_id') or [''])[0]
   if not (mhz and cpus and 'fma' in flags):
     return None, 'no clock, CPU count or FMA in /proc/cpuinfo'
-  lanes = 16 if 'avx512f' in flags and vendor == 'GenuineIntel' else 8
+  family = int((field('cpu family') or ['0'])[0] or 0)
+  lanes = _lanes(vendor, family, (field('model name') or [''])[0], flags)
+  if lanes is None:
+    return None, (f'unknown: the AVX-512 datapath width of this {vendor} family {family} part '
+                  '(256 or 512 bits) is not known')
   clock = max(mhz) / 1000
   gflops = cpus * clock * 2 * lanes * 2
   return gflops, f'{cpus} logical CPUs x {clock:.2f} GHz x 2 FMA units x {lanes} float32 lanes x 2'

@@ -173,20 +173,29 @@ def test_gflops_columns_against_the_cpus_peak():
   assert lines[-1].endswith('| 1,000 | 2.00 | 40.0 (25%) | 20.0 (12%) |')
 
 
-@pytest.mark.parametrize('vendor, flags, lanes', [
-    ('AuthenticAMD', 'fma avx avx2', 8),
-    ('AuthenticAMD', 'fma avx avx2 avx512f', 8),  # Zen 4: AVX-512 as two 256-bit halves
-    ('GenuineIntel', 'fma avx avx2 avx512f', 16),
+@pytest.mark.parametrize('vendor, family, name, flags, lanes', [
+    ('AuthenticAMD', 25, 'AMD EPYC', 'fma avx avx2', 8),
+    ('AuthenticAMD', 25, 'AMD EPYC', 'fma avx avx2 avx512f', 8),  # Zen 4: AVX-512 as two 256-bit halves
+    ('AuthenticAMD', 26, 'AMD EPYC', 'fma avx avx2 avx512f', 16),  # Zen 5 servers: 512-bit datapaths
+    ('GenuineIntel', 6, 'Intel(R) Xeon(R)', 'fma avx avx2 avx512f', 16),
 ])
-def test_peak_counts_cpus_clock_and_vector_lanes(vendor, flags, lanes):
-  cpuinfo = ''.join(f'processor\t: {i}\nvendor_id\t: {vendor}\ncpu MHz\t\t: 2500.000\nflags\t\t: sse {flags}\n\n'
-                    for i in range(2))
+def test_peak_counts_cpus_clock_and_vector_lanes(vendor, family, name, flags, lanes):
+  cpuinfo = ''.join(f'processor\t: {i}\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel name\t: {name}\n'
+                    f'cpu MHz\t\t: 2500.000\nflags\t\t: sse {flags}\n\n' for i in range(2))
   peak, basis = cpu_info.peak_gflops(cpuinfo, cpus=2)
   assert peak == pytest.approx(2 * 2.5 * 2 * lanes * 2)
   assert basis == f'2 logical CPUs x 2.50 GHz x 2 FMA units x {lanes} float32 lanes x 2'
   assert cpu_info.peak_gflops(cpuinfo.replace('fma ', ''), cpus=2)[0] is None
   # By default only the CPUs this process may use count.
   assert cpu_info.peak_gflops(cpuinfo)[0] == pytest.approx(min(2, cpu_info.usable_cpus()) * 2.5 * 2 * lanes * 2)
+
+
+def test_a_peak_whose_vector_width_is_unknown_is_not_guessed():
+  # A Zen 5 that is not an EPYC may have 256-bit datapaths (laptops) or 512-bit ones (desktops).
+  cpuinfo = ('processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 26\nmodel name\t: AMD Ryzen AI 9 HX 370\n'
+             'cpu MHz\t\t: 2000.000\nflags\t\t: fma avx2 avx512f\n')
+  peak, why = cpu_info.peak_gflops(cpuinfo, cpus=1)
+  assert peak is None and why.startswith('unknown: the AVX-512 datapath width')
 
 
 def test_training_flops_of_cnn1_follow_its_layer_shapes():
