@@ -37,7 +37,8 @@ def unpool_by_loops(index, g, shape):
 
 
 @pytest.mark.parametrize('shape', [(2, 6, 6, 3), (2, 5, 7, 2)], ids=['even', 'odd'])
-@pytest.mark.parametrize('unpool', [pooling.unpool_in_chunks, pooling._unpool_stacked],  # pylint: disable=protected-access
+@pytest.mark.parametrize('unpool', [pooling.unpool_in_chunks,
+                                    pooling._unpool_stacked],  # pylint: disable=protected-access
                          ids=['in_chunks', 'stacked'])
 def test_each_unpool_form_sends_each_window_gradient_to_its_indexed_position(shape, unpool):
   n, h, w, c = shape

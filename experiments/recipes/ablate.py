@@ -7,8 +7,9 @@ addition), over seeds.
       '--variant=mixup:mix.mixup_alpha=0.2' --out=...
 
 The config file defines `get_config()` and may define `ablations()`: a name for each choice and the
-overrides that take it away; `--variant=name:key=value,key=value` adds a variant of the command line's. Every (variant, seed) trains in `<root>/<variant>/seed<k>` (a rerun skips finished runs
-and resumes interrupted ones), seed by seed, so a study cut short still covers every variant. `--set`
+overrides that take it away; `--variant=name:key=value,key=value` adds a variant of the command line's.
+Every (variant, seed) trains in `<root>/<variant>/seed<k>` (a rerun skips finished runs and resumes
+interrupted ones), seed by seed, so a study cut short still covers every variant. `--set`
 applies overrides to every variant (e.g. a smoke run's `--set=data.train_limit=2048`); `--seeds_for`
 gives a variant its own number of seeds (`--seeds=3 --seeds_for="no EMA=1"`).
 
