@@ -11,7 +11,9 @@ overrides that take it away; `--variant=name:key=value,key=value` adds a variant
 Every (variant, seed) trains in `<root>/<variant>/seed<k>` (a rerun skips finished runs and resumes
 interrupted ones), seed by seed, so a study cut short still covers every variant. `--set`
 applies overrides to every variant (e.g. a smoke run's `--set=data.train_limit=2048`); `--seeds_for`
-gives a variant its own number of seeds (`--seeds=3 --seeds_for="no EMA=1"`).
+gives a variant its own number of seeds (`--seeds=3 --seeds_for="no EMA=1"`). A variant that only turns
+tests off (no EMA, no flip TTA: `EVALUATION_ONLY`) is not trained: its row is read from the full recipe's
+runs, which report every test with and without them.
 
 Writes <out>.jsonl (the command and machine, then one line a run: variant, seed, every phase's test
 numbers, seconds) and <out>.md: per variant, the last phase's test accuracy plain, of the EMA and with
@@ -75,6 +77,28 @@ def variants(module, extra=()):
   return named
 
 
+# Settings that change only how the trained weights are tested, with the value that turns each test off
+# and the prefix of the numbers it adds: the full recipe's run of a seed reports its test with and without
+# them, so a variant of these alone is read from that run, not trained again.
+EVALUATION_ONLY = {'ema_decay': (0.0, 'ema_'), 'tta_flip': (False, 'tta_flip_')}
+
+
+def evaluation_only_prefixes(overrides):
+  """The prefixes of the test numbers a variant takes away, if all it does is turn tests off; else None."""
+  if not overrides or any(key not in EVALUATION_ONLY or value != EVALUATION_ONLY[key][0]
+                          for key, value in overrides.items()):
+    return None
+  return [EVALUATION_ONLY[key][1] for key in overrides]
+
+
+def read_from_full(full_record, name, overrides, prefixes):
+  """The record of an evaluation-only variant: the full run's, without the numbers the variant turns off."""
+  phases = [{k: v for k, v in phase.items() if not any(prefix in k for prefix in prefixes)}
+            for phase in full_record['phases']]
+  return {'variant': name, 'overrides': overrides, 'seed': full_record['seed'], 'phases': phases,
+          'seconds': full_record['seconds'], 'read_from': FULL}
+
+
 def variant_config(module, overrides, seed, extra=()):
   config = module.get_config()
   config.update_from_flattened_dict(overrides)
@@ -125,7 +149,8 @@ def summarize(records):
   for r in records:
     last = r['phases'][-1]
     entry = table.setdefault(r['variant'], {'overrides': r['overrides'], 'number': [], 'seconds': [],
-                                            'precise_bn_number': [], **{name: [] for name, _ in EVALUATIONS}})
+                                            'precise_bn_number': [], 'read_from_full': 'read_from' in r,
+                                            **{name: [] for name, _ in EVALUATIONS}})
     for name, key in EVALUATIONS:
       if key in last:
         entry[name].append(last[key])
@@ -160,6 +185,8 @@ def markdown(header, records):
     difference = (f'{statistics.mean(entry["number"]) - full_number:+.4f}' if full_number is not None
                   and name != FULL else '-')
     overrides = ', '.join(f'{k}={v}' for k, v in entry['overrides'].items()) or '(the recipe)'
+    if entry['read_from_full']:
+      overrides += ' (read from the full runs: it changes only their tests)'
     accuracies = ' | '.join(lab.mean_std_text(entry[name]) for name, _ in EVALUATIONS)
     # Over the runs tested so, named when not all the variant's are (seeds trained before the recipe had it).
     precise_cell = (f'{lab.mean_std_text(entry["precise_bn_number"], len(entry["number"]))} | '
@@ -193,19 +220,30 @@ def main(argv):
             'device_kind': jax.devices()[0].device_kind,
             'cpu_count': usable_cpus(), 'cpu_model': cpu_model, 'jax': jax.__version__}
   try:
-    chosen = [(name, overrides) for name, overrides in variants(module, FLAGS.variant)
-              if not FLAGS.only or name in FLAGS.only]
+    every = variants(module, FLAGS.variant)
+    unknown = [name for name in FLAGS.only if name not in dict(every)]
+    if unknown:  # a misspelt name would otherwise leave its variant out without a word
+      raise ValueError(f'--only={",".join(unknown)}: not a variant of {FLAGS.config} (its variants: '
+                       f'{", ".join(name for name, _ in every)})')
+    chosen = [(name, overrides) for name, overrides in every if not FLAGS.only or name in FLAGS.only]
     plan = run_plan([name for name, _ in chosen], FLAGS.seeds, FLAGS.seeds_for)
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   overrides_of = dict(chosen)
-  records = []
+  records, full_of_seed = [], {}
   for seed, name in plan:
+    prefixes = evaluation_only_prefixes(overrides_of[name])
+    if prefixes is not None and seed in full_of_seed:  # the full recipe comes first in each seed's runs
+      records.append(read_from_full(full_of_seed[seed], name, overrides_of[name], prefixes))
+      _write(FLAGS.out, header, records)
+      continue
     workdir = os.path.join(FLAGS.root, slug(name), f'seed{seed}')
     results = train.train_and_evaluate(variant_config(module, overrides_of[name], seed, FLAGS.set), workdir)
     records.append({'variant': name, 'overrides': overrides_of[name], 'seed': seed, 'phases': results['phases'],
                     'seconds': results['seconds']})
+    if name == FULL:
+      full_of_seed[seed] = records[-1]
     print(f'{name}, seed {seed}: {results["phases"][-1]}', flush=True)
     _write(FLAGS.out, header, records)
 

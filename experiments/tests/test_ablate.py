@@ -108,6 +108,44 @@ def test_a_smoke_ablation_trains_each_chosen_variant(tmp_path):
   assert rows == ['| variant', '| ---', '| full', '| no flip']
 
 
+@pytest.mark.slow  # trains the recipe twice, with and without its EMA, in processes of their own
+def test_evaluation_only_variants_are_read_from_the_full_runs_and_equal_trained_ones(tmp_path):
+  smoke = ['--config=configs/cnn1_plus.py', '--seeds=1', '--set=parallel=single', '--set=num_epochs=1',
+           '--set=augment_epochs=1', '--set=batch_size=64', '--set=data.train_limit=256',
+           '--set=data.eval_limit=200', '--set=eval_batch_size=200', '--set=report.plots=False']
+
+  def ablation(name, only):
+    done = subprocess.run([sys.executable, '-m', 'experiments.recipes.ablate', *smoke, f'--only={only}',
+                           f'--root={tmp_path / name}', f'--out={tmp_path / name}'], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with open(tmp_path / f'{name}.jsonl') as f:
+      return {r['variant']: r for r in [json.loads(line) for line in f][1:]}
+
+  read = ablation('read', 'full,no EMA,no flip TTA')
+  assert sorted(os.listdir(tmp_path / 'read')) == ['.jax_cache', 'full']  # only the recipe trained
+  full = read['full']['phases'][-1]
+  assert set(read['no EMA']['phases'][-1]) == {'name', 'epochs', 'augmented', 'test_loss', 'test_accuracy',
+                                               'tta_flip_test_loss', 'tta_flip_test_accuracy'}
+  assert read['no flip TTA']['phases'][-1] == {k: v for k, v in full.items() if 'tta_flip_' not in k}
+  # Without the full recipe in the plan, the variant trains: the weights it tests are the recipe's.
+  trained = ablation('trained', 'no EMA')['no EMA']['phases'][-1]
+  assert set(trained) == set(read['no EMA']['phases'][-1])
+  for key in ('test_accuracy', 'tta_flip_test_accuracy', 'test_loss', 'tta_flip_test_loss'):
+    assert trained[key] == pytest.approx(full[key], rel=1e-5), key
+  rows = open(tmp_path / 'read.md').read()
+  assert '| no EMA | ema_decay=0.0 (read from the full runs: it changes only their tests) |' in rows
+
+
+def test_a_misspelt_only_name_is_refused_not_left_out(tmp_path):
+  done = subprocess.run([sys.executable, '-m', 'experiments.recipes.ablate', '--config=configs/cnn1_plus.py',
+                         '--only=full,no ema', f'--root={tmp_path}', f'--out={tmp_path / "out"}'], cwd=REPO,
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 2
+  assert done.stderr.strip().splitlines()[-1].startswith('error: --only=no ema: not a variant of configs/cnn1_plus.py')
+  assert not os.path.exists(tmp_path / 'out.jsonl')
+
+
 def test_command_line_variants_are_added_with_typed_values():
   module = ablate.load_config_module(os.path.join(REPO, 'configs', 'speedrun_cpu_convnet_093.py'))
   named = dict(ablate.variants(module, ['mixup:mix.mixup_alpha=0.2', 'both:augment.policy=randaugment,mix.prob=0.5']))
