@@ -82,11 +82,14 @@ def get_config():
       erasing_scale=(0.02, 0.25),  # its area, as a fraction of the image's, drawn uniformly
       erasing_ratio=(0.3, 3.3),  # its aspect ratio, drawn log-uniformly
       # First of all: '' (none), 'randaugment' (policy_ops operations a picture, each at bin policy_magnitude
-      # of 31) or 'trivialaugment' (one, at a bin drawn uniformly): fashion_jax/policies.py
+      # of 31) or 'trivialaugment' (one, at a bin drawn uniformly): fashion_jax/policies.py. Costly: every
+      # image computes all 14 operations, a third to two thirds of a small model's augmented step on a CPU
+      # (docs/lab_notes.md, the research kit).
       policy='', policy_ops=2, policy_magnitude=9,
   ))
   # Batch mixing in the augmented phases, as timm's --mixup, --cutmix, --mixup-prob, --mixup-switch-prob
-  # (fashion_jax/mixing.py): each batch mixed with itself reversed, the targets mixed alike.
+  # (fashion_jax/mixing.py): each batch mixed with itself reversed, the targets mixed alike. It can cost
+  # a sixth of a cheap model's augmented step on a CPU (CNN-1's; nothing measurable in the ConvNet's).
   config.mix = ml_collections.ConfigDict(dict(
       mixup_alpha=0.0,  # > 0: mixup, lam ~ Beta(alpha, alpha)
       cutmix_alpha=0.0,  # > 0: CutMix, lam ~ Beta(alpha, alpha)
@@ -117,7 +120,8 @@ def get_config():
       image_size=28,  # folder: images are resized to image_size x image_size...
       channels=1,  # ... and converted to 1 (grey) or 3 (RGB) channels
       test_fraction=0.2,  # folder without train/ and test/: the share of each class held out for testing
-      val_fraction=0.2,
+      val_fraction=0.2,  # the training images held out for validation; 0: none (every one trains, the last
+                         # epoch's weights are the 'best' that predict and export use)
       split_seed=13,  # the article's train_test_split(random_state=13)
       train_limit=0,  # > 0: train on the first N training images only (smoke runs, tests)
       eval_limit=0,  # > 0: validate and test on the first N images only

@@ -36,9 +36,21 @@ def views_of(records):
   return VIEWS + ((CROPS,) if crops else ())
 
 
-def columns_of(views):
+def statistics_of(records):
+  """The BatchNorm statistics the tables show: the kept ones, and the recomputed ones where a run has them
+  (none with --noprecise_batch_norm)."""
+  precise = any(key.startswith('precise_bn_') for r in records for key in r['evaluation']['results'])
+  return ('', 'precise_bn_') if precise else ('',)
+
+
+def columns_of(views, statistics_kinds=('', 'precise_bn_')):
   """The tables' number columns: (the statistics' prefix, the view's key), the kept statistics first."""
-  return tuple((statistics, view) for statistics in ('', 'precise_bn_') for _, view in views)
+  return tuple((statistics, view) for statistics in statistics_kinds for _, view in views)
+
+
+def _titles(views, statistics_kinds):
+  return ' | '.join(('precise BN, ' if statistics else '') + title for statistics in statistics_kinds
+                    for title, _ in views)
 
 
 def define_flags():
@@ -66,7 +78,7 @@ def _accuracy(results, key):
   return f'{results[key]:.4f}' if key in results else '-'
 
 
-def _means_over_runs(same_point, views):
+def _means_over_runs(same_point, views, statistics_kinds):
   """A second table: mean +/- std of each column over the runs whose checkpoints sit at the same step of the
   same model (e.g. several seeds' ends), where there are two or more; none if no two runs share one."""
   shared = {point: columns for point, columns in same_point.items() if len(columns[0]) > 1}
@@ -74,9 +86,8 @@ def _means_over_runs(same_point, views):
     return []
   lines = ['', 'Mean +/- std over the runs tested at the same step of the same model (one recipe\'s seeds):',
            '',
-           '| model | checkpoint | weights | runs | ' + ' | '.join(title for title, _ in views) + ' | '
-           + ' | '.join(f'precise BN, {title}' for title, _ in views) + ' |',
-           '| --- | --- | --- | --- |' + ' --- |' * (2 * len(views))]
+           f'| model | checkpoint | weights | runs | {_titles(views, statistics_kinds)} |',
+           '| --- | --- | --- | --- |' + ' --- |' * (len(statistics_kinds) * len(views))]
   for (model, where, named), columns in shared.items():
     lines.append(f'| {model} | {where} | {named} | {len(columns[0])} | '
                  + ' | '.join(lab.mean_std_text(numbers, len(columns[0])) for numbers in columns)
@@ -85,18 +96,20 @@ def _means_over_runs(same_point, views):
 
 
 def markdown(header, records):
-  views = views_of(records)
-  lines = ['# Precise BatchNorm on checkpoints of runs trained without it', '',
+  views, statistics_kinds = views_of(records), statistics_of(records)
+  precise = len(statistics_kinds) > 1
+  lines = [f'# {"Precise BatchNorm" if precise else "Test-time augmentation"} on checkpoints of runs trained '
+           'without it', '',
            f'Machine: {header["device_kind"]} ({header["backend"]}), {cpu_text(header)}, JAX {header["jax"]}.',
-           "Each run's newest checkpoint tested again (`python -m fashion_jax.evaluate`): with the BatchNorm "
-           'running statistics the run kept, and with every BatchNorm\'s statistics recomputed over the '
-           'training set (precise BN), for its weights and for their EMA. "Matches the record": the first '
+           "Each run's newest checkpoint tested again (`python -m fashion_jax.evaluate`)"
+           + (': with the BatchNorm running statistics the run kept, and with every BatchNorm\'s statistics '
+              'recomputed over the training set (precise BN),' if precise else ',')
+           + ' for its weights and for their EMA. "Matches the record": the first '
            "column's number equals the one the run wrote when the checkpoint ended a phase ('-' where it "
            'ended none).', '',
-           '| run | model | checkpoint | weights | ' + ' | '.join(title for title, _ in views) + ' | '
-           + ' | '.join(f'precise BN, {title}' for title, _ in views) + ' | matches the record |',
-           '| --- | --- | --- | --- | ' + '--- | ' * (2 * len(views)) + '--- |']
-  columns = columns_of(views)
+           f'| run | model | checkpoint | weights | {_titles(views, statistics_kinds)} | matches the record |',
+           '| --- | --- | --- | --- | ' + '--- | ' * (len(statistics_kinds) * len(views)) + '--- |']
+  columns = columns_of(views, statistics_kinds)
   # (model, where, weights) -> each column's numbers over the runs tested there
   same_point = collections.defaultdict(lambda: [[] for _ in columns])
   for record in records:
@@ -116,7 +129,7 @@ def markdown(header, records):
       for numbers, key in zip(same_point[evaluation['model'], where, named], keys):
         if key in results:
           numbers.append(results[key])
-  lines += _means_over_runs(same_point, views)
+  lines += _means_over_runs(same_point, views, statistics_kinds)
   lines += [''] + [f'Note: {note}' for note in header.get('notes', [])]
   lines += [f'Command: `{header["command"]}`']
   return '\n'.join(lines) + '\n'
