@@ -57,8 +57,10 @@ class Evaluator:
     self.config, self.model, self.inputs, self.parallel = config, model, inputs, parallel
     self.augmentation_of = augmentation_of
     batch = config.eval_batch_size
-    self.data = {'val': parallel.replicate(_pad_to(inputs.val, inputs.val_labels, batch)),
-                 'test': parallel.replicate(_pad_to(inputs.test, inputs.test_labels, batch))}
+    self.data = {'test': parallel.replicate(_pad_to(inputs.test, inputs.test_labels, batch))}
+    self.validates = len(inputs.val_labels) > 0  # config.data.val_fraction=0: no validation split
+    if self.validates:
+      self.data['val'] = parallel.replicate(_pad_to(inputs.val, inputs.val_labels, batch))
     self.weights = ('',) + (('ema_',) if config.ema_decay else ())
     self.statistics = (None,) + ((PreciseBatchNorm(config, model, inputs, parallel),)
                                  if config.precise_batch_norm else ())
@@ -89,9 +91,12 @@ class Evaluator:
     return steps.variables_of(state, ema=weights == 'ema_')
 
   def validate(self, state, phase, epoch):
-    """{'val_loss', 'val_accuracy'} of the trained weights (and 'ema_val_*') after `epoch` of `phase`."""
+    """{'val_loss', 'val_accuracy'} of the trained weights (and 'ema_val_*') after `epoch` of `phase`;
+    {} without a validation split."""
     augment = phase.augment and self.config.augment_validation
     record = {}
+    if not self.validates:
+      return record
     for weights in self.weights:
       sums = self._sums(self._variables(state, weights), 'val', (), phase, epoch, augment)
       record.update(_numbers(sums, f'{weights}val_'))

@@ -28,7 +28,8 @@ def curves(history, results, path, title=''):
       if len(in_phase):
         ax.axvspan(in_phase.min() - 0.5, in_phase.max() + 0.5, color=PHASE_COLOURS[phase], zorder=0)
     ax.plot(epochs, [h[f'train_{metric}'] for h in history], label=f'training {label}', color='#1f77b4')
-    ax.plot(epochs, [h[f'val_{metric}'] for h in history], label=f'validation {label}', color='#d62728')
+    if all(f'val_{metric}' in h for h in history):  # none without a validation split
+      ax.plot(epochs, [h[f'val_{metric}'] for h in history], label=f'validation {label}', color='#d62728')
     for phase in results.get('phases', []):
       end = max(h['epoch'] for h in history if h['phase'] == phase['name'])
       value = phase[f'test_{metric}']

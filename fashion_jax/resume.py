@@ -178,8 +178,11 @@ class RunCheckpoints:
     return tree
 
   def keep_best(self, variables, epoch, val_accuracy):
-    """Remembers the variables of a new best epoch (host arrays); the next `save` writes them."""
-    if val_accuracy > self.progress['best_val_accuracy']:
+    """Remembers the variables of a new best epoch (host arrays); the next `save` writes them. Without a
+    validation split (`val_accuracy` None) every epoch is the best so far: the last one's are kept."""
+    if val_accuracy is None:
+      self._best_variables = (variables(), {'epoch': epoch, 'val_accuracy': None})
+    elif val_accuracy > self.progress['best_val_accuracy']:
       self.progress['best_val_accuracy'] = val_accuracy
       self._best_variables = (variables(), {'epoch': epoch, 'val_accuracy': val_accuracy})
 

@@ -222,7 +222,7 @@ class _Run:
     self.reporter.epoch_done(record)
     self.metrics = self.parallel.replicate(self.zero_metrics)
     self.checkpoints.keep_best(lambda: self.parallel.to_host(steps.variables_of(self.state)), position.epoch,
-                               record['val_accuracy'])
+                               record.get('val_accuracy'))
     return record
 
   def end_phase(self, phase):
@@ -260,9 +260,10 @@ class _Run:
         record = self.end_epoch(position, self.check_finite(position), epoch_start, steps_timed)
         epoch_seconds.append(record['seconds'])
         left = (timeline.total_epochs - position.epoch) * float(np.median(epoch_seconds))
+        val = (f'val loss {record["val_loss"]:.4f} acc {record["val_accuracy"]:.4f} | ' if 'val_loss' in record
+               else '')
         say(f'{position.phase.name} epoch {position.phase_epoch}/{position.phase.epochs}: train loss '
-            f'{record["train_loss"]:.4f} acc {record["train_accuracy"]:.4f} | val loss {record["val_loss"]:.4f} '
-            f'acc {record["val_accuracy"]:.4f} | {record["seconds"]:.1f} s, '
+            f'{record["train_loss"]:.4f} acc {record["train_accuracy"]:.4f} | {val}{record["seconds"]:.1f} s, '
             f'{record["images_per_second"]:,.0f} img/s, {run_files.duration(left)} left')
         if phase_ended:
           self.end_phase(position.phase)
@@ -343,7 +344,8 @@ def _train_and_evaluate(config, workdir):
       'trainable_parameters': count_parameters(run.host_state.params),
       'data': run_files.dataset_description(dataset),
       'phases': run.checkpoints.progress['phases'],
-      'best_val_accuracy': run.checkpoints.progress['best_val_accuracy'],
+      # None without a validation split: the 'best' weights are then the last epoch's
+      'best_val_accuracy': run.checkpoints.progress['best_val_accuracy'] if evaluator.validates else None,
       'seconds': time.time() - run.start_time, 'devices': parallel.num_devices,
       'device_kind': jax.devices()[0].device_kind, 'backend': jax.default_backend(),
       'parallel': config.parallel, 'jax_version': jax.__version__,

@@ -60,6 +60,8 @@ def feature_extractor(config, base_params, preprocessing):
   extract = jax.jit(features_function(config, preprocessing))
 
   def run(images, what='VGG19 features'):
+    if not len(images):  # a split with no images (config.data.val_fraction=0)
+      return np.zeros((0,) + tuple(vgg.features_shape(config.vgg.input_size)), np.float32)
     batch = config.vgg.feature_batch_size
     chunks, in_flight = [], collections.deque()
     progress = Progress(f'{what} ({config.vgg.input_size}x{config.vgg.input_size})', len(images),

@@ -69,8 +69,8 @@ def validate(config):
   _choice(config.data.channels, 'data.channels', (1, 3))
   _require(0 < _number(config, 'data.test_fraction') < 1, 'data.test_fraction', config.data.test_fraction,
            'a fraction strictly between 0 and 1')
-  _require(0 < _number(config, 'data.val_fraction') < 1, 'data.val_fraction', config.data.val_fraction,
-           'a fraction strictly between 0 and 1')
+  _require(0 <= _number(config, 'data.val_fraction') < 1, 'data.val_fraction', config.data.val_fraction,
+           'a fraction from 0 (no validation: every training image trains) up to, not including, 1')
   _int(config, 'data.split_seed', 0)
   _int(config, 'data.train_limit', 0)
   _int(config, 'data.eval_limit', 0)

@@ -46,6 +46,19 @@ def test_two_phase_run_writes_the_documented_files(tmp_path, real_data_dir):
   assert train.train_and_evaluate(config, str(tmp_path)) == results
 
 
+def test_a_run_without_validation_keeps_its_last_epoch_as_the_best(tmp_path, real_data_dir):
+  # config.data.val_fraction=0: every training image trains and no epoch validates; predict and export
+  # take the 'best' weights, which are then the last epoch's.
+  config = small_config('cnn1', num_epochs=2, **{'data.val_fraction': 0.0, 'report.plots': True,
+                                                 'report.embedding_examples': 100})
+  results = train.train_and_evaluate(config, str(tmp_path))
+  history = run_files.read_history(str(tmp_path))
+  assert [h['epoch'] for h in history] == [1, 2] and not any('val' in key for h in history for key in h)
+  assert results['best_val_accuracy'] is None and 0 < results['phases'][-1]['test_loss'] < 10
+  assert os.listdir(tmp_path / 'best') == ['2']
+  assert os.path.exists(tmp_path / 'curves.png')
+
+
 def test_tensorboard_events_read_back(tmp_path, real_data_dir):
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
   train.train_and_evaluate(small_config(num_epochs=2), str(tmp_path))
@@ -165,7 +178,7 @@ def test_batch_not_divisible_by_devices_is_refused_before_compiling(tmp_path):
     ({'model_kwargs.depth': 16}, r'config.model_kwargs.depth'),
     ({'seed': -1}, r'config.seed=-1: expected an integer >= 0'),
     ({'data.train_limit': -5}, r'config.data.train_limit=-5'),
-    ({'data.val_fraction': 0.0}, r'config.data.val_fraction=0.0'),
+    ({'data.val_fraction': -0.1}, r'config.data.val_fraction=-0.1: expected a fraction from 0'),
     ({'steps_per_call': -1}, r'config.steps_per_call=-1'),
     ({'checkpoint_every_steps': -2}, r'config.checkpoint_every_steps=-2'),
     ({'report.writer': 'wandb'}, r"config.report.writer='wandb'"),

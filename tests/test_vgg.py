@@ -238,3 +238,6 @@ def test_feature_extraction_in_batches_equals_one_pass_and_sends_the_weights_onc
   assert features.shape == (7, 1, 1, 512) and features.dtype == np.float32
   assert vgg.features_shape(32) == (1, 1, 512) and vgg.features_shape(150) == (4, 4, 512)
   np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-5)
+  # A split with no images (config.data.val_fraction=0) has no features, of the right shape.
+  empty = extract(images[:0])
+  assert empty.shape == (0, 1, 1, 512) and empty.dtype == np.float32
