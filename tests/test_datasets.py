@@ -409,6 +409,11 @@ def _two_classes(root):
 @pytest.mark.parametrize('setup, overrides, message', [
     (lambda root: (root / 'empty').mkdir(), {}, r'empty: no class folders'),
     (lambda root: (_two_classes(root), (root / 'c').mkdir()), {}, r'/c: empty class folder'),
+    # One class: it would train a "classifier" that tests at accuracy 1.0.
+    (lambda root: (_save(str(root / 'shirts' / '1.png'), (0, 0, 0)), _save(str(root / 'shirts' / '2.png'), (9, 9, 9))),
+     {}, r'set: one class folder \(shirts/\): a classifier needs at least two classes'),
+    (lambda root: (_two_classes(root / 'train'), _save(str(root / 'test' / 'a' / '1.png'), (0, 0, 0))),
+     {}, r'test: one class folder \(a/\)'),
     (lambda root: (_two_classes(root), (root / 'b' / 'notes.png').write_text('hello')), {},
      r'/b/notes.png: cannot read it as an image'),
     (lambda root: (_two_classes(root / 'train'), _two_classes(root / 'test'), (root / 'test' / 'z').mkdir()),

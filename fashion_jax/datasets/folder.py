@@ -30,11 +30,14 @@ def _visible(directory):
 
 
 def class_folders(directory):
-  """The sorted names of the class sub-folders of `directory`; UserError if there are none."""
+  """The sorted names of the class sub-folders of `directory`; UserError if there are fewer than two."""
   classes = [n for n in _visible(directory) if os.path.isdir(os.path.join(directory, n))]
   if not classes:
     raise UserError(f'{directory}: no class folders (config.data.source=\'folder\' needs one sub-folder of '
                     'images per class)')
+  if len(classes) == 1:  # it would train, and test at accuracy 1.0, a "classifier" that has nothing to tell apart
+    raise UserError(f'{directory}: one class folder ({classes[0]}/): a classifier needs at least two classes, '
+                    'one sub-folder of images each')
   return classes
 
 
