@@ -207,6 +207,15 @@ def test_training_flops_of_cnn1_follow_its_layer_shapes():
   assert 3 * forward - 2 * 26 * 26 * 9 * 32 / 1e6 <= mflop <= 3.4 * forward
 
 
+def test_training_flops_of_the_vgg19_head_which_has_no_convolution_to_choose():
+  from fashion_jax.models import vgg  # pylint: disable=g-import-not-at-top
+  # Two dense layers on 4x4x512 features (150x150 images): forward 2 * (8192 * 512 + 512 * 10) FLOPs; the
+  # first layer's input needs no gradient.
+  forward = 2 * (8192 * 512 + 512 * 10) / 1e6
+  mflop = benchmark.training_mflop_per_image(vgg.VGG19Head(), vgg.features_shape(150))
+  assert 3 * forward - 2 * 8192 * 512 / 1e6 <= mflop <= 3.4 * forward
+
+
 def test_pytorch_columns_appear_with_pytorch_measurements():
   records = [{'model': 'cnn3', 'dtype': 'float32', 'compile_seconds': 7.0, 'plain_images_per_second': 2200.0,
               'augmented_images_per_second': 2000.0, 'augment_time_ratio': 1.1, 'epoch_seconds_augmented': 24.0,
