@@ -172,7 +172,7 @@ def test_every_config_file_is_valid_and_builds_its_model():
   from fashion_jax import models, validate  # pylint: disable=g-import-not-at-top
   names = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, 'configs', '*.py'))
                  if not os.path.basename(p).startswith('_') and os.path.basename(p) not in ('plus.py',))
-  assert {'cnn3', 'speedrun_gpu_convnet', 'speedrun_gpu_wrn', 'wrn'} <= set(names)
+  assert {'cnn3', 'speedrun_gpu_convnet', 'speedrun_gpu_wrn', 'wrn', 'wrn40_4'} <= set(names)
   for name in names:
     config = importlib.import_module(f'configs.{name}').get_config()
     validate.validate(config)

@@ -17,7 +17,8 @@ Each workdir gets results.json, history.jsonl and test_predictions.npz like a fa
 framework, its versions, the CPU and the command. One difference: an epoch's `seconds` (and so its
 `images_per_second`) covers Keras' whole epoch, validation included; ours count the training steps. A
 workdir that already has results.json is skipped, so an interrupted study resumes at the next run.
-Needs keras and keras-preprocessing, and a Keras backend: TensorFlow by default, or JAX with KERAS_BACKEND=jax (experiments/gpu/gpu_keras.sh runs it so on a GPU).
+Needs keras and keras-preprocessing, and a Keras backend: TensorFlow by default, or JAX with
+KERAS_BACKEND=jax.
 """
 
 import importlib

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares what the device scripts (experiments/gpu/gpu_*.sh) expect to be carried to the GPU machine,
-# whose Python 3.12 image has jax, flax, optax, orbax-checkpoint and torch but no TensorFlow, clu,
-# ml_collections or Keras, and no network:
+# whose Python 3.12 image has jax, flax, optax, orbax-checkpoint and torch but no TensorFlow, clu or
+# ml_collections, and no network:
 #   .whl/          wheels for Python 3.12 of what the image lacks, at the versions this machine runs
 #   .device_data/  the four Fashion-MNIST IDX files (FASHION_MNIST_DIR there)
 # Both folders are ignored by git; pass them to the device tool's carry list. Run here, before the call:
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 idx_dir=${1:-${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}}
-packages="ml-collections clu keras keras-preprocessing namex optree"
+packages="ml-collections clu"
 pins=$(python -c "import importlib.metadata as m, sys; print(' '.join(f'{p}=={m.version(p)}' for p in sys.argv[1:]))" $packages)
 # Into a fresh folder first: a failed download leaves the previous wheels in place.
 rm -rf .whl.new && mkdir -p .whl.new .device_data

@@ -6,11 +6,13 @@
 # Usage, from the repository's root: bash experiments/gpu/gpu_recipes.sh [SECONDS]; results under $OUT.
 set -uo pipefail
 source experiments/gpu/gpu_env.sh "${1:-240}"
-for seed in 0 1 2; do
+for seed in $(seq 0 $(( $(seeds 3) - 1 ))); do
   for model in wrn resnet; do
+    extra=("${TRY_SET[@]}")
+    [ $model = wrn ] && extra+=("${TRY_WRN_SET[@]}")
     bounded 600 python3 -m experiments.study.run_study --root=$GPU_SCRATCH/recipes --models=$model --seeds=1 \
       --seed_offset=$seed --set=dtype=bfloat16 --set=checkpoint_every_epochs=5 --set=report.plots=False \
-      2>&1 | quiet | tail -4
+      "${extra[@]}" 2>&1 | quiet | tail -4
     status=${PIPESTATUS[0]}
     pack_runs recipes recipes.tgz
     case $status in 124|137) exit 0;; esac  # out of time
