@@ -39,7 +39,8 @@ def renderers():
 
   return {
       'recipes/ablation-': ablate.markdown, 'recipes/plus-trials/': ablate.markdown,
-      'recipes/precise-bn-': precise_bn_runs.markdown,
+      'recipes/kit-': ablate.markdown,  # the research kit's additions to two recipes
+      'recipes/precise-bn-': precise_bn_runs.markdown, 'recipes/tta-crops-': precise_bn_runs.markdown,
       'speedruns/speedrun-': speedrun_table,
       'baselines/twin-settings-': twin_settings.markdown,
       'gpu/benchmark-': lambda info, records: benchmark.markdown(records, info),
