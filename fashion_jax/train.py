@@ -93,12 +93,16 @@ class Trainer:
   def shuffle(self, phase, epoch):
     return self._shuffle(randomness.epoch_key(self.config.seed, randomness.SHUFFLE, phase.index, epoch))
 
+  def train_fn(self, phase, num_steps):
+    """The compiled function of `num_steps` steps of `phase`: what train_steps calls, and what the
+    profilers lower (experiments/speed/step_profile.py)."""
+    return self._train_fn(self.augmentation_of(phase) or self._plain, num_steps)
+
   def train_steps(self, state, metrics, perm, position, num_steps):
     phase = position.phase
     key = randomness.epoch_key(self.config.seed, randomness.STEP, phase.index, position.phase_epoch)
-    augmentation = self.augmentation_of(phase) or self._plain
-    return self._train_fn(augmentation, num_steps)(state, metrics, *self.train_data, perm,
-                                                   jnp.int32(position.step_in_epoch), key, jnp.bool_(phase.augment))
+    return self.train_fn(phase, num_steps)(state, metrics, *self.train_data, perm,
+                                           jnp.int32(position.step_in_epoch), key, jnp.bool_(phase.augment))
 
   def steps_in_next_call(self, step, position):
     """Steps to run in one call from global `step`: never past the epoch's end, a step checkpoint (every

@@ -101,7 +101,7 @@ def profile_step(model_name, dataset, repeats):
 
   def args(step):
     return (*trainer.train_data, perm, jnp.int32(step), key, jnp.bool_(phase.augment))
-  compiled = trainer._train_fn(1).lower(state, metrics, *args(0)).compile()  # pylint: disable=protected-access
+  compiled = trainer.train_fn(phase, 1).lower(state, metrics, *args(0)).compile()
   instructions = program_instructions(compiled.as_text())
   times = []
   for step in range(2 + repeats):  # the untimed steps, then the timed ones

@@ -68,3 +68,16 @@ def test_traced_time_counts_each_operation_once():
             dict(thread, name='fusion.1', ts=50.0, dur=5.0), {'ph': 'i', 'name': 'fusion.1'}]
   totals = step_profile.operation_seconds(events, instructions)
   assert totals == pytest.approx({'fusion.1': 15e-6, 'while.2': 30e-6, 'dot.3': 4e-6})
+
+
+@pytest.mark.slow  # compiles and profiles CNN-1's step in a process of its own
+def test_the_script_profiles_the_step_the_trainer_compiles(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from conftest import REPO  # pylint: disable=g-import-not-at-top
+  out = tmp_path / 'profile'
+  done = subprocess.run([sys.executable, '-m', 'experiments.speed.step_profile', '--models=cnn1', '--repeats=2',
+                         f'--out={out}'], cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+  table = (tmp_path / 'profile.md').read_text()
+  assert 'CNN1' in table and 'backward' in table, table[:2000]
