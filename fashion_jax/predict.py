@@ -1,4 +1,5 @@
-"""Classifies your own images with the best checkpoint (highest validation accuracy) of a run.
+"""Classifies your own images with the best checkpoint of a run (highest validation accuracy; the last
+epoch's where the run had no validation split).
 
   python -m fashion_jax.predict --workdir=runs/cnn3 shoe.png shirt.jpg [--json]
 
