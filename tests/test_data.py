@@ -186,11 +186,11 @@ def test_load_splits_48000_12000_and_limits(real_data_dir):
   np.testing.assert_array_equal(ds.test_images[..., 0], raw['test_images'])
   small = data.load(data_config(train_limit=100, eval_limit=50))
   assert (len(small.train_labels), len(small.val_labels), len(small.test_labels)) == (100, 50, 50)
+  np.testing.assert_array_equal(small.train_images, ds.train_images[:100])
   # No validation split: every training image trains, in the permutation's order.
   whole = data.load(data_config(val_fraction=0.0))
   assert (len(whole.train_labels), len(whole.val_labels), whole.val_images.shape) == (60000, 0, (0, 28, 28, 1))
   np.testing.assert_array_equal(whole.train_labels, raw['train_labels'][data.split_indices(60000, 0.0, 13)[1]])
-  np.testing.assert_array_equal(small.train_images, ds.train_images[:100])
 
 
 def test_tfds_source_with_mock_data():

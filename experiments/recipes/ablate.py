@@ -231,19 +231,19 @@ def main(argv):
     print(f'error: {e}', file=sys.stderr)
     sys.exit(2)
   overrides_of = dict(chosen)
-  records, full_of_seed = [], {}
+  records = []
   for seed, name in plan:
     prefixes = evaluation_only_prefixes(overrides_of[name])
-    if prefixes is not None and seed in full_of_seed:  # the full recipe comes first in each seed's runs
-      records.append(read_from_full(full_of_seed[seed], name, overrides_of[name], prefixes))
+    # The full recipe comes first in each seed's runs, if it is among them.
+    full = next((r for r in records if r['variant'] == FULL and r['seed'] == seed), None)
+    if prefixes is not None and full is not None:
+      records.append(read_from_full(full, name, overrides_of[name], prefixes))
       _write(FLAGS.out, header, records)
       continue
     workdir = os.path.join(FLAGS.root, slug(name), f'seed{seed}')
     results = train.train_and_evaluate(variant_config(module, overrides_of[name], seed, FLAGS.set), workdir)
     records.append({'variant': name, 'overrides': overrides_of[name], 'seed': seed, 'phases': results['phases'],
                     'seconds': results['seconds']})
-    if name == FULL:
-      full_of_seed[seed] = records[-1]
     print(f'{name}, seed {seed}: {results["phases"][-1]}', flush=True)
     _write(FLAGS.out, header, records)
 

@@ -43,7 +43,7 @@ def statistics_of(records):
   return ('', 'precise_bn_') if precise else ('',)
 
 
-def columns_of(views, statistics_kinds=('', 'precise_bn_')):
+def columns_of(views, statistics_kinds):
   """The tables' number columns: (the statistics' prefix, the view's key), the kept statistics first."""
   return tuple((statistics, view) for statistics in statistics_kinds for _, view in views)
 

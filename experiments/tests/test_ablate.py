@@ -109,6 +109,7 @@ def test_a_smoke_ablation_trains_each_chosen_variant(tmp_path):
 
 
 @pytest.mark.slow  # trains the recipe twice, with and without its EMA, in processes of their own
+@pytest.mark.numerics  # two compiled steps (with and without the EMA's update) must train the same weights
 def test_evaluation_only_variants_are_read_from_the_full_runs_and_equal_trained_ones(tmp_path):
   smoke = ['--config=configs/cnn1_plus.py', '--seeds=1', '--set=parallel=single', '--set=num_epochs=1',
            '--set=augment_epochs=1', '--set=batch_size=64', '--set=data.train_limit=256',
