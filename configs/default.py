@@ -125,6 +125,12 @@ def get_config():
       split_seed=13,  # the article's train_test_split(random_state=13)
       train_limit=0,  # > 0: train on the first N training images only (smoke runs, tests)
       eval_limit=0,  # > 0: validate and test on the first N images only
+      # How the images reach the devices (fashion_jax/feeds.py): 'device' reads them all once and keeps
+      # them on every device (fast; the data must fit), 'stream' reads each batch with Grain as it trains
+      # (any size; each host reads its share), 'auto' keeps them on the devices when they fit in half
+      # the memory at hand.
+      pipeline='auto',
+      stream_threads=0,  # 'stream': batches read at once, each by a thread; 0 = one per usable CPU
   ))
 
   # Execution: none of these changes the results beyond float rounding.

@@ -3,8 +3,10 @@
 config.data.name and config.data.source choose the data set: source 'files' reads
 a data set's official files (fashion_mnist, mnist, kmnist: IDX; cifar10: the python archive), 'tfds' any
 TensorFlow Datasets name, 'folder' a folder of images per class. Each source is a module of
-fashion_jax/datasets; this one only splits and checks what they return. Training puts the arrays on the
-device once (train.py); nothing here depends on JAX.
+fashion_jax/datasets; this one only splits and checks what they return. A source may return its images
+as records.Records, read only when asked for (the folder; TFDS when streamed): `load(..., lazy=True)`
+keeps them so, for the trainer's feeds.py to read whole onto the device or stream in batches; by default
+every split is read into an array. Nothing here depends on JAX.
 """
 
 import dataclasses
@@ -12,7 +14,7 @@ import os
 
 import numpy as np
 
-from fashion_jax.datasets import cifar, common, folder, idx, tfds_source
+from fashion_jax.datasets import cifar, common, folder, idx, records, tfds_source
 from fashion_jax.errors import UserError
 
 CLASS_NAMES = idx.DATASETS['fashion_mnist'].class_names  # Fashion-MNIST's, the default data set's
@@ -24,7 +26,8 @@ SOURCES = ('files', 'tfds', 'folder')
 
 @dataclasses.dataclass
 class Dataset:
-  """uint8 images (N, H, W, C) and int32 labels (N,) for each split; label i is class_names[i]."""
+  """uint8 images (N, H, W, C) and int32 labels (N,) for each split; label i is class_names[i]. The
+  images are arrays, or records.Records (read when asked for) from `load(..., lazy=True)`."""
   train_images: np.ndarray
   train_labels: np.ndarray
   val_images: np.ndarray
@@ -44,7 +47,7 @@ class Dataset:
     return len(self.class_names)
 
 
-def _read(data_config):
+def _read(data_config, lazy):
   """The chosen source's (arrays, class_names)."""
   source, name = data_config.source, common.dataset_name(data_config)
   if source == 'files':
@@ -53,7 +56,7 @@ def _read(data_config):
                       'other TFDS data sets need config.data.source=\'tfds\'')
     return FILE_DATASETS[name](data_config)
   if source == 'tfds':
-    return tfds_source.load(data_config)
+    return tfds_source.load(data_config, lazy)
   if source == 'folder':
     return folder.load(data_config)
   raise UserError(f'config.data.source={source!r}: expected one of {SOURCES}')
@@ -76,13 +79,14 @@ def split_indices(n, val_fraction, seed):
   return permutation[:n_val], permutation[n_val:]
 
 
-def load(data_config):
-  """Loads, verifies and splits the data as `config.data` says."""
+def load(data_config, lazy=False):
+  """Loads, verifies and splits the data as `config.data` says; with `lazy`, images a source reads one
+  at a time stay unread (records.Records)."""
   if data_config.dir.startswith('~'):
     # '--config.data.dir=~/photos' reaches us unexpanded (the shell expands ~ only at a word's start).
     data_config = data_config.copy_and_resolve_references()
     data_config.dir = os.path.expanduser(data_config.dir)
-  arrays, class_names = _read(data_config)
+  arrays, class_names = _read(data_config, lazy)
   name = common.dataset_name(data_config)
   if data_config.source == 'folder':  # a user's data set is known by its folder
     name = os.path.basename(os.path.normpath(data_config.dir))
@@ -105,9 +109,13 @@ def load(data_config):
   if data_config.train_limit:
     train_idx = train_idx[:data_config.train_limit]
   eval_limit = data_config.eval_limit or None
+  splits = {'train': records.take(images, train_idx), 'val': records.take(images, val_idx[:eval_limit]),
+            'test': records.take(test_images, slice(None, eval_limit))}
+  if not lazy:
+    splits = {split: records.read_all(split_images, f'{len(split_images):,} {split} images')
+              for split, split_images in splits.items()}
   return Dataset(
-      train_images=images[train_idx], train_labels=labels[train_idx],
-      val_images=images[val_idx[:eval_limit]], val_labels=labels[val_idx[:eval_limit]],
-      test_images=np.asarray(test_images[:eval_limit]),
-      test_labels=arrays['test_labels'][:eval_limit].astype(np.int32),
+      train_images=splits['train'], train_labels=labels[train_idx],
+      val_images=splits['val'], val_labels=labels[val_idx[:eval_limit]],
+      test_images=splits['test'], test_labels=arrays['test_labels'][:eval_limit].astype(np.int32),
       class_names=tuple(class_names), name=name)

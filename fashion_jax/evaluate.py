@@ -48,7 +48,7 @@ def evaluate_run(workdir, precise_batch_norm=False, tta_crops=False):
   # pylint: disable=g-import-not-at-top
   import jax
   from fashion_jax import checkpoint as checkpoint_lib
-  from fashion_jax import cpu_info, data as data_lib, evaluators, inputs as inputs_lib
+  from fashion_jax import cpu_info, data as data_lib, evaluators, feeds, inputs as inputs_lib
   from fashion_jax import parallel as parallel_lib
   from fashion_jax import phases as phases_lib
   from fashion_jax import resume, steps, train, validate
@@ -59,8 +59,9 @@ def evaluate_run(workdir, precise_batch_norm=False, tta_crops=False):
   with steps.matmul_precision(config):
     parallel = parallel_lib.create(config.parallel)
     validate.check_devices(config, parallel.num_devices)
-    inputs = inputs_lib.model_inputs(config, data_lib.load(config.data))
-    trainer = train.Trainer(config, inputs, parallel)
+    inputs = inputs_lib.model_inputs(config, data_lib.load(config.data, lazy=True))
+    feed, _ = feeds.create(config, inputs, parallel)
+    trainer = train.Trainer(config, inputs, parallel, feed)
     checkpoints = checkpoint_lib.Checkpointer(directory)
     try:
       restored = checkpoints.restore_latest({'state': trainer.initial_state(),
@@ -72,8 +73,11 @@ def evaluate_run(workdir, precise_batch_norm=False, tta_crops=False):
     tree, meta = restored
     step = int(tree['state'].step)
     resume.check_checkpoint_position(meta, step, trainer.steps_per_epoch, workdir)
-    evaluator = evaluators.Evaluator(config, trainer.model, inputs, parallel, trainer.augmentation_of)
-    results = evaluator.test(parallel.replicate(tree['state']))
+    evaluator = evaluators.Evaluator(config, trainer.model, inputs, parallel, trainer.augmentation_of, feed)
+    try:
+      results = evaluator.test(parallel.replicate(tree['state']))
+    finally:
+      feed.close()
   timeline = phases_lib.Timeline(trainer.phases, trainer.steps_per_epoch)
   position = timeline.at(step - 1) if step else None  # the position of the last step taken
   recorded = None

@@ -21,13 +21,6 @@ from fashion_jax import precise_bn, randomness, steps
 from fashion_jax.errors import UserError
 
 
-def _pad_to(images, labels, multiple):
-  """Pads an evaluation split to whole batches; padded labels are -1 (they count for nothing)."""
-  pad = -len(labels) % multiple
-  return (np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)]),
-          np.concatenate([labels, np.full(pad, -1, labels.dtype)]))
-
-
 class PreciseBatchNorm:
   """Every BatchNorm's statistics recomputed over the training images with the weights tested."""
   name = 'precise_bn_'
@@ -48,19 +41,15 @@ class PreciseBatchNorm:
 
 
 class Evaluator:
-  """The evaluations `config` asks for (module docstring), over the validation and test splits kept on
-  the devices."""
+  """The evaluations `config` asks for (module docstring), over the validation and test splits as the
+  feed gives them (feeds.py: kept on the devices, or streamed)."""
 
-  def __init__(self, config, model, inputs, parallel, augmentation_of):
+  def __init__(self, config, model, inputs, parallel, augmentation_of, feed):
     """`augmentation_of(phase)`: the Augmentation a phase trains with (the article's option to augment
     validation batches too, config.augment_validation), or None."""
     self.config, self.model, self.inputs, self.parallel = config, model, inputs, parallel
-    self.augmentation_of = augmentation_of
-    batch = config.eval_batch_size
-    self.data = {'test': parallel.replicate(_pad_to(inputs.test, inputs.test_labels, batch))}
+    self.augmentation_of, self.feed = augmentation_of, feed
     self.validates = len(inputs.val_labels) > 0  # config.data.val_fraction=0: no validation split
-    if self.validates:
-      self.data['val'] = parallel.replicate(_pad_to(inputs.val, inputs.val_labels, batch))
     self.weights = ('',) + (('ema_',) if config.ema_decay else ())
     self.statistics = (None,) + ((PreciseBatchNorm(config, model, inputs, parallel),)
                                  if config.precise_batch_norm else ())
@@ -76,13 +65,12 @@ class Evaluator:
 
   def _sums(self, variables, split, views=(), phase=None, epoch=0, augment=False):
     """The eval function's sums over every batch of `split`, on the host."""
-    images, labels = self.data[split]
     augmentation = self.augmentation_of(phase) if augment else None
     key = randomness.epoch_key(self.config.seed, randomness.EVAL, phase.index if phase else 0, epoch)
     fn = self._fn(augmentation, views)
     totals = None
-    for b in range(labels.shape[-1] // self.config.eval_batch_size):
-      sums = fn(variables, images, labels, jnp.int32(b), key, jnp.bool_(augment))
+    for images, labels, batch_index in self.feed.eval_batches(split):
+      sums = fn(variables, images, labels, batch_index, key, jnp.bool_(augment))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     return self.parallel.to_host(totals)
 

@@ -10,7 +10,9 @@ Two strategies run the same step functions (train.py) and give the same numbers:
   only through `batch_axis.named` around their tracing here: no model or step takes it as an argument.
 
 Everything a step function receives is either "replicated" (the same on every device: state, data,
-permutation) or "broadcast" (plain scalars and keys passed to every device).
+permutation), "broadcast" (plain scalars and keys passed to every device), or, with the 'stream'
+pipeline (feeds.py), a batch read on the host: laid out along the mesh, each process giving its rows
+(`process_rows`, `from_process_rows`), or under pmap copied to every device.
 """
 
 import jax
@@ -44,6 +46,25 @@ class MeshParallel:
   def to_host(self, tree):
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
 
+  def process_rows(self, num_rows):
+    """The rows (a slice) of a global batch of `num_rows` that this process's devices hold (the 'stream'
+    pipeline reads only those)."""
+    spans = {(index[0].start or 0, num_rows if index[0].stop is None else index[0].stop)
+             for index in self.batch_sharding.addressable_devices_indices_map((num_rows,)).values()}
+    first, stop = min(s for s, _ in spans), max(e for _, e in spans)
+    if sum(e - s for s, e in spans) != stop - first:
+      raise UserError(f'this process\'s devices hold rows {sorted(spans)} of each batch: not one span')
+    return slice(first, stop)
+
+  def from_process_rows(self, tree, num_rows, axis):
+    """Global arrays, laid out along the mesh on `axis`, of which this process gives its rows
+    (`process_rows(num_rows)`) of that axis: its part of a batch read on the host."""
+    def put(x):
+      spec = P(*([None] * axis + ['data']))
+      shape = x.shape[:axis] + (num_rows,) + x.shape[axis + 1:]
+      return jax.make_array_from_process_local_data(NamedSharding(self.mesh, spec), x, shape)
+    return jax.tree.map(put, tree)
+
   def shard_batch(self, x):
     """Inside a step: lay a global batch out along the mesh."""
     return jax.lax.with_sharding_constraint(x, self.batch_sharding)
@@ -73,6 +94,14 @@ class PmapParallel:
 
   def to_host(self, tree):
     return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
+
+  def process_rows(self, num_rows):
+    return slice(0, num_rows)  # one process
+
+  def from_process_rows(self, tree, num_rows, axis):
+    """A batch read on the host -> a copy on every device (each step takes its device's rows)."""
+    del num_rows, axis
+    return self.replicate(tree)
 
   def shard_batch(self, x):
     return x  # pmap already hands each device its own shard

@@ -57,7 +57,8 @@ def draw_all(workdir, embeddings=True, negative=None, positive=None):
   history = run_files.read_history(workdir)
   plots.curves(history, results, os.path.join(workdir, 'curves.png'),
                title=f'{config["model"]}, seed {config["seed"]}: training vs validation')
-  dataset = data.load(ml_collections.ConfigDict(config['data']))
+  # lazy: the pictures read only the few images they show (a streamed folder may not fit in memory)
+  dataset = data.load(ml_collections.ConfigDict(config['data']), lazy=True)
   class_names = tuple(results.get('data', {}).get('class_names', dataset.class_names))
   augment_examples(config, dataset, os.path.join(workdir, 'augment_examples.png'))
   predictions = np.load(os.path.join(workdir, 'test_predictions.npz'))

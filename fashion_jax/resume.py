@@ -20,7 +20,20 @@ from fashion_jax.errors import UserError
 # what it trains (precise_batch_norm and tta_crops only add test numbers: seeds trained before a recipe
 # turned them on still count as that recipe's runs).
 RESUMABLE_CHANGES = ('parallel', 'conv_impl', 'steps_per_call', 'checkpoint_every_steps',
-                     'checkpoint_every_epochs', 'report', 'precise_batch_norm', 'tta_crops', 'profile_steps')
+                     'checkpoint_every_epochs', 'report', 'precise_batch_norm', 'tta_crops', 'profile_steps',
+                     'data.pipeline', 'data.stream_threads')
+
+
+def _without_resumable(settings):
+  """`settings` (a config as nested dicts) without the RESUMABLE_CHANGES."""
+  settings = json.loads(json.dumps(settings))
+  for name in RESUMABLE_CHANGES:
+    *parents, key = name.split('.')
+    inner = settings
+    for parent in parents:
+      inner = inner.get(parent, {})
+    inner.pop(key, None)
+  return settings
 
 
 def _with_defaults(settings, defaults):
@@ -63,15 +76,15 @@ def check_workdir(workdir, config):
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return
-  previous = upgraded_config(run_files.read_json(path))
+  previous = _without_resumable(upgraded_config(run_files.read_json(path)))
   if previous.get('model') != config.model:
     raise UserError(f'--workdir={workdir} holds a run of model {previous.get("model")!r}, not '
                     f'{config.model!r}: use another workdir')
-  current = json.loads(json.dumps(config.to_dict()))  # as config.json holds it: tuples become lists
+  current = _without_resumable(config.to_dict())  # as config.json holds it: tuples become lists
   # The run's length may change on resume (train longer), unless the schedule depends on it.
   lengths = phases_lib.EPOCH_SETTINGS if schedule_ignores_length(config) else ()
   changed = sorted(k for k in set(previous) | set(current)
-                   if k not in RESUMABLE_CHANGES + lengths and previous.get(k) != current.get(k))
+                   if k not in lengths and previous.get(k) != current.get(k))
   if changed:
     raise UserError(f'--workdir={workdir} holds a run with other settings ({", ".join(changed)}): '
                     'use another workdir to change them')

@@ -1,8 +1,9 @@
-"""Pure, jit-able training and evaluation functions over the whole data set kept on the device.
+"""Pure, jit-able training and evaluation functions.
 
 A train call runs `num_steps` optimizer steps of one epoch: it takes the epoch's permutation and the
-first step's index, gathers each batch from the uint8 data on the device, converts and (when asked)
-augments it, and updates the state. With `num_steps` equal to the epoch's length the whole epoch is one
+first step's index, gathers each batch from the uint8 data on the device (the 'device' pipeline), or
+takes the call's batches read on the host in that order (the 'stream' pipeline, feeds.py), converts and
+(when asked) augments it, and updates the state. With `num_steps` equal to the epoch's length the whole epoch is one
 compiled program (a `lax.scan`): what pays on GPUs and TPUs, where launching small steps dominates.
 
 Randomness: the step's keys derive from fold_in(epoch_key, step) (randomness.step_keys), so dropout and
@@ -92,13 +93,54 @@ def maybe_augment(key, images, augment, augmentation):
   return jax.lax.cond(augment, lambda x: augmentation.apply(key, x), lambda x: x, images)
 
 
-def _local_indices(perm, first, batch_size):
-  """The indices of this device's part of the batch of `batch_size` that starts at perm[first]."""
+def _local_rows(first, count):
+  """(first row, rows) of this device's part of the `count` rows of a batch that start at row `first`."""
   name = batch_axis.current()
   if name is None:
-    return jax.lax.dynamic_slice_in_dim(perm, first, batch_size)
-  local = batch_size // jax.lax.psum(1, name)  # a concrete number: the axis' size
-  return jax.lax.dynamic_slice_in_dim(perm, first + jax.lax.axis_index(name) * local, local)
+    return first, count
+  local = count // jax.lax.psum(1, name)  # a concrete number: the axis' size
+  return first + jax.lax.axis_index(name) * local, local
+
+
+def _local_indices(perm, first, batch_size):
+  """The indices of this device's part of the batch of `batch_size` that starts at perm[first]."""
+  start, size = _local_rows(first, batch_size)
+  return jax.lax.dynamic_slice_in_dim(perm, start, size)
+
+
+class GatheredBatches:
+  """The 'device' pipeline's batches (feeds.py): the whole split lies on the device, and the batch of
+  epoch step `step` is the rows that the epoch's permutation names from row step * batch_size on."""
+
+  def __init__(self, images, labels, perm, batch_size):
+    self.images, self.labels, self.perm, self.batch_size = images, labels, perm, batch_size
+
+  def rows(self, step, first, count):
+    """(images, labels) of rows first..first+count-1 of step `step`'s batch."""
+    idx = jax.lax.dynamic_slice_in_dim(self.perm, step * self.batch_size + first, count)
+    return self.images[idx], self.labels[idx]
+
+  def pick(self, step, rows):
+    """(images, labels) of the rows `rows` (an index array) of step `step`'s batch."""
+    idx = self.perm[step * self.batch_size + rows]
+    return self.images[idx], self.labels[idx]
+
+
+class StreamedBatches:
+  """The 'stream' pipeline's batches (feeds.py): the call's batches themselves, (num_steps, batch_size,
+  ...), read on the host in the same permutation's order; step `first_step` + k is batch k."""
+
+  def __init__(self, images, labels, first_step):
+    self.images, self.labels, self.first_step = images, labels, first_step
+
+  def rows(self, step, first, count):
+    k = step - self.first_step
+    return (jax.lax.dynamic_slice_in_dim(self.images[k], first, count),
+            jax.lax.dynamic_slice_in_dim(self.labels[k], first, count))
+
+  def pick(self, step, rows):
+    k = step - self.first_step
+    return self.images[k][rows], self.labels[k][rows]
 
 
 def training_loss(logits, labels, label_smoothing):
@@ -112,36 +154,37 @@ def training_loss(logits, labels, label_smoothing):
   return optax.softmax_cross_entropy(logits, targets).mean()
 
 
-def train_batch(images, labels, perm, step, batch_size, augment_key, augment, augmentation, shard_batch,
+def train_batch(batches, step, batch_size, augment_key, augment, augmentation, shard_batch,
                 prepare=to_float_images):
-  """(inputs, labels) of training step `step` of the epoch whose permutation is `perm`: the batch
-  gathered on the device, made model inputs by `prepare` and augmented where `augment` is true. Traced
-  for a micro-batch (`batch_axis.micro_batch`), its slice of the batch, augmented as in the whole."""
+  """(inputs, labels) of training step `step` of the epoch: this device's rows of the batch from
+  `batches` (GatheredBatches or StreamedBatches), made model inputs by `prepare` and augmented where
+  `augment` is true. Traced for a micro-batch (`batch_axis.micro_batch`), its slice of the batch,
+  augmented as in the whole."""
   index, count = batch_axis.micro()
   size = batch_size // count
-  idx = _local_indices(perm, step * batch_size + index * size, size)
-  x = maybe_augment(augment_key, shard_batch(prepare(images[idx])), augment, augmentation)
-  return x, shard_batch(labels[idx])
+  images, labels = batches.rows(step, *_local_rows(index * size, size))
+  x = maybe_augment(augment_key, shard_batch(prepare(images)), augment, augmentation)
+  return x, shard_batch(labels)
 
 
-def mixed_batch(x, y, images, labels, perm, step, batch_size, augment_key, augment, augmentation, prepare,
-                mixing, num_classes, label_smoothing):
+def mixed_batch(x, y, batches, step, augment_key, augment, augmentation, prepare, mixing, num_classes,
+                label_smoothing):
   """(x mixed with its partner images, the soft targets) as mixing.py says, in an augmenting phase (the
   traced `augment`); else x and its smoothed one-hot targets. The partners (row B-1-i of the update's
-  batch of B for row i) are gathered from the data set on the device and augmented with their rows'
-  own draws, so each is the image its own row trains on."""
+  batch of B for row i) are taken from `batches` (the whole batch, whichever device's rows x holds) and
+  augmented with their rows' own draws, so each is the image its own row trains on."""
   n, h, w = x.shape[:3]
   global_n, first = batch_axis.global_rows(n)
 
   def mix(x):
     partner_rows = global_n - 1 - (first + jnp.arange(n))
-    partner_idx = perm[step * batch_size + partner_rows]
-    partner = prepare(images[partner_idx])
+    partner_images, partner_labels = batches.pick(step, partner_rows)
+    partner = prepare(partner_images)
     if augmentation is not None and not augmentation.is_identity:
       partner = augmentation.apply(augment_key, partner, rows=partner_rows)
     drawn = mixing.draw(augment_lib.op_key(augment_key, 'mixing'), h, w)
     return (mixing.images(drawn, x, partner),
-            mixing.targets(drawn, y, labels[partner_idx], num_classes, label_smoothing))
+            mixing.targets(drawn, y, partner_labels, num_classes, label_smoothing))
 
   unmixed = lambda x: (x, optax.smooth_labels(jax.nn.one_hot(y, num_classes), label_smoothing))
   return jax.lax.cond(augment, mix, unmixed, x)
@@ -195,8 +238,12 @@ def _update_gradients(model, state, x_y_of, dropout_key, label_smoothing, grad_a
 
 
 def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_batch,
-                  prepare=to_float_images, label_smoothing=0.0, ema_decay=0.0, grad_accum_steps=1, mixing=None):
-  """fn(state, metrics, images, labels, perm, first_step, epoch_key, augment) -> (state, metrics).
+                  prepare=to_float_images, label_smoothing=0.0, ema_decay=0.0, grad_accum_steps=1, mixing=None,
+                  streamed=False):
+  """fn(state, metrics, images, labels, perm, first_step, epoch_key, augment) -> (state, metrics): the
+  'device' pipeline's, `images` and `labels` the whole split and `perm` the epoch's permutation; with
+  `streamed`, fn(state, metrics, images, labels, first_step, epoch_key, augment), `images` and `labels`
+  the call's own batches ((num_steps, batch_size, ...): the 'stream' pipeline's).
 
   `prepare` turns a gathered batch into model inputs (uint8 images -> floats; identity for the cached
   VGG19 features). `ema_decay` > 0 also updates state.ema after every step. `grad_accum_steps` > 1 splits
@@ -205,18 +252,17 @@ def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_b
   batches of augmenting phases (`mixed_batch`).
   """
 
-  def train_fn(state, metrics, images, labels, perm, first_step, epoch_key, augment):
+  def run(state, metrics, batches, first_step, epoch_key, augment):
 
     def one_step(carry, step):
       state, metrics = carry
       augment_key, dropout_key = randomness.step_keys(epoch_key, step)
       def x_y_of():
-        x, y = train_batch(images, labels, perm, step, batch_size, augment_key, augment, augmentation,
-                           shard_batch, prepare)
+        x, y = train_batch(batches, step, batch_size, augment_key, augment, augmentation, shard_batch, prepare)
         if mixing is None or not mixing.enabled:
           return x, y, None
-        x, targets = mixed_batch(x, y, images, labels, perm, step, batch_size, augment_key, augment,
-                                 augmentation, prepare, mixing, model.num_classes, label_smoothing)
+        x, targets = mixed_batch(x, y, batches, step, augment_key, augment, augmentation, prepare, mixing,
+                                 model.num_classes, label_smoothing)
         return shard_batch(x), y, shard_batch(targets)
 
       loss, accuracy, grads, batch_stats = _update_gradients(model, state, x_y_of, dropout_key, label_smoothing,
@@ -247,6 +293,13 @@ def make_train_fn(model, optimizer, augmentation, batch_size, num_steps, shard_b
       return one_step((state, metrics), first_step)[0]
     return jax.lax.scan(one_step, (state, metrics), first_step + jnp.arange(num_steps))[0]
 
+  if streamed:
+    def train_fn(state, metrics, images, labels, first_step, epoch_key, augment):
+      return run(state, metrics, StreamedBatches(images, labels, first_step), first_step, epoch_key, augment)
+  else:
+    def train_fn(state, metrics, images, labels, perm, first_step, epoch_key, augment):
+      return run(state, metrics, GatheredBatches(images, labels, perm, batch_size), first_step, epoch_key,
+                 augment)
   return train_fn
 
 

@@ -5,15 +5,17 @@
 optimizer state from phase to phase. The loop runs over the global optimizer step (`state.step`); the
 phase, the epoch and the step within it are derived from it (`phases.Timeline`), and each periodic
 action (validate, test, checkpoint, report progress, stop on a signal) asks whether it is its time.
-The whole data set lives on the device; the host launches work, and reads metrics at the end of each
-epoch and before each checkpoint. Randomness derives from `config.seed` only (randomness.py), so a run
+The data set lives on the devices, or is streamed to them batch by batch
+(feeds.py, config.data.pipeline); the host launches work, and reads metrics at the end of each epoch and
+before each checkpoint. Randomness derives from `config.seed` only (randomness.py), so a run
 resumed from any checkpoint continues exactly as if it had never stopped (resume.py).
 
-The parts: `Trainer` (the compiled training steps and the training data on the device),
+The parts: `Trainer` (the compiled training steps, fed by a feeds.DeviceFeed or feeds.StreamFeed),
 evaluators.Evaluator (validation and test numbers), resume.RunCheckpoints (checkpoints and progress),
 run_files.Reporter (history.jsonl, TensorBoard, the lines printed).
 """
 
+import contextlib
 import os
 import signal
 import time
@@ -24,7 +26,7 @@ import numpy as np
 
 from fashion_jax import augment as augment_lib
 from fashion_jax import data as data_lib
-from fashion_jax import evaluators, inputs as inputs_lib, optim
+from fashion_jax import evaluators, feeds, inputs as inputs_lib, optim
 from fashion_jax import mixing as mixing_lib
 from fashion_jax import parallel as parallel_lib
 from fashion_jax import phases as phases_lib
@@ -42,9 +44,10 @@ def count_parameters(variables):
 
 
 class Trainer:
-  """The compiled training steps of one run and its training data on the devices."""
+  """The compiled training steps of one run, and the feed of their data (feeds.py)."""
 
-  def __init__(self, config, inputs, parallel):
+  def __init__(self, config, inputs, parallel, feed=None):
+    """`feed`: how the data reaches the steps; None: all of it on the devices (feeds.DeviceFeed)."""
     self.config, self.inputs, self.parallel = config, inputs, parallel
     self.model = create_model(config, num_classes=inputs.num_classes)
     self.phases = phases_lib.phases_of(config)
@@ -53,7 +56,9 @@ class Trainer:
       raise UserError(f'config.batch_size={config.batch_size} is larger than the {len(inputs.train_labels)} '
                       'training images (see config.data.train_limit)')
     self.optimizer, self.learning_rate = optim.create(config, self.steps_per_epoch)
-    self.steps_per_call = config.steps_per_call or (1 if jax.default_backend() == 'cpu'
+    self.feed = feed or feeds.DeviceFeed(config, inputs, parallel)
+    # A streamed call's batches all wait on the host, so a stream takes one step a call unless told.
+    self.steps_per_call = config.steps_per_call or (1 if jax.default_backend() == 'cpu' or self.feed.streamed
                                                     else self.steps_per_epoch)
     # One Augmentation per distinct setting; a plain phase runs the first one's program with augmentation
     # off, so the article's two phases share one compiled step.
@@ -61,7 +66,6 @@ class Trainer:
         phases_lib.augment_settings(config, p), inputs.shape) for p in self.phases if p.augment}
     self._plain = next(iter(self._augmentations.values()), None)
     self.mixing = mixing_lib.Mixing.from_config(config.mix)
-    self.train_data = parallel.replicate((inputs.train, inputs.train_labels))
     self._compiled = {}
     self._shuffle = parallel.compile(
         lambda key: jax.random.permutation(key, len(inputs.train_labels)), num_replicated=0)
@@ -81,13 +85,14 @@ class Trainer:
       config = self.config
       fn = steps.make_train_fn(self.model, self.optimizer, augmentation, config.batch_size, num_steps,
                                self.parallel.shard_batch, self.inputs.prepare, config.label_smoothing,
-                               config.ema_decay, config.grad_accum_steps, self.mixing)
+                               config.ema_decay, config.grad_accum_steps, self.mixing, self.feed.streamed)
 
       def train_step(*args):  # the name profiles show
         self.trace_counts['train'] = self.trace_counts.get('train', 0) + 1
         return fn(*args)
-      self._compiled[augmentation, num_steps] = self.parallel.compile(train_step, num_replicated=5,
-                                                                      donate=(0, 1))
+      # replicated: the state, the metrics and the data (the split and the permutation, or the batches)
+      self._compiled[augmentation, num_steps] = self.parallel.compile(
+          train_step, num_replicated=4 if self.feed.streamed else 5, donate=(0, 1))
     return self._compiled[augmentation, num_steps]
 
   def shuffle(self, phase, epoch):
@@ -101,8 +106,9 @@ class Trainer:
   def train_steps(self, state, metrics, perm, position, num_steps):
     phase = position.phase
     key = randomness.epoch_key(self.config.seed, randomness.STEP, phase.index, position.phase_epoch)
-    return self.train_fn(phase, num_steps)(state, metrics, *self.train_data, perm,
-                                           jnp.int32(position.step_in_epoch), key, jnp.bool_(phase.augment))
+    data = self.feed.train_args(phase, position.phase_epoch, perm, position.step_in_epoch, num_steps)
+    return self.train_fn(phase, num_steps)(state, metrics, *data, jnp.int32(position.step_in_epoch), key,
+                                           jnp.bool_(phase.augment))
 
   def steps_in_next_call(self, step, position):
     """Steps to run in one call from global `step`: never past the epoch's end, a step checkpoint (every
@@ -311,10 +317,17 @@ def _train_and_evaluate(config, workdir):
       print(f'{workdir}: this run has finished already (results.json); nothing to train.')
     return results
 
-  dataset = data_lib.load(config.data)
+  dataset = data_lib.load(config.data, lazy=True)  # read by the feed: whole, or batch by batch
   inputs = inputs_lib.model_inputs(config, dataset)
-  trainer = Trainer(config, inputs, parallel)
-  evaluator = evaluators.Evaluator(config, trainer.model, inputs, parallel, trainer.augmentation_of)
+  feed, feed_line = feeds.create(config, inputs, parallel)
+  with contextlib.closing(feed):  # a stream's readers stop, whether the run ends or fails
+    return _train(config, workdir, parallel, dataset, inputs, feed, feed_line)
+
+
+def _train(config, workdir, parallel, dataset, inputs, feed, feed_line):
+  is_primary = jax.process_index() == 0
+  trainer = Trainer(config, inputs, parallel, feed)
+  evaluator = evaluators.Evaluator(config, trainer.model, inputs, parallel, trainer.augmentation_of, feed)
   run = _Run(config, workdir, trainer, evaluator)
   reporter, timeline = run.reporter, run.timeline
   reporter.keep_history(timeline.epochs_done(run.step))
@@ -339,8 +352,12 @@ def _train_and_evaluate(config, workdir):
                  f'{len(dataset.val_labels):,} val / {len(dataset.test_labels):,} test images; '
                  f'{parallel.num_devices} {jax.devices()[0].platform} device(s), '
                  f'{trainer.steps_per_epoch} steps an epoch')
+  reporter.say(feed_line)
   with _SignalFlag() as signals, _Profile(workdir, config.profile_steps) as profile:
     run.loop(signals, profile)
+  if feed.streamed:  # every process says it: each reads only its rows of every batch
+    print(f'process {jax.process_index()}: streamed {feed.train_images_read:,} training images '
+          f'({feed.describe()})', flush=True)
 
   stage_results, frozen = inputs.results()
   results = {
@@ -352,7 +369,8 @@ def _train_and_evaluate(config, workdir):
       'best_val_accuracy': run.checkpoints.progress['best_val_accuracy'] if evaluator.validates else None,
       'seconds': time.time() - run.start_time, 'devices': parallel.num_devices,
       'device_kind': jax.devices()[0].device_kind, 'backend': jax.default_backend(),
-      'parallel': config.parallel, 'jax_version': jax.__version__,
+      'parallel': config.parallel, 'pipeline': 'stream' if feed.streamed else 'device',
+      'jax_version': jax.__version__,
       # The processor, which decides CPU speed (and, through XLA's choices, the last bits of CNN-4's numbers).
       'cpu_model': cpu_info.cpu_description()[0], 'cpu_count': cpu_info.usable_cpus(), **stage_results}
   if is_primary:

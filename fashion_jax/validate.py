@@ -2,7 +2,7 @@
 
 import math
 
-from fashion_jax import augment, inputs, mixing, optim, parallel, phases, run_files
+from fashion_jax import augment, feeds, inputs, mixing, optim, parallel, phases, run_files
 from fashion_jax.errors import UserError
 from fashion_jax.models import DTYPES, create_model
 from fashion_jax.models.kernels import conv as conv_kernels
@@ -74,6 +74,8 @@ def validate(config):
   _int(config, 'data.split_seed', 0)
   _int(config, 'data.train_limit', 0)
   _int(config, 'data.eval_limit', 0)
+  _choice(config.data.pipeline, 'data.pipeline', feeds.PIPELINES)
+  _int(config, 'data.stream_threads', 0)
   _choice(config.parallel, 'parallel', parallel.MODES)
   _choice(config.conv_impl, 'conv_impl', ('auto',) + conv_kernels.IMPLS)
   _choice(config.dtype, 'dtype', DTYPES)

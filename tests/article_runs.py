@@ -114,8 +114,9 @@ class FirstSteps:
     config, trainer = self.config, self.trainer
     augment_key, dropout_key = randomness.step_keys(
         randomness.epoch_key(config.seed, randomness.STEP, phase_index, 1), step)
-    x, y = steps.train_batch(*trainer.train_data, perm, step, config.batch_size, augment_key, augment,
-                             self.augmentation, trainer.parallel.shard_batch, trainer.inputs.prepare)
+    batches = steps.GatheredBatches(*trainer.feed.train_data, perm, config.batch_size)
+    x, y = steps.train_batch(batches, step, config.batch_size, augment_key, augment, self.augmentation,
+                             trainer.parallel.shard_batch, trainer.inputs.prepare)
     (loss, (_, updates)), grads = steps.loss_and_gradients(trainer.model, params, batch_stats, x, y,
                                                            dropout_key, config.label_smoothing)
     return x, loss, updates, grads, dropout_key, augment_key

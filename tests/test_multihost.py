@@ -5,11 +5,13 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO, assert_same_histories, needs_devices, small_config
 from fashion_jax import run_files, train
 from test_cli import SMALL_FLAGS
+from test_streaming import write_image_folder
 
 pytestmark = pytest.mark.numerics  # compares numbers between compiled paths (tests/perturbed.py)
 
@@ -20,12 +22,9 @@ def _free_port():
     return s.getsockname()[1]
 
 
-@needs_devices(8)
-def test_two_processes_match_one_process_with_eight_devices(tmp_path, real_data_dir):
-  flags = SMALL_FLAGS + ['--config.parallel=auto', '--config.augment_epochs=1',
-                         '--config.data.train_limit=512', '--config.data.eval_limit=400']
+def _run_two_processes(workdir, flags):
+  """Both processes' outputs of one run over 2 processes of 4 CPU devices each."""
   coordinator = f'127.0.0.1:{_free_port()}'
-  workdir = tmp_path / 'two_processes'
   processes = []
   for index in range(2):
     env = dict(os.environ, FASHION_JAX_COORDINATOR=coordinator, FASHION_JAX_NUM_PROCESSES='2',
@@ -39,7 +38,15 @@ def test_two_processes_match_one_process_with_eight_devices(tmp_path, real_data_
     assert p.returncode == 0, out[-3000:]
   assert '8 cpu device(s)' in outputs[0]
   assert 'phase1 epoch' not in outputs[1]  # only process 0 reports
+  return outputs
 
+
+@needs_devices(8)
+def test_two_processes_match_one_process_with_eight_devices(tmp_path, real_data_dir):
+  flags = SMALL_FLAGS + ['--config.parallel=auto', '--config.augment_epochs=1',
+                         '--config.data.train_limit=512', '--config.data.eval_limit=400']
+  workdir = tmp_path / 'two_processes'
+  _run_two_processes(workdir, flags)
   config = small_config('cnn1', num_epochs=1, augment_epochs=1, parallel='auto',
                         **{'data.train_limit': 512, 'data.eval_limit': 400})
   train.train_and_evaluate(config, str(tmp_path / 'one_process'))
@@ -47,3 +54,33 @@ def test_two_processes_match_one_process_with_eight_devices(tmp_path, real_data_
   one = run_files.read_history(str(tmp_path / 'one_process'))
   assert len(one) == 2
   assert_same_histories(one, two, 'two processes')
+
+
+@needs_devices(8)
+def test_two_processes_each_stream_their_half_of_every_batch(tmp_path):
+  """The 'stream' pipeline over 2 processes: each reads only its 4 devices' rows of every batch, from a
+  folder of images, and the run trains as one process with 8 devices does."""
+  root = tmp_path / 'colours'
+  write_image_folder(str(root))
+  data_flags = [f'--config.data.source=folder', f'--config.data.dir={root}', '--config.data.image_size=12',
+                '--config.data.channels=3', '--config.data.pipeline=stream', '--config.data.train_limit=0',
+                '--config.data.eval_limit=0']
+  flags = SMALL_FLAGS + data_flags + ['--config.parallel=auto', '--config.augment_epochs=1',
+                                      '--config.batch_size=16', '--config.eval_batch_size=8']
+  workdir = tmp_path / 'two_processes'
+  outputs = _run_two_processes(workdir, flags)
+  # 115 training images: 7 steps of 16 an epoch, 2 epochs; each process's devices hold 8 rows of each.
+  for index, out in enumerate(outputs):
+    assert f'process {index}: streamed 112 training images (8 of each 16-image batch' in out, out[-3000:]
+
+  config = small_config('cnn1', num_epochs=1, augment_epochs=1, parallel='auto', batch_size=16,
+                        eval_batch_size=8, **{'data.source': 'folder', 'data.dir': str(root),
+                                              'data.image_size': 12, 'data.channels': 3,
+                                              'data.pipeline': 'stream', 'data.train_limit': 0,
+                                              'data.eval_limit': 0})
+  one = train.train_and_evaluate(config, str(tmp_path / 'one_process'))
+  assert_same_histories(run_files.read_history(str(tmp_path / 'one_process')),
+                        run_files.read_history(str(workdir)), 'two streaming processes')
+  two = run_files.read_json(str(workdir / 'results.json'))
+  for a, b in zip(one['phases'], two['phases']):
+    np.testing.assert_allclose(b['test_loss'], a['test_loss'], rtol=1e-4)

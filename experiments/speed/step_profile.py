@@ -100,7 +100,7 @@ def profile_step(model_name, dataset, repeats):
   key = randomness.epoch_key(config.seed, randomness.STEP, phase.index, 1)
 
   def args(step):
-    return (*trainer.train_data, perm, jnp.int32(step), key, jnp.bool_(phase.augment))
+    return (*trainer.feed.train_data, perm, jnp.int32(step), key, jnp.bool_(phase.augment))
   compiled = trainer.train_fn(phase, 1).lower(state, metrics, *args(0)).compile()
   instructions = program_instructions(compiled.as_text())
   times = []

@@ -8,6 +8,7 @@
 
 Each source's `load(data_config)` returns `(arrays, class_names)`: arrays is a dict with uint8
 'train_images' and 'test_images' ((N, H, W, C), or (N, H, W) for grey images: data.load adds the channel
-axis) and integer 'train_labels' and 'test_labels' (N,). Nothing
+axis) and integer 'train_labels' and 'test_labels' (N,). The folder's images, and TFDS's when asked for
+lazily and prepared in array_record files, are `records.Records`: read image by image when asked for. Nothing
 here imports JAX.
 """

@@ -17,8 +17,8 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fashion_jax.datasets import records
 from fashion_jax.errors import UserError
-from fashion_jax.progress import Progress
 
 
 def _visible(directory):
@@ -79,14 +79,14 @@ def read_image(path, channels, size):
   return array[..., None] if channels == 1 else array
 
 
-def _read(files, labels, channels, size, what='images'):
-  progress = Progress(f'decoding {what}', len(files))
-  images = []
-  for path in files:
-    images.append(read_image(path, channels, size))
-    progress.update(len(images))
-  progress.done()
-  return np.stack(images), np.asarray(labels, np.int64)
+class FolderReader:
+  """Reads image `key` of a list of files as `read_image` does."""
+
+  def __init__(self, files, channels, size):
+    self.files, self.channels, self.size = list(files), channels, size
+
+  def __call__(self, key):
+    return read_image(self.files[key], self.channels, self.size)
 
 
 def _check_settings(data_config):
@@ -110,7 +110,8 @@ def _held_out(count, fraction, rng):
 
 
 def load(data_config):
-  """The folder's arrays ((N, image_size, image_size, channels) uint8) and class names."""
+  """The folder's images (records.Records of (N, image_size, image_size, channels) uint8, read when asked
+  for), labels and class names."""
   channels, size = _check_settings(data_config)
   directory = data_config.dir
   train_dir, test_dir = os.path.join(directory, 'train'), os.path.join(directory, 'test')
@@ -154,6 +155,8 @@ def load(data_config):
   split['test'] = ([split['test'][0][i] for i in order], [split['test'][1][i] for i in order])
   arrays = {}
   for name, (files, labels) in split.items():
-    arrays[f'{name}_images'], arrays[f'{name}_labels'] = _read(files, labels, channels, size,
-                                                               f'{len(files):,} {name} images')
+    # Nothing is decoded here: data.load reads the images of the splits it keeps (records.py).
+    arrays[f'{name}_images'] = records.Records(FolderReader(files, channels, size), np.arange(len(files)),
+                                               (size, size, channels))
+    arrays[f'{name}_labels'] = np.asarray(labels, np.int64)
   return arrays, tuple(classes)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from fashion_jax.datasets import common
+from fashion_jax.datasets import common, records
 from fashion_jax.errors import UserError
 
 
@@ -11,13 +11,7 @@ def _first_line(error):
   return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def load(data_config):
-  """`tfds.load(config.data.name, as_supervised=True)`'s train and test splits, and the class names.
-
-  Images are uint8 (N, H, W, C); all of a split's images must have one size. TensorFlow is kept off the
-  accelerator, which is JAX's.
-  """
-  name = common.dataset_name(data_config)
+def _import():
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -25,6 +19,65 @@ def load(data_config):
     raise UserError('config.data.source=\'tfds\' needs tensorflow and tensorflow-datasets installed '
                     '(pip install tensorflow-cpu tensorflow-datasets), or use source=\'files\'') from None
   tf.config.set_visible_devices([], 'GPU')  # keep TF off the accelerator JAX uses
+  return tf, tfds
+
+
+class TfdsReader:
+  """Reads example `key` of a TFDS split's random-access source (array_record files) as a uint8 image."""
+
+  def __init__(self, name, split, image_key):
+    _, tfds = _import()
+    self.source, self.image_key = tfds.data_source(name, split=split, download=False), image_key
+
+  def __call__(self, key):
+    image = np.asarray(self.source[key][self.image_key])
+    return image[..., None] if image.ndim == 2 else image
+
+
+def random_access(data_config):
+  """The train and test splits as records.Records read from TFDS's random-access source, when the data
+  set is prepared in array_record files of one image size; else None (`load` then reads it whole).
+
+  The labels are read up front, the images left encoded until a batch needs them."""
+  name = common.dataset_name(data_config)
+  _, tfds = _import()
+  try:
+    info = tfds.builder(name).info
+    image_key, label_key = info.supervised_keys
+    shape = tuple(info.features[image_key].shape)
+    skip = {image_key: tfds.decode.SkipDecoding()}  # the labels alone: no image is decoded here
+    sources = {split: tfds.data_source(name, split=split, download=False, decoders=skip)
+               for split in ('train', 'test')}
+  except (tfds.core.registered.DatasetNotFoundError, KeyError, ValueError, NotImplementedError,
+          FileNotFoundError, TypeError):
+    return None  # not prepared as array_record (or not a supervised image data set): load's errors say
+  if None in shape or len(shape) != 3:
+    return None
+  arrays = {}
+  for split, source in sources.items():
+    arrays[f'{split}_images'] = records.Records(TfdsReader(name, split, image_key), np.arange(len(source)),
+                                                shape)
+    arrays[f'{split}_labels'] = np.asarray([source[i][label_key] for i in range(len(source))], np.int64)
+  label = info.features[label_key]
+  if not hasattr(label, 'names'):
+    return None
+  return arrays, tuple(label.names)
+
+
+def load(data_config, lazy=False):
+  """`tfds.load(config.data.name, as_supervised=True)`'s train and test splits, and the class names.
+
+  Images are uint8 (N, H, W, C); all of a split's images must have one size. TensorFlow is kept off the
+  accelerator, which is JAX's. With `lazy`, a data set prepared in array_record files is read through
+  TFDS's random-access source instead, image by image when asked for (`random_access`): what lets the
+  'stream' pipeline read a data set larger than memory.
+  """
+  name = common.dataset_name(data_config)
+  if lazy:
+    lazily = random_access(data_config)
+    if lazily is not None:
+      return lazily
+  tf, tfds = _import()
   arrays = {}
   for split in ('train', 'test'):
     try:
