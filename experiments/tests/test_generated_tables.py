@@ -31,7 +31,7 @@ def renderers():
   # pylint: disable=g-import-not-at-top
   from experiments.baselines import twin_settings
   from experiments.recipes import ablate, precise_bn_runs, speedrun
-  from experiments.speed import benchmark, layer_shares, step_profile
+  from experiments.speed import benchmark, layer_shares, step_profile, stream_benchmark
 
   def speedrun_table(info, records):
     # speedrun.py --render_only: the target and config come from the header (older runs lack them).
@@ -47,6 +47,7 @@ def renderers():
       'speed/benchmark-': lambda info, records: benchmark.markdown(records, info),
       'speed/layer-shares-': layer_shares.markdown,
       'speed/step-profile-': step_profile.table,
+      'speed/stream-': stream_benchmark.markdown,
   }
 
 
