@@ -61,6 +61,7 @@ def evaluate_run(workdir, precise_batch_norm=False, tta_crops=False):
     validate.check_devices(config, parallel.num_devices)
     inputs = inputs_lib.model_inputs(config, data_lib.load(config.data, lazy=True))
     feed, _ = feeds.create(config, inputs, parallel)
+    inputs = feed.inputs
     trainer = train.Trainer(config, inputs, parallel, feed)
     checkpoints = checkpoint_lib.Checkpointer(directory)
     try:

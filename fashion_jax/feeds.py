@@ -20,6 +20,8 @@ A model with an input stage (VGG19's features, inputs.py) reads its images throu
 either way; the features it trains on are small and stay on the device.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,19 +79,22 @@ def create(config, inputs, parallel):
 
 
 class DeviceFeed:
-  """Every split read whole and replicated on the devices; the steps gather their batches."""
+  """Every split read whole and replicated on the devices; the steps gather their batches.
+
+  `inputs` are the model inputs with every split read into an array: what the host-side readers (precise
+  BatchNorm, the test predictions) then slice, instead of decoding a folder again."""
   streamed = False
 
   def __init__(self, config, inputs, parallel):
     self.parallel, self.eval_batch_size = parallel, config.eval_batch_size
-    train = records.read_all(inputs.train, f'{len(inputs.train):,} train images')
-    self.train_data = parallel.replicate((train, inputs.train_labels))
-    self._eval = {}
-    for split in ('val', 'test'):
-      images, labels = getattr(inputs, split), getattr(inputs, f'{split}_labels')
-      if len(labels):
-        images = records.read_all(images, f'{len(images):,} {split} images')
-        self._eval[split] = parallel.replicate(_pad_to(images, labels, self.eval_batch_size))
+    self.inputs = dataclasses.replace(inputs, **{
+        split: records.read_all(getattr(inputs, split), f'{len(getattr(inputs, split)):,} {split} images')
+        for split in ('train', 'val', 'test')})
+    inputs = self.inputs
+    self.train_data = parallel.replicate((inputs.train, inputs.train_labels))
+    self._eval = {split: parallel.replicate(_pad_to(getattr(inputs, split), getattr(inputs, f'{split}_labels'),
+                                                    self.eval_batch_size))
+                  for split in ('val', 'test') if len(getattr(inputs, f'{split}_labels'))}
 
   def train_args(self, phase, epoch, perm, first_step, num_steps):
     """The data arguments of a train call (steps.make_train_fn): the split and the permutation."""

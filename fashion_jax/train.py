@@ -57,6 +57,7 @@ class Trainer:
                       'training images (see config.data.train_limit)')
     self.optimizer, self.learning_rate = optim.create(config, self.steps_per_epoch)
     self.feed = feed or feeds.DeviceFeed(config, inputs, parallel)
+    self.inputs = self.feed.inputs  # the feed's: read into arrays where the data lies on the devices
     # A streamed call's batches all wait on the host, so a stream takes one step a call unless told.
     self.steps_per_call = config.steps_per_call or (1 if jax.default_backend() == 'cpu' or self.feed.streamed
                                                     else self.steps_per_epoch)
@@ -321,7 +322,8 @@ def _train_and_evaluate(config, workdir):
   inputs = inputs_lib.model_inputs(config, dataset)
   feed, feed_line = feeds.create(config, inputs, parallel)
   with contextlib.closing(feed):  # a stream's readers stop, whether the run ends or fails
-    return _train(config, workdir, parallel, dataset, inputs, feed, feed_line)
+    # feed.inputs: with the data on the devices, every split read into an array once
+    return _train(config, workdir, parallel, dataset, feed.inputs, feed, feed_line)
 
 
 def _train(config, workdir, parallel, dataset, inputs, feed, feed_line):
