@@ -42,14 +42,43 @@ def _pad_to(images, labels, multiple):
           np.concatenate([labels, np.full(pad, -1, labels.dtype)]))
 
 
+def _host_memory():
+  with open('/proc/meminfo') as f:
+    meminfo = dict(line.split(':', 1) for line in f)
+  return int(meminfo['MemAvailable'].split()[0]) * 1024
+
+
 def available_memory(device):
   """(bytes of memory at hand for one device's copy, what they are) for `device`."""
   stats = device.memory_stats() if device.platform != 'cpu' else None
   if stats and 'bytes_limit' in stats:
     return stats['bytes_limit'] - stats.get('bytes_in_use', 0), f'{device.device_kind} memory'
-  with open('/proc/meminfo') as f:  # the CPU's devices are the host's memory
-    meminfo = dict(line.split(':', 1) for line in f)
-  return int(meminfo['MemAvailable'].split()[0]) * 1024, 'available host memory'
+  return _host_memory(), 'available host memory'  # the CPU's devices are the host's memory
+
+
+def _fits(size, devices):
+  """(whether this process can hold `size` bytes of images on the device path, why)."""
+  at_hand, what = available_memory(devices[0])
+  # On the CPU every device's copy, and the host's own, share one memory; an accelerator keeps one.
+  copies = len(devices) + 1 if devices[0].platform == 'cpu' else 1
+  fits = size * copies <= AUTO_MEMORY_FRACTION * at_hand
+  why = (f'{copies} x {size / 2**20:,.0f} MB of images {"fit" if fits else "exceed"} '
+         f'{AUTO_MEMORY_FRACTION:.0%} of {at_hand / 2**30:,.1f} GB of {what}')
+  if fits and devices[0].platform != 'cpu':
+    host = _host_memory()  # the device path reads every split into the host first
+    if size > AUTO_MEMORY_FRACTION * host:
+      return False, (f'{size / 2**20:,.0f} MB of images exceed {AUTO_MEMORY_FRACTION:.0%} of '
+                     f'{host / 2**30:,.1f} GB of available host memory, where they are read first')
+  return fits, why
+
+
+def _fits_everywhere(fits):
+  """Whether the data fits on every process: they train together only on one pipeline, so one process
+  short of memory makes them all stream."""
+  if jax.process_count() == 1:
+    return fits
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(fits))))
 
 
 def choose(pipeline, inputs, parallel):
@@ -59,14 +88,11 @@ def choose(pipeline, inputs, parallel):
   if pipeline != 'auto':
     return pipeline, f'config.data.pipeline={pipeline!r}'
   size = sum(getattr(x, 'nbytes', 0) for x in (inputs.train, inputs.val, inputs.test))
-  devices = jax.local_devices()[:parallel.num_devices]
-  at_hand, what = available_memory(devices[0])
-  # On the CPU every device's copy, and the host's own, share one memory; an accelerator keeps one.
-  copies = len(devices) + 1 if devices[0].platform == 'cpu' else 1
-  fits = size * copies <= AUTO_MEMORY_FRACTION * at_hand
-  return ('device' if fits else 'stream'), (
-      f'auto: {copies} x {size / 2**20:,.0f} MB of images {"fit" if fits else "exceed"} '
-      f'{AUTO_MEMORY_FRACTION:.0%} of {at_hand / 2**30:,.1f} GB of {what}')
+  fits, why = _fits(size, jax.local_devices()[:parallel.num_devices])
+  everywhere = _fits_everywhere(fits)
+  if fits and not everywhere:
+    why += ', but not on another process, and all processes must read alike'
+  return ('device' if everywhere else 'stream'), f'auto: {why}'
 
 
 def create(config, inputs, parallel):

@@ -24,10 +24,10 @@ RESUMABLE_CHANGES = ('parallel', 'conv_impl', 'steps_per_call', 'checkpoint_ever
                      'data.pipeline', 'data.stream_threads')
 
 
-def _without_resumable(settings):
-  """`settings` (a config as nested dicts) without the RESUMABLE_CHANGES."""
+def without_settings(settings, names=RESUMABLE_CHANGES):
+  """`settings` (a config as nested dicts) without the settings `names` (dotted for nested ones)."""
   settings = json.loads(json.dumps(settings))
-  for name in RESUMABLE_CHANGES:
+  for name in names:
     *parents, key = name.split('.')
     inner = settings
     for parent in parents:
@@ -76,11 +76,11 @@ def check_workdir(workdir, config):
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
     return
-  previous = _without_resumable(upgraded_config(run_files.read_json(path)))
+  previous = without_settings(upgraded_config(run_files.read_json(path)))
   if previous.get('model') != config.model:
     raise UserError(f'--workdir={workdir} holds a run of model {previous.get("model")!r}, not '
                     f'{config.model!r}: use another workdir')
-  current = _without_resumable(config.to_dict())  # as config.json holds it: tuples become lists
+  current = without_settings(config.to_dict())  # as config.json holds it: tuples become lists
   # The run's length may change on resume (train longer), unless the schedule depends on it.
   lengths = phases_lib.EPOCH_SETTINGS if schedule_ignores_length(config) else ()
   changed = sorted(k for k in set(previous) | set(current)

@@ -22,7 +22,18 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def _run_two_processes(workdir, flags):
+# fashion_jax.main, in a process that sees no memory to spare if it is process 1.
+_STARVED_PROCESS_1 = """
+import os
+from absl import app
+from fashion_jax import feeds, main
+if os.environ['FASHION_JAX_PROCESS_ID'] == '1':
+  feeds.available_memory = lambda device: (0, 'available host memory')
+app.run(main.main, flags_parser=main.parse_flags)
+"""
+
+
+def _run_two_processes(workdir, flags, starve_process_1=False):
   """Both processes' outputs of one run over 2 processes of 4 CPU devices each."""
   coordinator = f'127.0.0.1:{_free_port()}'
   processes = []
@@ -31,7 +42,8 @@ def _run_two_processes(workdir, flags):
                FASHION_JAX_PROCESS_ID=str(index), JAX_PLATFORMS='cpu',
                XLA_FLAGS='--xla_force_host_platform_device_count=4')
     processes.append(subprocess.Popen(
-        [sys.executable, '-m', 'fashion_jax.main', '--config=configs/cnn1.py', f'--workdir={workdir}'] + flags,
+        [sys.executable] + (['-c', _STARVED_PROCESS_1] if starve_process_1 else ['-m', 'fashion_jax.main'])
+        + ['--config=configs/cnn1.py', f'--workdir={workdir}'] + flags,
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
   outputs = [p.communicate(timeout=600)[0] for p in processes]
   for p, out in zip(processes, outputs):
@@ -57,15 +69,18 @@ def test_two_processes_match_one_process_with_eight_devices(tmp_path, real_data_
 
 
 @needs_devices(8)
+def _folder_flags(root, pipeline):
+  return [f'--config.data.source=folder', f'--config.data.dir={root}', '--config.data.image_size=12',
+          '--config.data.channels=3', f'--config.data.pipeline={pipeline}', '--config.data.train_limit=0',
+          '--config.data.eval_limit=0']
+
+
 def test_two_processes_each_stream_their_half_of_every_batch(tmp_path):
   """The 'stream' pipeline over 2 processes: each reads only its 4 devices' rows of every batch, from a
   folder of images, and the run trains as one process with 8 devices does."""
   root = tmp_path / 'colours'
   write_image_folder(str(root))
-  data_flags = [f'--config.data.source=folder', f'--config.data.dir={root}', '--config.data.image_size=12',
-                '--config.data.channels=3', '--config.data.pipeline=stream', '--config.data.train_limit=0',
-                '--config.data.eval_limit=0']
-  flags = SMALL_FLAGS + data_flags + ['--config.parallel=auto', '--config.augment_epochs=1',
+  flags = SMALL_FLAGS + _folder_flags(root, 'stream') + ['--config.parallel=auto', '--config.augment_epochs=1',
                                       '--config.batch_size=16', '--config.eval_batch_size=8']
   workdir = tmp_path / 'two_processes'
   outputs = _run_two_processes(workdir, flags)
@@ -84,3 +99,21 @@ def test_two_processes_each_stream_their_half_of_every_batch(tmp_path):
   two = run_files.read_json(str(workdir / 'results.json'))
   for a, b in zip(one['phases'], two['phases']):
     np.testing.assert_allclose(b['test_loss'], a['test_loss'], rtol=1e-4)
+
+
+@needs_devices(8)
+def test_auto_streams_on_every_process_when_one_is_short_of_memory(tmp_path):
+  """'auto' decides for all processes at once: they train together only if they read alike."""
+  root = tmp_path / 'colours'
+  write_image_folder(str(root))
+  flags = SMALL_FLAGS + _folder_flags(root, 'auto') + ['--config.parallel=auto', '--config.num_epochs=1',
+                                                       '--config.augment_epochs=0', '--config.batch_size=16',
+                                                       '--config.eval_batch_size=8']
+  workdir = tmp_path / 'two_processes'
+  outputs = _run_two_processes(workdir, flags, starve_process_1=True)
+  # Process 0's data would fit, process 1's would not: both stream their halves (7 steps of 8 rows each).
+  assert 'data streamed with Grain (auto: ' in outputs[0] and 'but not on another process' in outputs[0], (
+      outputs[0][-3000:])
+  for index, out in enumerate(outputs):
+    assert f'process {index}: streamed 56 training images' in out, out[-3000:]
+  assert run_files.read_json(str(workdir / 'results.json'))['pipeline'] == 'stream'

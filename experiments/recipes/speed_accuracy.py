@@ -30,18 +30,32 @@ TARGETS = (0.92, 0.94, 0.95)
 SPEEDRUNS, RECIPES, STUDY = 'speedruns', 'recipes', 'study'
 
 
-def _hardware(record):
-  """'NVIDIA H200', '2-core AMD EPYC', or what the record lacks."""
+def hardware(record):
+  """'NVIDIA H200', '2-core AMD EPYC (family 25 model 17, AVX-512)', '2-core AMD EPYC (AVX2)': the machine
+  as precisely as the record has it (one model name covers processors of different speeds)."""
   device = record.get('device_kind') or record.get('device') or 'cpu'
   if device.lower() != 'cpu':
     return device
   model = record.get('cpu_model')
   if not model:
     return 'CPU (model not recorded)'
-  return f'{record["cpu_count"]}-core {model}' if record.get('cpu_count') else model
+  name = f'{record["cpu_count"]}-core {model}' if record.get('cpu_count') else model
+  flags = record.get('cpu_flags') or ()
+  details = [record['cpu_identity'].split(' stepping')[0]] if record.get('cpu_identity') else []
+  details += ['AVX-512'] if 'avx512f' in flags else ['AVX2'] if 'avx2' in flags else []
+  return f'{name} ({", ".join(details)})' if details else name
 
 
 TWIN_NAMES = {'pytorch': 'PyTorch', 'keras': 'Keras'}
+
+
+def recipe_name(header, path):
+  """'configs/x.py augment_epochs=5': a speedrun table's config file and the settings its command line
+  overrode (they make another recipe)."""
+  parts = header['command'].split()
+  config = next((part.split('=', 1)[1] for part in parts if part.startswith('--config=')),
+                os.path.basename(path))
+  return ' '.join([config] + [part[len('--config.'):] for part in parts if part.startswith('--config.')])
 
 
 def speedrun_points(results_dir):
@@ -49,11 +63,7 @@ def speedrun_points(results_dir):
   for path in sorted(glob.glob(os.path.join(results_dir, SPEEDRUNS, 'speedrun-*.jsonl'))):
     with open(path) as f:
       header, *runs = [json.loads(line) for line in f if line.strip()]
-    parts = header['command'].split()
-    config = next((part.split('=', 1)[1] for part in parts if part.startswith('--config=')),
-                  os.path.basename(path))
-    # Settings overridden on the command line make another recipe: they go into its name.
-    config = ' '.join([config] + [part[len('--config.'):] for part in parts if part.startswith('--config.')])
+    config = recipe_name(header, path)
     for run in runs:
       # The recipe in PyTorch or Keras (speedrun.py --*_twin): a point apart, named by what differs.
       if run.get('framework') in TWIN_NAMES:
@@ -62,10 +72,10 @@ def speedrun_points(results_dir):
         other = ''.join([f' at batch {batch}' if batch != recipe.get('batch_size', batch) else '',
                          f', {init} init' if init and init != recipe.get('model_kwargs', {}).get('weight_init',
                                                                                                'keras') else ''])
-        points[(f'speedrun {config}, {TWIN_NAMES[run["framework"]]} twin{other}', _hardware(header))].append(
+        points[(f'speedrun {config}, {TWIN_NAMES[run["framework"]]} twin{other}', hardware(header))].append(
             (run['seconds'], run['accuracy']))
       elif run.get('cache') == 'warm':
-        points[(f'speedrun {config}', _hardware(header))].append((run['seconds'], run['accuracy']))
+        points[(f'speedrun {config}', hardware(header))].append((run['seconds'], run['accuracy']))
   return points
 
 
@@ -79,7 +89,7 @@ def plus_points(results_dir):
       header, *runs = [json.loads(line) for line in f if line.strip()]
     for run in runs:
       if run['variant'] == ablate.FULL:
-        points[(f'{header["model"]} plus recipe ({header["config"]})', _hardware(header))].append(
+        points[(f'{header["model"]} plus recipe ({header["config"]})', hardware(header))].append(
             (run['seconds'], ablate.run_number(run['phases'][-1])))
   return points
 
@@ -95,11 +105,10 @@ def _changed_settings(workdir, model):
   import importlib  # pylint: disable=g-import-not-at-top
   with open(os.path.join(workdir, 'config.json')) as f:
     ran = resume.upgraded_config(json.load(f))
-  protocol = json.loads(json.dumps(importlib.import_module(f'configs.{model}').get_config().to_dict()))
-  for config in (ran, protocol):
-    config.get('data', {}).pop('dir', None)  # where the files were found
-  return sorted(k for k in set(ran) | set(protocol)
-                if k not in EXECUTION_SETTINGS and ran.get(k) != protocol.get(k))
+  protocol = importlib.import_module(f'configs.{model}').get_config().to_dict()
+  # Where the files were found is no setting of the run either.
+  ran, protocol = (resume.without_settings(config, EXECUTION_SETTINGS + ('data.dir',)) for config in (ran, protocol))
+  return sorted(k for k in set(ran) | set(protocol) if ran.get(k) != protocol.get(k))
 
 
 def protocol_points(results_dir):
@@ -118,8 +127,7 @@ def protocol_points(results_dir):
       changed = _changed_settings(os.path.dirname(path), results['model'])
       label = (f'{results["model"]}, the article\'s protocol (ours)' if not changed
                else f'{results["model"]} ({", ".join(changed)} changed)')
-    hardware = _hardware(results)
-    points[(label, hardware)].append(
+    points[(label, hardware(results))].append(
         (results['seconds'], results['phases'][-1]['test_accuracy']))
   return points
 

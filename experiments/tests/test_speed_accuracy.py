@@ -29,7 +29,8 @@ def test_speedruns_and_protocol_runs_become_rows_with_target_counts(tmp_path):
               {'model': 'cnn3', 'phases': two_phases(0.91), 'seconds': 12.0, 'backend': 'gpu',
                'device_kind': 'NVIDIA H200'})
   protocol = cnn3.get_config()
-  protocol.update_from_flattened_dict({'seed': 0, 'parallel': 'pmap', 'data.dir': '/data'})  # execution only
+  protocol.update_from_flattened_dict(  # execution only, nested settings too
+      {'seed': 0, 'parallel': 'pmap', 'data.dir': '/data', 'data.pipeline': 'stream'})
   _write_json(os.path.join(results, 'study', 'study-h200', 'cnn3-seed0', 'config.json'), protocol.to_dict())
   other = cnn3.get_config()
   other.update_from_flattened_dict({'label_smoothing': 0.1, 'data.train_limit': 512})
@@ -116,3 +117,15 @@ def test_a_plus_recipes_runs_are_a_point_scored_as_the_recipe(tmp_path):
   # The recipe's own runs (not its ablations), each scored by its EMA with flip TTA.
   assert lines == ['| cnn1 plus recipe (configs/cnn1_plus.py) | 2-core AMD EPYC | 2 | 0.9400 +/- 0.0141 | 650.0 | '
                    '2 of 2 | 1 of 2 | 1 of 2 |']
+
+
+def test_hardware_names_a_processor_as_precisely_as_it_was_recorded():
+  cpu = {'device_kind': 'cpu', 'cpu_count': 2, 'cpu_model': 'AMD EPYC'}
+  assert speed_accuracy.hardware({'device_kind': 'NVIDIA H200'}) == 'NVIDIA H200'
+  assert speed_accuracy.hardware({'device_kind': 'cpu'}) == 'CPU (model not recorded)'
+  assert speed_accuracy.hardware(cpu) == '2-core AMD EPYC'
+  # Two processors of one model name: their vector extensions, and their family and model where recorded.
+  assert speed_accuracy.hardware(dict(cpu, cpu_flags=['avx', 'avx2', 'fma'])) == '2-core AMD EPYC (AVX2)'
+  assert speed_accuracy.hardware(dict(cpu, cpu_flags=['avx2', 'avx512f'],
+                                      cpu_identity='family 25 model 17 stepping 1, 1024 KB cache')) == (
+                                          '2-core AMD EPYC (family 25 model 17, AVX-512)')

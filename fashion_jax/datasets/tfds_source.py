@@ -53,6 +53,10 @@ def random_access(data_config):
     return None  # not prepared as array_record (or not a supervised image data set): load's errors say
   if None in shape or len(shape) != 3:
     return None
+  feature = info.features[image_key]
+  dtype = np.dtype(getattr(feature, 'np_dtype', None) or feature.dtype)
+  if dtype != np.uint8:  # as load() refuses them, without reading the data set first
+    raise UserError(f'config.data.name={name!r} (TFDS): images are {dtype} {shape}, expected uint8 (H, W, C)')
   arrays = {}
   for split, source in sources.items():
     arrays[f'{split}_images'] = records.Records(TfdsReader(name, split, image_key), np.arange(len(source)),
