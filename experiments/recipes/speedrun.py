@@ -90,16 +90,16 @@ def markdown(info, records, target, config_name):
   accuracies = [r['accuracy'] for r in cached]
   reached = sum(a >= target for a in accuracies)
   lines = [
-      f'Speedrun of `{config_name}` to {target:.2f} test accuracy. Machine: {info["device_kind"]} '
+      f'Speedrun of `{config_name}` to {target:g} test accuracy. Machine: {info["device_kind"]} '
       f'({info["backend"]}, {info["devices"]} device(s)), {cpu_text(info)}, JAX {info["jax"]}.', '']
   if cached:
     lines += [
         f'- accuracy over {len(cached)} seed{"s" if len(cached) > 1 else ""}: {_spread(accuracies)}; '
-        f'{reached} of {len(cached)} reach {target:.2f}',
+        f'{reached} of {len(cached)} reach {target:g}',
         f'- seconds (compiled programs loaded from the cache): {_seconds([r["seconds"] for r in cached])}']
   else:  # written after the first run, or the speedrun stopped before a second: no run with the cache warm
     lines += [f'- only the first, compiling run has finished: accuracy {first["accuracy"]:.4f}, '
-              f'{"reaches" if first["accuracy"] >= target else "short of"} {target:.2f}']
+              f'{"reaches" if first["accuracy"] >= target else "short of"} {target:g}']
   lines += [f'- the first run, compiling everything: {first["seconds"]:.1f} s']
   for framework, label, module in TWINS:
     runs = [r for r in records if r.get('framework') == framework]
@@ -110,7 +110,7 @@ def markdown(info, records, target, config_name):
         f'- {label} {info.get(framework, "")} (the same recipe, experiments/baselines/{module}.py; '
         f'{runs[0]["settings"]}), '
         f'{len(runs)} seed{"s" if len(runs) > 1 else ""}: accuracy {_spread(twin_accuracies)}; '
-        f'{sum(a >= target for a in twin_accuracies)} of {len(runs)} reach {target:.2f}',
+        f'{sum(a >= target for a in twin_accuracies)} of {len(runs)} reach {target:g}',
         f'- {label} seconds: {_seconds(twin_seconds)}; its mean over ours (cached): '
         f'{statistics.mean(twin_seconds) / statistics.mean([r["seconds"] for r in cached]):.2f}']
   lines += ['', '| framework | seed | compilation | seconds | accuracy | plain test accuracy | epochs |',

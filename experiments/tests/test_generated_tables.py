@@ -77,3 +77,13 @@ def test_speed_accuracy_table_is_what_its_script_renders():
   points = speed_accuracy.points_of(RESULTS)
   with open(os.path.join(RESULTS, speed_accuracy.SPEEDRUNS, 'speed-accuracy.md')) as f:
     assert speed_accuracy.markdown(points, 'experiments/results') == f.read()
+
+
+def test_records_table_is_what_its_script_renders():
+  # The records, as `python -m experiments.recipes.records` writes them from the committed speedruns.
+  from experiments.recipes import records, speed_accuracy  # pylint: disable=g-import-not-at-top
+  tables = records.speedrun_tables(RESULTS)
+  with open(os.path.join(RESULTS, speed_accuracy.SPEEDRUNS, 'records.md')) as f:
+    assert records.markdown(tables, 'experiments/results') == f.read()
+  with open(os.path.join(REPO, 'README.md')) as f:  # the README's best record per target
+    assert records.readme_table(tables) in f.read()
