@@ -99,30 +99,24 @@ def table(tables):
   lines = ['| target | machine | record | seeds | test accuracy (mean) | seconds a seed | cold (compiling) '
            '| PyTorch twin | Keras twin | ours the fastest |', '| --- |' + ' --- |' * 9]
   for target, budget, hardware, record, closest in record_rows(tables):
-    goal = f'{target:g} in {_budget(budget)}'
-    if record:
-      lines.append(f'| {goal} | {hardware} | `{record["recipe"]}` ([table]({record["file"]})) | '
-                   f'{record["seeds"]} | {record["accuracy"]:.4f} | {record["seconds"]:,.1f} | '
-                   f'{record["cold"]:,.1f} | {_twin_cell(record, "pytorch")} | {_twin_cell(record, "keras")} | '
-                   f'{_fastest_of_three(record)} |')
-    elif closest:
-      lines.append(f'| {goal} | {hardware} | not reached; closest within {_budget(budget)}: '
-                   f'`{closest["recipe"]}` ([table]({closest["file"]})) | {closest["seeds"]} | '
-                   f'{closest["accuracy"]:.4f} | {closest["seconds"]:,.1f} | {closest["cold"]:,.1f} | '
-                   f'{_twin_cell(closest, "pytorch")} | {_twin_cell(closest, "keras")} | '
-                   f'{_fastest_of_three(closest)} |')
-    else:
+    goal, shown = f'{target:g} in {_budget(budget)}', record or closest
+    if not shown:
       lines.append(f'| {goal} | {hardware} | not reached; no {RECORD_SEEDS}-seed speedrun within '
                    f'{_budget(budget)} |' + ' - |' * 7)
+      continue
+    reached = '' if record else f'not reached; closest within {_budget(budget)}: '
+    lines.append(f'| {goal} | {hardware} | {reached}`{shown["recipe"]}` ([table]({shown["file"]})) | '
+                 f'{shown["seeds"]} | {shown["accuracy"]:.4f} | {shown["seconds"]:,.1f} | {shown["cold"]:,.1f} | '
+                 f'{_twin_cell(shown, "pytorch")} | {_twin_cell(shown, "keras")} | {_fastest_of_three(shown)} |')
   return '\n'.join(lines)
 
 
 def best_per_target(tables):
   """[(target, budget, hardware, table, reached)], one per CPU target: the record on any machine (the
   fastest, where several machines hold one), else the most accurate table within the budget."""
-  best = []
+  best, all_rows = [], record_rows(tables)
   for target, budget in CPU_TARGETS:
-    rows = [row for row in record_rows(tables) if row[:2] == (target, budget)]
+    rows = [row for row in all_rows if row[:2] == (target, budget)]
     reached = [(hardware, record) for _, _, hardware, record, _ in rows if record]
     closest = [(hardware, closest) for _, _, hardware, _, closest in rows if closest]
     if reached:
