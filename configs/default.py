@@ -135,7 +135,7 @@ def get_config():
 
   # Execution: none of these changes the results beyond float rounding.
   config.parallel = 'auto'  # 'auto' (jit over a device mesh), 'pmap' or 'single'
-  config.conv_impl = 'auto'  # 'auto', 'xla' or 'im2col' (models/fast_conv.py)
+  config.conv_impl = 'auto'  # 'auto', 'xla' or 'im2col' (fashion_jax/models/kernels/conv.py)
   config.dtype = 'float32'  # compute dtype: 'float32' or 'bfloat16' (parameters stay float32)
   config.steps_per_call = 0  # 0 = auto: 1 on the CPU, a whole epoch per compiled call elsewhere
   config.checkpoint_every_epochs = 1  # 0 = only at the end of each phase (fast GPUs: epochs take < 1 s)

@@ -32,7 +32,7 @@ import sys
 from absl import app, flags, logging
 
 from experiments import lab
-from fashion_jax.cpu_info import cpu_description, cpu_text, usable_cpus
+from fashion_jax.cpu_info import cpu_text
 
 FLAGS = flags.FLAGS
 
@@ -214,11 +214,8 @@ def main(argv):
   from fashion_jax import train  # pylint: disable=g-import-not-at-top
   jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.root, '.jax_cache'))
   module = load_config_module(FLAGS.config)
-  cpu_model, _ = cpu_description()
-  header = {'config': FLAGS.config, 'model': module.get_config().model,
-            'command': lab.command(), 'backend': jax.default_backend(),
-            'device_kind': jax.devices()[0].device_kind,
-            'cpu_count': usable_cpus(), 'cpu_model': cpu_model, 'jax': jax.__version__}
+  # The machine as every benchmark records it (its processor's family, model and vector extensions too).
+  header = {'config': FLAGS.config, 'model': module.get_config().model, **lab.machine()}
   try:
     every = variants(module, FLAGS.variant)
     unknown = [name for name in FLAGS.only if name not in dict(every)]

@@ -97,6 +97,7 @@ def test_a_smoke_ablation_trains_each_chosen_variant(tmp_path):
   with open(out + '.jsonl') as f:
     header, *records = [json.loads(line) for line in f]
   assert header['model'] == 'cnn1' and [r['variant'] for r in records] == ['full', 'no flip']
+  assert {'cpu_identity', 'cpu_flags', 'devices'} <= set(header)  # the machine, as every benchmark's header
   # The full recipe is scored by its EMA with flip TTA; 'no flip' drops the TTA and is scored by its EMA.
   assert [ablate.run_number(r['phases'][-1]) for r in records] == [
       records[0]['phases'][-1]['ema_tta_flip_test_accuracy'], records[1]['phases'][-1]['ema_test_accuracy']]
