@@ -68,13 +68,13 @@ def test_two_processes_match_one_process_with_eight_devices(tmp_path, real_data_
   assert_same_histories(one, two, 'two processes')
 
 
-@needs_devices(8)
 def _folder_flags(root, pipeline):
   return [f'--config.data.source=folder', f'--config.data.dir={root}', '--config.data.image_size=12',
           '--config.data.channels=3', f'--config.data.pipeline={pipeline}', '--config.data.train_limit=0',
           '--config.data.eval_limit=0']
 
 
+@needs_devices(8)
 def test_two_processes_each_stream_their_half_of_every_batch(tmp_path):
   """The 'stream' pipeline over 2 processes: each reads only its 4 devices' rows of every batch, from a
   folder of images, and the run trains as one process with 8 devices does."""
