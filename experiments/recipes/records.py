@@ -18,8 +18,6 @@ as precisely as each table's header records them (speed_accuracy.hardware). Writ
 several machines hold one) or else the most accurate table within the budget on any machine.
 """
 
-import glob
-import json
 import os
 import statistics
 
@@ -30,15 +28,13 @@ from experiments.recipes import speed_accuracy
 # (target test accuracy, budget in seconds a seed) on a CPU: the project's speedrun targets.
 CPU_TARGETS = ((0.925, 60), (0.94, 600), (0.95, 3600))
 RECORD_SEEDS = 5
-TWINS = (('pytorch', 'PyTorch'), ('keras', 'Keras'))
+TWINS = tuple(speed_accuracy.TWIN_NAMES.items())  # (framework, its name)
 
 
 def speedrun_tables(results_dir):
   """One summary a committed speedrun table: its recipe, machine, and ours' and the twins' runs."""
   tables = []
-  for path in sorted(glob.glob(os.path.join(results_dir, speed_accuracy.SPEEDRUNS, 'speedrun-*.jsonl'))):
-    with open(path) as f:
-      header, *runs = [json.loads(line) for line in f if line.strip()]
+  for path, header, runs in speed_accuracy.speedrun_files(results_dir):
     ours = [run for run in runs if run.get('framework', 'jax') == 'jax']
     warm = [run for run in ours if run['cache'] == 'warm']
     if not warm:

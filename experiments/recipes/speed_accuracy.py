@@ -21,6 +21,7 @@ import statistics
 
 from absl import app, flags
 
+from experiments import lab
 from fashion_jax import plots, resume
 
 FLAGS = flags.FLAGS
@@ -58,11 +59,15 @@ def recipe_name(header, path):
   return ' '.join([config] + [part[len('--config.'):] for part in parts if part.startswith('--config.')])
 
 
+def speedrun_files(results_dir):
+  """(path, header, runs) of each committed speedrun table (speedruns/speedrun-*.jsonl, speedrun.py's)."""
+  for path in sorted(glob.glob(os.path.join(results_dir, SPEEDRUNS, 'speedrun-*.jsonl'))):
+    yield (path, *lab.read_json_lines(path[:-len('.jsonl')]))
+
+
 def speedrun_points(results_dir):
   points = collections.defaultdict(list)
-  for path in sorted(glob.glob(os.path.join(results_dir, SPEEDRUNS, 'speedrun-*.jsonl'))):
-    with open(path) as f:
-      header, *runs = [json.loads(line) for line in f if line.strip()]
+  for path, header, runs in speedrun_files(results_dir):
     config = recipe_name(header, path)
     for run in runs:
       # The recipe in PyTorch or Keras (speedrun.py --*_twin): a point apart, named by what differs.
@@ -85,8 +90,7 @@ def plus_points(results_dir):
   from experiments.recipes import ablate  # pylint: disable=g-import-not-at-top
   points = collections.defaultdict(list)
   for path in sorted(glob.glob(os.path.join(results_dir, RECIPES, 'ablation-*-plus.jsonl'))):
-    with open(path) as f:
-      header, *runs = [json.loads(line) for line in f if line.strip()]
+    header, runs = lab.read_json_lines(path[:-len('.jsonl')])
     for run in runs:
       if run['variant'] == ablate.FULL:
         points[(f'{header["model"]} plus recipe ({header["config"]})', hardware(header))].append(
