@@ -108,9 +108,9 @@ def apply_override(config, assignment):
 
 
 # Flags that several measuring scripts define at import time (speed/benchmark.py, layer_shares.py,
-# step_profile.py, recipes/speedrun.py; baselines/twin_settings.py when run). One process may import several
-# of them (a test, a notebook, a script using another's functions) and absl refuses a flag defined twice,
-# so the first call defines each and the later ones return it.
+# step_profile.py, conv_libraries.py, recipes/speedrun.py; baselines/twin_settings.py when run). One
+# process may import several of them (a test, a notebook, a script using another's functions) and absl
+# refuses a flag defined twice, so the first call defines each and the later ones return it.
 
 
 def _shared_flag(define, name, default, help_text, **kwargs):
@@ -129,6 +129,13 @@ def models_flag():
   """--models: the configs (configs/<model>.py) a script times."""
   return _shared_flag(flags.DEFINE_list, 'models', ['cnn1', 'cnn3', 'cnn4'],
                       'Models (configs/<model>.py) to time.')
+
+
+def rounds_flag():
+  """--rounds: how many times a script measures everything, each round all of it in turn (a shared
+  machine's speed drifts: a ratio pairs the sides of one round)."""
+  return _shared_flag(flags.DEFINE_integer, 'rounds', 1,
+                      'Rounds, each timing every side of every measurement once, in turn.')
 
 
 def repeats_flag():

@@ -220,7 +220,7 @@ def test_registered_names_and_module_paths_resolve():
 def test_create_model_sets_the_common_fields_and_the_models_own_options():
   model = models.create_model(config_for('wrn', depth=10, widen_factor=2, dropout_rate=0.1), num_classes=4)
   assert (model.num_classes, model.depth, model.widen_factor, model.dropout_rate) == (4, 10, 2, 0.1)
-  assert model.conv_impl == models.conv_kernels.default_impl() and model.dtype == jnp.float32
+  assert model.conv_impl == 'auto' and model.dtype == jnp.float32  # each convolution picks (layers.Conv3x3)
   model = models.create_model(config_for('preact_resnet', stage_sizes=[1, 1], widths=[4, 8]))
   assert model.stage_sizes == (1, 1) and model.widths == (4, 8)
   assert models.create_model(config_for('vgg19'), num_classes=3).num_classes == 3

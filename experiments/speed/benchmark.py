@@ -55,8 +55,7 @@ _DTYPES = flags.DEFINE_list('dtypes', ['float32'], 'Compute dtypes to time.')
 _CALLS = flags.DEFINE_integer('calls', 0, 'Timed calls per measurement (0: one epoch on the CPU, 3 elsewhere).')
 _KERAS = flags.DEFINE_bool('keras', False, 'Also time the Keras models (needs tensorflow).')
 _TORCH = flags.DEFINE_bool('torch', False, 'Also time the same models in PyTorch (needs torch).')
-_ROUNDS = flags.DEFINE_integer('rounds', 1, 'Rounds: each times every side (ours, Keras, PyTorch) of '
-                               'every model once, the models in turn.')
+_ROUNDS = lab.rounds_flag()  # each round times every side (ours, Keras, PyTorch) of every model once
 _TORCH_STEPS = flags.DEFINE_integer('torch_steps', 100, 'Timed PyTorch steps per layout (after 5 untimed).')
 _KERAS_AUGMENT = flags.DEFINE_list('keras_augment', [], 'Models also timed in Keras with ImageDataGenerator.')
 _PROTOCOL = flags.DEFINE_list('protocol', [], 'Models whose full protocol is timed.')

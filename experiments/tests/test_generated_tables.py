@@ -31,7 +31,7 @@ def renderers():
   # pylint: disable=g-import-not-at-top
   from experiments.baselines import twin_settings
   from experiments.recipes import ablate, precise_bn_runs, speedrun
-  from experiments.speed import benchmark, layer_shares, step_profile, stream_benchmark
+  from experiments.speed import benchmark, conv_libraries, layer_shares, step_profile, stream_benchmark
 
   def speedrun_table(info, records):
     # speedrun.py --render_only: the target and config come from the header (older runs lack them).
@@ -48,6 +48,7 @@ def renderers():
       'speed/layer-shares-': layer_shares.markdown,
       'speed/step-profile-': step_profile.table,
       'speed/stream-': stream_benchmark.markdown,
+      'speed/conv-libraries-': conv_libraries.markdown,
   }
 
 

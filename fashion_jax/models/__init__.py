@@ -16,8 +16,9 @@ A model is a plain `flax.linen.Module` class with a field `num_classes: int` and
 execution settings only to a class that declares them as fields:
 - `dtype`: the compute dtype from config.dtype (jnp.float32 or jnp.bfloat16; keep parameters in float32,
   `param_dtype=jnp.float32`); without the field, config.dtype must stay 'float32';
-- `conv_impl`: 'xla' or 'im2col' from config.conv_impl (kernels/conv.py), which matters only to
-  convolutions built with `layers.Conv3x3(features, impl=self.conv_impl, ...)`.
+- `conv_impl`: 'auto', 'xla' or 'im2col' from config.conv_impl (kernels/conv.py), which matters only to
+  convolutions built with `layers.Conv3x3(features, impl=self.conv_impl, ...)` ('auto': each picks the
+  faster for itself).
 Options of its own are further fields, set from `config.model_kwargs` (unknown keys are errors). A
 `__call__` that also takes `return_features=False` and then returns `(logits, features)`, `features`
 (N, D) being the penultimate layer, gets its features drawn in the embedding pictures; without it the
@@ -137,8 +138,8 @@ def create_model(config, num_classes=10, conv_impl=None):
   cls = resolve(config.model)
   if config.dtype not in DTYPES:
     raise UserError(f'config.dtype={config.dtype!r}: expected one of {sorted(DTYPES)}')
-  impl = conv_kernels.default_impl() if config.conv_impl == 'auto' else config.conv_impl
-  if impl not in conv_kernels.IMPLS:
+  impl = config.conv_impl  # 'auto': each convolution picks (layers.Conv3x3, kernels/conv.py)
+  if impl not in ('auto',) + conv_kernels.IMPLS:
     raise UserError(f'config.conv_impl={config.conv_impl!r}: expected \'auto\' or one of {conv_kernels.IMPLS}')
   fields = _fields(cls)
   if 'num_classes' not in fields:

@@ -63,10 +63,11 @@ class Conv3x3(nn.Module):
       bias = self.param('bias', self.bias_init, (self.features,), jnp.float32).astype(self.dtype)
     else:
       bias = None
+    impl = conv_kernels.training_impl(self.relu_pool, self.dtype) if self.impl == 'auto' else self.impl
     if self.relu_pool:
       bias = jnp.zeros((self.features,), self.dtype) if bias is None else bias
-      return conv_kernels.conv3x3_valid_relu_pool(x, kernel, bias, self.impl)
-    y = conv_kernels.conv3x3_valid(x, kernel, self.impl)
+      return conv_kernels.conv3x3_valid_relu_pool(x, kernel, bias, impl)
+    y = conv_kernels.conv3x3_valid(x, kernel, impl)
     return y if bias is None else y + bias
 
 

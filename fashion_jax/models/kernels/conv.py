@@ -1,9 +1,12 @@
 """3x3 stride-1 'valid' convolution, NHWC, computed by XLA or, on the CPU, as cache-sized patch products.
 
-XLA:CPU is slow at convolution gradients (profiled on the project's 2-core CPU, they took most of
+XLA:CPU ran convolutions slowly (profiled on the project's 2-core CPU, their gradients took most of
 CNN-3's step before this module existed), while it runs large matrix products near the machine's
-peak. A 3x3 convolution is a matrix product of its input's 3x3 patches with the kernel (im2col), and so
-are both of its gradients:
+peak. Much of that slowness was YNNPACK's, to which this jaxlib hands convolutions by default; with
+XLA's own kernels (`fashion_jax.xla_cpu`) a plain convolution trains faster than as patch products,
+while a convolution fused with ReLU and max pooling stays faster as patch products. A 3x3 convolution
+is a matrix product of its input's 3x3 patches with the kernel (im2col), and so are both of its
+gradients:
 
   y  = patches(x) @ K                        K  = kernel.reshape(9 * C, F)
   dK = patches(x)^T @ dy
@@ -11,18 +14,21 @@ are both of its gradients:
      = col2im(dy @ K^T)                      (each patch's gradient added back onto its pixels)
 
 Implementations (`impl`):
-- 'xla': `lax.conv_general_dilated`; the default on GPU and TPU, where cuDNN and the TPU's convolution
-  units are the fastest.
-- 'im2col': the forward pass and the weight gradient as patch products (a custom VJP); the default on
-  the CPU. The patch products run over the batch in chunks whose patches fit in the CPU's caches
-  (`CHUNK_BYTES`): the 9-fold patch tensor of a whole batch is tens to hundreds of MB, and building it
-  in main memory cost more than the product it feeds. The input gradient is col2im(dy @ K^T) in the
-  same chunk loop for a fused layer that widens its input (CNN-3's second), XLA's whole-batch
-  convolution for every other layer (XLA's runs much slower inside a loop over chunks): `_dx_in_chunks`.
+- 'xla': `lax.conv_general_dilated`; the choice on GPU and TPU, where cuDNN and the TPU's convolution
+  units are the fastest, and on the CPU for a convolution not fused with what follows, where XLA:CPU
+  runs convolutions with its own kernels rather than YNNPACK's (`fashion_jax.xla_cpu`).
+- 'im2col': the forward pass and the weight gradient as patch products (a custom VJP); the choice on
+  the CPU for the fused layers below. The patch products run over the batch in chunks whose patches
+  fit in the CPU's caches (`CHUNK_BYTES`): the 9-fold patch tensor of a whole batch is tens to
+  hundreds of MB, and building it in main memory cost more than the product it feeds. The input
+  gradient is col2im(dy @ K^T) in the same chunk loop for a fused layer that widens its input (CNN-3's
+  second), XLA's whole-batch convolution for every other layer (XLA's runs much slower inside a loop
+  over chunks): `_dx_in_chunks`.
 
 `conv3x3_valid_relu_pool` adds bias, ReLU and 2x2 max pooling; with 'im2col' all of it runs chunk by
-chunk, so the convolution's output (the models' largest tensor) never reaches main memory. A
-convolution that only runs forward (VGG19's frozen base) asks `forward_only_impl` which is faster.
+chunk, so the convolution's output (the models' largest tensor) never reaches main memory. With
+`config.conv_impl='auto'` each trained convolution asks `training_impl` which is faster for it, and one
+that only runs forward (VGG19's frozen base) asks `forward_only_impl`.
 
 Each choice here (the patches as nine windows joined, the forward loop over slices of the batch, where
 the input gradient is computed, the chunk size) was timed against its alternatives in the training
@@ -35,6 +41,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from fashion_jax import xla_cpu
 from fashion_jax.models.kernels import pooling
 
 IMPLS = ('xla', 'im2col')
@@ -43,9 +50,26 @@ CHUNK_BYTES = 2 * 1024 * 1024
 
 
 def default_impl(platform=None):
-  """The fastest measured implementation on `platform` (the default backend's if None)."""
+  """The implementation for a whole model on `platform` (the default backend's if None): the patch
+  products on the CPU, XLA's convolution elsewhere. `config.conv_impl='auto'` picks layer by layer
+  instead (`training_impl`)."""
   platform = platform or jax.default_backend()
   return 'im2col' if platform == 'cpu' else 'xla'
+
+
+def training_impl(fused, dtype=jnp.float32, platform=None):
+  """The faster implementation of one trained convolution, `fused` with ReLU and max pooling or not.
+
+  On the CPU, a fused layer takes the patch products: their chunk loop never writes the convolution's
+  output to memory. A plain float32 convolution takes XLA's own where XLA:CPU keeps convolutions off
+  YNNPACK (`fashion_jax.xla_cpu`, which the package asks for): forward, input and weight gradient
+  together faster than the patch products' (CNN-4's training step: docs/lab_notes.md); with YNNPACK's
+  convolutions, or in bfloat16, the patch products. Elsewhere XLA's.
+  """
+  impl = default_impl(platform)
+  if impl == 'im2col' and not fused and jnp.dtype(dtype) == jnp.float32 and not xla_cpu.ynnpack_convolutions():
+    return 'xla'
+  return impl
 
 
 def _patches(x):
