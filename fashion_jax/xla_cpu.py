@@ -2,7 +2,7 @@
 
 This jaxlib hands matrix products, reductions and convolutions to YNNPACK by default. Its products and
 reductions are the fastest XLA:CPU has for this package's models, but its convolutions were 2-8x slower
-than XLA's own (Eigen's) on the article's layers in float32, forward and backward
+than XLA's own (Eigen's) on CNN-4's layers in float32, forward passes and weight gradients
 (docs/lab_notes.md, "XLA's own convolutions"). The flag below keeps YNNPACK for the rest and takes the
 convolutions back; programs without convolutions of their own (the patch products of kernels/conv.py
 and the speedruns' fused layers) compile to the same program with or without it.

@@ -63,11 +63,12 @@ def training_impl(fused, dtype=jnp.float32, platform=None):
   On the CPU, a fused layer takes the patch products: their chunk loop never writes the convolution's
   output to memory. A plain float32 convolution takes XLA's own where XLA:CPU keeps convolutions off
   YNNPACK (`fashion_jax.xla_cpu`, which the package asks for): forward, input and weight gradient
-  together faster than the patch products' (CNN-4's training step: docs/lab_notes.md); with YNNPACK's
-  convolutions, or in bfloat16, the patch products. Elsewhere XLA's.
+  together faster than the patch products' (CNN-4's training step: docs/lab_notes.md). With YNNPACK's
+  convolutions, and in bfloat16 (not measured), the patch products, as before. Elsewhere XLA's.
   """
   impl = default_impl(platform)
-  if impl == 'im2col' and not fused and jnp.dtype(dtype) == jnp.float32 and not xla_cpu.ynnpack_convolutions():
+  plain_float32 = not fused and jnp.dtype(dtype) == jnp.float32
+  if impl == 'im2col' and plain_float32 and not xla_cpu.ynnpack_convolutions():
     return 'xla'
   return impl
 
