@@ -31,8 +31,8 @@ FLAGS = flags.FLAGS
 _MODELS, _OUT, _REPEATS = lab.models_flag(), lab.out_flag(), lab.repeats_flag()
 _ROUNDS = lab.rounds_flag()  # each round runs every setting once
 
-# What the jaxlib does by default (YNNPACK's products, reductions and convolutions: xla_cpu.py), and
-# the package's setting.
+# YNNPACK's products, reductions and convolutions (what the jaxlib's default does with these programs:
+# xla_cpu.py), and the package's setting.
 SETTINGS = {'YNNPACK convolutions': 'individual_dot,reduce,individual_convolution',
             "XLA's convolutions": xla_cpu.WITHOUT_CONVOLUTIONS}
 IMPLS = ('im2col', 'auto')
