@@ -20,7 +20,7 @@ import sys
 
 FLAG = '--xla_cpu_experimental_ynn_fusion_type'
 # This jaxlib's default set less 'individual_convolution' (the same program where there is no
-# convolution: tests/test_kernels.py compares them).
+# convolution: tests/test_xla_cpu.py compares them).
 WITHOUT_CONVOLUTIONS = 'individual_dot,reduce'
 # The jaxlib release series whose XLA has the flag and these names (a newer one keeps its defaults).
 MEASURED_JAXLIB = ('0.10.',)

@@ -68,8 +68,8 @@ def test_each_convolution_picks_by_whether_it_is_fused_its_dtype_and_the_flag(mo
 
 
 # Compiles a convolution, a matrix product and CNN-1's patch-product training step in a new process and
-# prints what XLA made of them. With `START_FIRST`, JAX's backend starts before fashion_jax is imported,
-# so the process keeps XLA's defaults.
+# prints what XLA made of them. With 'start_first', JAX's backend starts before fashion_jax is
+# imported, so the process keeps XLA's defaults.
 _CHILD = r'''
 import hashlib, json, re, sys
 if sys.argv[1] == 'start_first':

@@ -1,7 +1,7 @@
 """The experiment scripts can be imported into one process (a notebook, a test, another script): absl
 refuses a flag name defined twice, so a script defines at import time only flags no other defines, and
-takes the shared ones (--models, --out, --repeats, --rounds) from experiments/lab.py, which defines each once; the
-others define theirs when run. Every script runs as a module from the repository's root."""
+takes the shared ones (--models, --out, --repeats, --rounds) from experiments/lab.py, which defines each
+once; the others define theirs when run. Every script runs as a module from the repository's root."""
 
 import importlib
 import importlib.util
@@ -15,8 +15,8 @@ from conftest import REPO
 # Every script under experiments/ that needs neither TensorFlow nor PyTorch to be imported.
 _SCRIPTS = ['recipes.ablate', 'recipes.precise_bn_runs', 'recipes.speed_accuracy', 'recipes.speedrun',
             'speed.benchmark', 'speed.conv_libraries', 'speed.layer_shares', 'speed.step_profile',
-            'study.run_study', 'study.seed_spread', 'study.study_report', 'baselines.speedrun_twin', 'baselines.twin_settings',
-            'gpu.fit_epochs']
+            'study.run_study', 'study.seed_spread', 'study.study_report', 'baselines.speedrun_twin',
+            'baselines.twin_settings', 'gpu.fit_epochs']
 
 
 def test_every_script_imports_beside_the_others():
