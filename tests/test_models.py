@@ -150,16 +150,6 @@ def test_conv_chunks_divide_the_batch_within_the_byte_budget(monkeypatch):
   assert conv_kernels._chunk_size(jnp.zeros((3, 13, 13, 32))) == 3
 
 
-def test_forward_only_convolutions_leave_patch_products_where_one_image_overflows_a_chunk():
-  # VGG19 at 150x150 (block1_conv2: 52 MB of patches an image) and at 32x32 (block5: 2x2 maps).
-  assert conv_kernels.forward_only_impl((25, 152, 152, 64), 64, platform='cpu') == 'xla'
-  assert conv_kernels.forward_only_impl((500, 4, 4, 512), 512, platform='cpu') == 'im2col'
-  # bfloat16 halves the bytes: 48x48x(9*32+32) patches and products, 2.9 MB in float32, 1.5 in bf16.
-  assert conv_kernels.forward_only_impl((1, 50, 50, 32), 32, jnp.float32, platform='cpu') == 'xla'
-  assert conv_kernels.forward_only_impl((1, 50, 50, 32), 32, jnp.bfloat16, platform='cpu') == 'im2col'
-  assert conv_kernels.forward_only_impl((500, 4, 4, 512), 512, platform='gpu') == 'xla'
-
-
 def test_im2col_conv_gradients_match_finite_differences():
   with jax.enable_x64(True):
     x = jax.random.normal(jax.random.key(0), (2, 6, 5, 3), jnp.float64)

@@ -67,6 +67,24 @@ def test_each_convolution_picks_by_whether_it_is_fused_its_dtype_and_the_flag(mo
   assert conv_kernels.training_impl(fused=False, platform='cpu') == 'im2col'
 
 
+def test_a_forward_only_convolution_picks_by_its_map_its_dtype_and_the_flag(monkeypatch):
+  # VGG19's padded inputs: block1_conv2 at 150x150, block4 and block5 at 32x32 (4x4 and 2x2 maps).
+  monkeypatch.setenv('XLA_FLAGS', OURS)
+  assert conv_kernels.forward_only_impl((25, 152, 152, 64), 64, platform='cpu') == 'xla'
+  assert conv_kernels.forward_only_impl((500, 6, 6, 256), 512, platform='cpu') == 'xla'
+  assert conv_kernels.forward_only_impl((500, 5, 5, 512), 512, platform='cpu') == 'xla'  # a 3x3 map
+  assert conv_kernels.forward_only_impl((500, 4, 4, 512), 512, platform='cpu') == 'im2col'
+  assert conv_kernels.forward_only_impl((500, 4, 4, 512), 512, platform='gpu') == 'xla'
+  # bfloat16, and YNNPACK's convolutions: by the bytes of one image's patches and product, patch products
+  # while they fit a chunk. 48x48x(9*32+32) of them: 2.9 MB in float32, 1.5 in bfloat16.
+  assert conv_kernels.forward_only_impl((1, 50, 50, 32), 32, jnp.bfloat16, platform='cpu') == 'im2col'
+  assert conv_kernels.forward_only_impl((500, 6, 6, 256), 512, jnp.bfloat16, platform='cpu') == 'im2col'
+  monkeypatch.setenv('XLA_FLAGS', f'{xla_cpu.FLAG}=individual_dot,reduce,individual_convolution')
+  assert conv_kernels.forward_only_impl((1, 50, 50, 32), 32, platform='cpu') == 'xla'
+  assert conv_kernels.forward_only_impl((500, 6, 6, 256), 512, platform='cpu') == 'im2col'
+  assert conv_kernels.forward_only_impl((25, 152, 152, 64), 64, platform='cpu') == 'xla'
+
+
 # Compiles a convolution, a matrix product and CNN-1's patch-product training step in a new process and
 # prints what XLA made of them. With 'start_first', JAX's backend starts before fashion_jax is
 # imported, so the process keeps XLA's defaults.

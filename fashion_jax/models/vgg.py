@@ -56,8 +56,8 @@ class VGG19Features(nn.Module):
   """The frozen base: 16 convolutions 3x3 'same' with ReLU, 2x2 max pooling after each block.
 
   It only runs forward, so with `conv_impl='auto'` each convolution takes the implementation fastest for
-  that alone (conv_kernels.forward_only_impl): on the CPU, XLA's for the large maps of a 150x150 input,
-  patch products for the small ones (timed: docs/lab_notes.md); 'xla' or 'im2col' take that one
+  that alone (conv_kernels.forward_only_impl): on the CPU, XLA's, except patch products on maps under
+  3x3 (the last block's at 32x32; timed: docs/lab_notes.md); 'xla' or 'im2col' take that one
   everywhere (an export for any batch size takes 'xla').
   """
   dtype: jnp.dtype = jnp.float32

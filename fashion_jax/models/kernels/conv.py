@@ -47,6 +47,9 @@ from fashion_jax.models.kernels import pooling
 IMPLS = ('xla', 'im2col')
 # The patch tensor of one chunk: about the size of one core's L2 cache, well inside the shared L3.
 CHUNK_BYTES = 2 * 1024 * 1024
+# The smallest output map (a side) on which a forward-only convolution takes XLA's own kernels: XLA:CPU
+# computes a 3x3 convolution of a 2x2 map (VGG19's last block at 32x32) with input and kernel swapped.
+MIN_XLA_MAP = 3
 
 
 def default_impl(platform=None):
@@ -103,15 +106,20 @@ def _chunk_size(x, features=0):
 def forward_only_impl(x_shape, features, dtype=jnp.float32, platform=None):
   """The faster implementation for a convolution that only ever runs forward (VGG19's frozen base).
 
-  On the CPU: 'im2col' while one image's patches fit a chunk (`CHUNK_BYTES`), XLA's convolution beyond.
-  Larger patches stream through main memory, where XLA's convolution is faster (VGG19 at 150x150); on
-  small maps XLA's is as fast or far slower (VGG19 at 32x32, whose last block's maps are 2x2).
-  `x_shape` is the 'valid' convolution's (padded) input.
+  On the CPU, in float32 with XLA's own convolutions (`fashion_jax.xla_cpu`): XLA's, except on maps
+  smaller than `MIN_XLA_MAP` a side, where XLA:CPU rewrites the convolution (input and kernel swapped)
+  into a form that ran VGG19's last block several times slower than the patch products. With YNNPACK's
+  convolutions, and in bfloat16 (not measured): 'im2col' while one image's patches fit a chunk
+  (`CHUNK_BYTES`), XLA's convolution beyond, where larger patches stream through main memory.
+  `x_shape` is the 'valid' convolution's (padded) input. Timed on VGG19's features: docs/lab_notes.md.
   """
   impl = default_impl(platform)
-  if impl == 'im2col' and _bytes_per_image(x_shape, features, dtype) > CHUNK_BYTES:
-    return 'xla'
-  return impl
+  if impl != 'im2col':
+    return impl
+  if jnp.dtype(dtype) == jnp.float32 and not xla_cpu.ynnpack_convolutions():
+    _, h, w, _ = x_shape
+    return 'xla' if min(h, w) - 2 >= MIN_XLA_MAP else 'im2col'
+  return 'xla' if _bytes_per_image(x_shape, features, dtype) > CHUNK_BYTES else 'im2col'
 
 
 def _rows(a, i, size):
