@@ -31,8 +31,8 @@ def renderers():
   # pylint: disable=g-import-not-at-top
   from experiments.baselines import twin_settings
   from experiments.recipes import ablate, precise_bn_runs, speedrun
-  from experiments.speed import (benchmark, conv_libraries, layer_shares, step_profile, stream_benchmark,
-                                 vgg_conv_impls)
+  from experiments.speed import (batch_norm_backward, benchmark, conv_libraries, layer_shares, step_profile,
+                                 stream_benchmark, vgg_conv_impls)
 
   def speedrun_table(info, records):
     # speedrun.py --render_only: the target and config come from the header (older runs lack them).
@@ -51,6 +51,7 @@ def renderers():
       'speed/stream-': stream_benchmark.markdown,
       'speed/conv-libraries-': conv_libraries.markdown,
       'speed/vgg19-conv-impls-': vgg_conv_impls.markdown,
+      'speed/batch-norm-backward-': batch_norm_backward.markdown,
   }
 
 

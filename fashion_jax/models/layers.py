@@ -9,7 +9,8 @@
   first-maximum gradient.
 - `Dropout`: inverted dropout whose mask is drawn for the global batch, so that data-parallel modes that
   see only a shard of the batch (pmap) draw exactly the mask a single device would.
-- `batch_norm`: `nn.BatchNorm` with float32 statistics over the global batch under pmap.
+- `batch_norm`: `BatchNorm` (flax's, its training-mode backward pass written out) with float32
+  statistics over the global batch under pmap.
 
 Neither `Dropout` nor `batch_norm` takes an axis name: both read the pmap axis of the function being
 traced (`fashion_jax.batch_axis.current()`), which the trainer sets, so models need not carry one.
@@ -22,6 +23,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from fashion_jax import batch_axis
+from fashion_jax.models.kernels import batch_norm as batch_norm_kernels
 from fashion_jax.models.kernels import conv as conv_kernels
 from fashion_jax.models.kernels import dropout as dropout_masks
 from fashion_jax.models.kernels.pooling import max_pool_2x2  # pylint: disable=unused-import (re-exported)
@@ -97,8 +99,36 @@ class Dropout(nn.Module):
     return jnp.where(mask, x / keep, jnp.zeros_like(x))
 
 
+class BatchNorm(nn.BatchNorm):
+  """`nn.BatchNorm` whose training-mode backward pass is written out (kernels/batch_norm.py).
+
+  The same variables, names (BatchNorm_<i>) and results as flax's module: in evaluation, while
+  initialising, and for the settings the kernel does not cover (a feature axis other than the last, no
+  scale or bias, a mask, axis index groups, exact variance, reductions in the input's dtype), it is
+  flax's module itself.
+  """
+
+  @nn.compact
+  def __call__(self, x, use_running_average=None, *, mask=None):
+    called_with = use_running_average  # flax's module takes it at construction or at the call, not both
+    use_running_average = nn.merge_param('use_running_average', self.use_running_average, use_running_average)
+    covered = (self.axis in (-1, x.ndim - 1) and self.use_scale and self.use_bias and mask is None
+               and self.axis_index_groups is None and self.use_fast_variance and self.force_float32_reductions)
+    if use_running_average or self.is_initializing() or not covered:
+      return super().__call__(x, called_with, mask=mask)
+    features = (x.shape[-1],)
+    ra_mean = self.variable('batch_stats', 'mean', lambda s: jnp.zeros(s, jnp.float32), features)
+    ra_var = self.variable('batch_stats', 'var', lambda s: jnp.ones(s, jnp.float32), features)
+    scale = self.param('scale', self.scale_init, features, self.param_dtype)
+    bias = self.param('bias', self.bias_init, features, self.param_dtype)
+    y, mean, var = batch_norm_kernels.normalize(x, scale, bias, self.epsilon, self.axis_name)
+    ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+    ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    return y.astype(nn.dtypes.canonicalize_dtype(x, scale, bias, dtype=self.dtype))
+
+
 def batch_norm(train, momentum=0.99, epsilon=1e-3, dtype=jnp.float32, **kwargs):
-  """`nn.BatchNorm` with float32 parameters and statistics over the global batch under pmap.
+  """`BatchNorm` with float32 parameters and statistics over the global batch under pmap.
 
   The defaults are Keras' (the article's CNN-4); PyTorch's, which the ResNet recipes use, are
   momentum=0.9, epsilon=1e-5 (PyTorch's momentum 0.1 weighs the new batch as flax's 0.9). Call it inside
@@ -106,5 +136,5 @@ def batch_norm(train, momentum=0.99, epsilon=1e-3, dtype=jnp.float32, **kwargs):
   (or `name=`), and it reads the pmap axis then, while the step function is traced. Other keyword
   arguments go to nn.BatchNorm.
   """
-  return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, dtype=dtype,
-                      param_dtype=jnp.float32, axis_name=batch_axis.current(), **kwargs)
+  return BatchNorm(use_running_average=not train, momentum=momentum, epsilon=epsilon, dtype=dtype,
+                   param_dtype=jnp.float32, axis_name=batch_axis.current(), **kwargs)
