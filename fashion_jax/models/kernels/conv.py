@@ -108,7 +108,7 @@ def forward_only_impl(x_shape, features, dtype=jnp.float32, platform=None):
 
   On the CPU, in float32 with XLA's own convolutions (`fashion_jax.xla_cpu`): XLA's, except on maps
   smaller than `MIN_XLA_MAP` a side, where XLA:CPU rewrites the convolution (input and kernel swapped)
-  into a form that ran VGG19's last block several times slower than the patch products. With YNNPACK's
+  into a form that ran VGG19's last block many times slower than the patch products. With YNNPACK's
   convolutions, and in bfloat16 (not measured): 'im2col' while one image's patches fit a chunk
   (`CHUNK_BYTES`), XLA's convolution beyond, where larger patches stream through main memory.
   `x_shape` is the 'valid' convolution's (padded) input. Timed on VGG19's features: docs/lab_notes.md.
