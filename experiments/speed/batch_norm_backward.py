@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from experiments import lab
+from fashion_jax.cpu_info import cpu_text
 from fashion_jax.models import layers
 from fashion_jax.models.kernels import conv as conv_kernels
 
@@ -68,8 +69,7 @@ def measure(x_shape, features, round_index, repeats):
 
 
 def markdown(header, records):
-  lines = [f'Machine: {header["cpu_count"]} CPU cores ({header["cpu_model"]}, {header["cpu_identity"]}; '
-           f'{", ".join(header["cpu_flags"])}), JAX {header["jax"]}.', '',
+  lines = [f'Machine: {cpu_text(header)}, JAX {header["jax"]}.', '',
            "CNN-4's Conv -> ReLU -> BatchNorm blocks at batch 256, forward and backward, ms a call: the median "
            "over rounds of each round's median. \"BatchNorm's ms\": the block's time less the same block's "
            'without BatchNorm, the median over rounds of each round\'s difference.', '',

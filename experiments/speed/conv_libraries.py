@@ -26,6 +26,7 @@ import jax
 from experiments import lab
 from experiments.speed import benchmark
 from fashion_jax import data, phases, xla_cpu
+from fashion_jax.cpu_info import cpu_text
 
 FLAGS = flags.FLAGS
 _MODELS, _OUT, _REPEATS = lab.models_flag(), lab.out_flag(), lab.repeats_flag()
@@ -79,8 +80,7 @@ def run_child(setting, round_index):
 
 def markdown(header, records):
   base = ('YNNPACK convolutions', 'im2col')
-  lines = [f'Machine: {header["cpu_count"]} CPU cores ({header["cpu_model"]}, {header["cpu_identity"]}; '
-           f'{", ".join(header["cpu_flags"])}), JAX {header["jax"]}.', '',
+  lines = [f'Machine: {cpu_text(header)}, JAX {header["jax"]}.', '',
            'The augmented training step, ms: the median over rounds of each process\'s median step. "im2col": '
            'every convolution as patch products; "auto": patch products for the fused layers, XLA\'s '
            'convolution for the others (with YNNPACK\'s convolutions it picks patch products for all: the '

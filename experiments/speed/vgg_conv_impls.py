@@ -22,6 +22,7 @@ import numpy as np
 
 from experiments import lab
 from fashion_jax import transfer
+from fashion_jax.cpu_info import cpu_text
 
 _OUT, _ROUNDS = lab.out_flag(), lab.rounds_flag()
 CASES = ((150, 25, 100), (48, 200, 1000), (32, 500, 1000))  # input size, batch, images
@@ -58,8 +59,7 @@ def measure(size, batch, count, rounds):
 
 
 def markdown(header, records):
-  lines = [f'Machine: {header["cpu_count"]} CPU cores ({header["cpu_model"]}, {header["cpu_identity"]}; '
-           f'{", ".join(header["cpu_flags"])}), JAX {header["jax"]}.', '',
+  lines = [f'Machine: {cpu_text(header)}, JAX {header["jax"]}.', '',
            "Images/s of VGG19's features (random weights): every convolution as patch products (im2col), "
            "as XLA's, or picked per convolution (auto: `kernels/conv.forward_only_impl`); the median over "
            'rounds, and each round\'s. "/ best": against the faster of the two forced choices.', '',

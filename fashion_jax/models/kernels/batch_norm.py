@@ -63,8 +63,7 @@ def _backward(epsilon, axis_name, residuals, cotangents):
   return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(scale.dtype)
 
 
-_normalize.defvjp(lambda x, scale, bias, epsilon, axis_name: _forward(x, scale, bias, epsilon, axis_name),
-                  _backward)
+_normalize.defvjp(_forward, _backward)
 
 
 def normalize(x, scale, bias, epsilon, axis_name=None):
