@@ -1,5 +1,5 @@
-"""What the experiment scripts share: their output files, the command line, the article's numbers and the
-flags that several scripts define.
+"""What the experiment scripts share: their output files, the command line, the article's numbers, the
+timing of forms against each other and the flags that several scripts define.
 
 Output files: <out>.jsonl holds a header (the machine, the command) and then one JSON line a measurement
 or run, which the scripts' tables are rendered from.
@@ -11,6 +11,7 @@ import platform
 import shlex
 import statistics
 import sys
+import time
 
 from absl import flags
 
@@ -84,6 +85,21 @@ def mean_std_text(values, runs=None):
   text = (f'{values[0]:.4f}' if len(values) == 1
           else f'{statistics.mean(values):.4f} +/- {statistics.stdev(values):.4f}')
   return text if runs is None or len(values) == runs else f'{text} ({len(values)} of {runs} runs)'
+
+
+def alternate(calls, repeats, untimed=0):
+  """{name: median seconds of a call}: each of `calls` ({name: fn(i) for call i}, returning what to wait
+  for) once in turn, `untimed` rounds first and then `repeats` timed ones, so that the machine's drift
+  between minutes touches every form alike. Only ratios within one such run are compared."""
+  import jax  # pylint: disable=g-import-not-at-top  (the lab's other helpers run without JAX)
+  times = {name: [] for name in calls}
+  for i in range(untimed + repeats):
+    for name, fn in calls.items():
+      start = time.perf_counter()
+      jax.block_until_ready(fn(i))
+      if i >= untimed:
+        times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(values) for name, values in times.items()}
 
 
 def typed_override(config, assignment):

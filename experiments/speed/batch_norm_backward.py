@@ -12,7 +12,6 @@ rounds are whole repetitions. Writes <out>.jsonl and <out>.md.
 
 import json
 import statistics
-import time
 
 from absl import app
 
@@ -58,14 +57,10 @@ def measure(x_shape, features, round_index, repeats):
   gradients = {form: block_gradient(x_shape, features, norm) for form, norm in FORMS.items()}
   for fn in gradients.values():
     jax.block_until_ready(fn(variables, x, weights))  # compiles
-  times = {form: [] for form in FORMS}
-  for _ in range(repeats):
-    for form, fn in gradients.items():
-      start = time.perf_counter()
-      jax.block_until_ready(fn(variables, x, weights))
-      times[form].append(time.perf_counter() - start)
+  seconds = lab.alternate({form: lambda i, fn=fn: fn(variables, x, weights) for form, fn in gradients.items()},
+                          repeats)
   return [{'input': list(x_shape), 'features': features, 'round': round_index, 'form': form,
-           'ms': 1e3 * statistics.median(values)} for form, values in times.items()]
+           'ms': 1e3 * s} for form, s in seconds.items()]
 
 
 def markdown(header, records):

@@ -17,11 +17,9 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 
 from absl import app, flags
 
-import jax
 
 from experiments import lab
 from experiments.speed import benchmark
@@ -50,16 +48,15 @@ def time_steps(model, impls, repeats):
     trainer, state, metrics = benchmark.ready_trainer(config, dataset)
     phase = [p for p in trainer.phases if p.epochs][-1]
     runs[impl] = [trainer, state, metrics, trainer.shuffle(phase, 1), phase]
-  times = {impl: [] for impl in impls}
-  for step in range(repeats + 1):  # the first compiles
-    for impl in impls:
+
+  def step(impl):
+    def call(i):
       trainer, state, metrics, perm, phase = runs[impl]
-      start = time.perf_counter()
-      state, metrics = trainer.train_steps(state, metrics, perm, phases.Position(phase, 1, 1, step), 1)
-      jax.block_until_ready(metrics)
-      times[impl].append(time.perf_counter() - start)
-      runs[impl][1:3] = state, metrics
-  return {impl: 1e3 * statistics.median(steps[1:]) for impl, steps in times.items()}
+      runs[impl][1:3] = trainer.train_steps(state, metrics, perm, phases.Position(phase, 1, 1, i), 1)
+      return runs[impl][2]  # the metrics, ready when the step is
+    return call
+  seconds = lab.alternate({impl: step(impl) for impl in impls}, repeats, untimed=1)  # the first compiles
+  return {impl: 1e3 * s for impl, s in seconds.items()}
 
 
 def child(setting, round_index):

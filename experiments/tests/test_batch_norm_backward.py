@@ -15,3 +15,10 @@ def test_batch_norms_own_time_is_the_median_of_each_rounds_difference_from_the_b
   assert rows == ['| 256x26x26x32 | 32 | flax | 125.0 | 17.0 | 130.0, 120.0 |',
                   '| 256x26x26x32 | 32 | written out | 119.5 | 11.5 | 118.0, 121.0 |',
                   '| 256x26x26x32 | 32 | none | 108.0 | 0.0 | 116.0, 100.0 |']
+
+
+def test_a_tiny_measurement_times_every_form_in_its_round():
+  records = batch_norm_backward.measure((2, 6, 6, 3), 4, round_index=0, repeats=2)
+  assert [r['form'] for r in records] == list(batch_norm_backward.FORMS)
+  assert all(r['input'] == [2, 6, 6, 3] and r['features'] == 4 and r['round'] == 0 and r['ms'] > 0
+             for r in records)
