@@ -20,7 +20,6 @@ import sys
 
 from absl import app, flags
 
-
 from experiments import lab
 from experiments.speed import benchmark
 from fashion_jax import data, phases, xla_cpu
