@@ -32,7 +32,7 @@ def renderers():
   from experiments.baselines import twin_settings
   from experiments.recipes import ablate, precise_bn_runs, speedrun
   from experiments.speed import (batch_norm_backward, benchmark, conv_libraries, layer_shares, step_profile,
-                                 stream_benchmark, vgg_conv_impls)
+                                 stream_benchmark, versus_pytorch, vgg_conv_impls)
 
   def speedrun_table(info, records):
     # speedrun.py --render_only: the target and config come from the header (older runs lack them).
@@ -52,6 +52,7 @@ def renderers():
       'speed/conv-libraries-': conv_libraries.markdown,
       'speed/vgg19-conv-impls-': vgg_conv_impls.markdown,
       'speed/batch-norm-backward-': batch_norm_backward.markdown,
+      'speed/versus-pytorch-': versus_pytorch.markdown,
   }
 
 
