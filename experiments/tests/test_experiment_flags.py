@@ -15,7 +15,7 @@ from conftest import REPO
 # Every script under experiments/ that needs neither TensorFlow nor PyTorch to be imported.
 _SCRIPTS = ['recipes.ablate', 'recipes.precise_bn_runs', 'recipes.speed_accuracy', 'recipes.speedrun',
             'speed.benchmark', 'speed.conv_libraries', 'speed.layer_shares', 'speed.step_profile',
-            'speed.vgg_conv_impls', 'speed.batch_norm_backward',
+            'speed.vgg_conv_impls', 'speed.batch_norm_backward', 'speed.versus_pytorch',
             'study.run_study', 'study.seed_spread', 'study.study_report', 'baselines.speedrun_twin',
             'baselines.twin_settings', 'gpu.fit_epochs']
 
