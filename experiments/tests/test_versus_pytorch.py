@@ -22,12 +22,13 @@ def test_both_sides_time_the_same_convolutions():
 
 def test_the_rest_is_the_step_less_its_convolutions():
   info = {'command': 'versus_pytorch', 'cpu_model': 'test', 'cpu_count': 2}
-  parts = {'kind': 'parts', 'model': 'cnn4', 'round': 0, 'batch': 256, 'layout': 'channels_first', 'torch': '2.x',
-           'ours_seconds': versus_pytorch.parts(0.24, 0.125), 'torch_seconds': versus_pytorch.parts(0.18, 0.11),
+  parts = {'kind': 'parts', 'model': 'cnn4', 'round': 0, 'batch': 256, 'layout': 'channels_first',
+           'torch': '2.x', 'ours_seconds': versus_pytorch.parts(0.24, 0.125),
+           'torch_seconds': versus_pytorch.parts(0.18, 0.11),
            'convolutions': [('Conv3x3 Conv3x3_0', (256, 28, 28, 1), 32)], 'repeats': 3}
-  ops = [{'kind': 'torch operator', 'model': 'cnn4', 'layout': 'channels_first', 'operator': 'aten::mkldnn_convolution',
-          'seconds_per_step': 0.03},
-         {'kind': 'torch operator', 'model': 'cnn4', 'layout': 'channels_first', 'operator': 'aten::bernoulli_', 'seconds_per_step': 0.029}]
+  operator = {'kind': 'torch operator', 'model': 'cnn4', 'layout': 'channels_first'}
+  ops = [dict(operator, operator='aten::mkldnn_convolution', seconds_per_step=0.03),
+         dict(operator, operator='aten::bernoulli_', seconds_per_step=0.029)]
   text = versus_pytorch.markdown(info, [parts] + ops)
   assert '| the rest | 115.0 | 70.0 | 1.64 |' in text
   # Over rounds: the median round's figures, the range, and the median of the rounds' own ratios.
