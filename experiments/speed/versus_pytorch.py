@@ -4,12 +4,13 @@
 
 benchmark.py says which framework trains faster; this says where the difference lies. In one process,
 each side timed the same way, `--repeats` times in turn (lab.alternate, so that a shared machine's
-drift touches every part alike), in each of `--rounds` rounds (the table gives the median round and the
-range; the parts' shares moved by half between single rounds on the project's 2-core CPU):
+drift touches every part alike), in each of `--rounds` rounds (the table gives each figure's median over
+the rounds and their range: on a shared machine one round can mislead):
 - the whole training step at the config's batch: ours the trainer's compiled step (its first phase, as
-  the benchmark's plain figure), PyTorch's the twin of experiments/baselines/torch_baseline.py (eager,
-  Adam), in each of its two activation layouts (channels first and last: oneDNN runs convolutions
-  faster in one and BatchNorm and pooling in the other, so the split moves with the layout);
+  the benchmark's plain figure, with its metrics and norms), PyTorch's the twin of
+  experiments/baselines/torch_baseline.py (eager, Adam, one fixed batch), in each of its two activation
+  layouts (channels first and last: oneDNN runs convolutions faster in one and BatchNorm and pooling in
+  the other, so the split moves with the layout);
 - the convolutions alone: each 3x3 convolution layer of the model, its forward pass and the gradients
   of its input (not for the first layer) and of its kernel and bias, compiled (ours) or run (PyTorch's
   nn.Conv2d) at the shape it sees in the step;
@@ -55,13 +56,13 @@ def our_step(model_name, dataset):
   trainer, state, metrics = benchmark.ready_trainer(config, dataset)
   phase = trainer.phases[0]
   perm = trainer.shuffle(phase, 1)
-  rest = (*trainer.feed.train_args(phase, 1, perm, 0, 1), jnp.int32(0), jax.random.key(0),
-          jnp.bool_(phase.augment))
-  compiled = trainer.train_fn(phase, 1).lower(state, metrics, *rest).compile()
+  step_args = (*trainer.feed.train_args(phase, 1, perm, 0, 1), jnp.int32(0), jax.random.key(0),
+               jnp.bool_(phase.augment))
+  compiled = trainer.train_fn(phase, 1).lower(state, metrics, *step_args).compile()
   carried = [state, metrics]
 
   def call(_):
-    carried[:] = compiled(*carried, *rest)  # the state is donated: each step takes the last one's
+    carried[:] = compiled(*carried, *step_args)  # the state is donated: each step takes the last one's
     return carried[1]
   return call, config.batch_size, trainer.model, trainer.inputs.shape
 
@@ -73,25 +74,35 @@ def our_convolution_layers(model, input_shape, batch):
           if isinstance(module, layers.Conv3x3)]
 
 
-def our_convolutions(model, input_shape, batch):
-  """(call, [(layer, input shape, features)]): every Conv3x3 layer's forward and backward pass alone."""
-  convolutions = our_convolution_layers(model, input_shape, batch)
-  passes = []
-  for index, (_, module, shape, args, kwargs) in enumerate(convolutions):
-    x = jax.random.uniform(jax.random.key(index), shape)
-    variables = module.init(jax.random.key(0), x, *args, **kwargs)
+def convolution_pass(module, shape, args, kwargs, input_gradient, seed=0):
+  """(compiled fn, its operands): a Conv3x3 layer's forward pass and its gradients (the input's only
+  with `input_gradient`) at input `shape`. The output is returned too: XLA would otherwise drop the
+  forward convolution, which the gradients do not need."""
+  x = jax.random.uniform(jax.random.key(seed), shape)
+  params = module.init(jax.random.key(0), x, *args, **kwargs)['params']
 
-    def forward(params, x, module=module, args=args, kwargs=kwargs):
-      return module.apply({'params': params}, x, *args, **kwargs)
-    g = jax.random.normal(jax.random.key(99), jax.eval_shape(forward, variables['params'], x).shape)
-    if index == 0:  # the first layer's input needs no gradient, as in the step
-      fn = jax.jit(lambda p, x, g, forward=forward: jax.vjp(lambda p: forward(p, x), p)[1](g))
+  def forward(params, x):
+    return module.apply({'params': params}, x, *args, **kwargs)
+  cotangent = jax.random.normal(jax.random.key(seed + 1), jax.eval_shape(forward, params, x).shape)
+
+  def forward_and_gradients(params, x, cotangent):
+    if input_gradient:
+      y, pull_back = jax.vjp(forward, params, x)
     else:
-      fn = jax.jit(lambda p, x, g, forward=forward: jax.vjp(forward, p, x)[1](g))
-    passes.append((fn, variables['params'], x, g))
+      y, pull_back = jax.vjp(lambda p: forward(p, x), params)
+    return y, pull_back(cotangent)
+  return jax.jit(forward_and_gradients), (params, x, cotangent)
+
+
+def our_convolutions(model, input_shape, batch):
+  """(call, [(layer, input shape, features)]): every Conv3x3 layer's forward and backward pass alone,
+  the first layer's without its input's gradient (the step needs none)."""
+  convolutions = our_convolution_layers(model, input_shape, batch)
+  passes = [convolution_pass(module, shape, args, kwargs, input_gradient=index > 0, seed=2 * index)
+            for index, (_, module, shape, args, kwargs) in enumerate(convolutions)]
 
   def call(_):
-    return [fn(*operands) for fn, *operands in passes]
+    return [fn(*operands) for fn, operands in passes]
   return call, [(name, shape, module.features) for name, module, shape, _, _ in convolutions]
 
 
@@ -121,9 +132,10 @@ def torch_parts(model_name, batch, images, labels, layout):
     conv_passes.append((module, conv_in, torch.randn(out_shape).contiguous(memory_format=memory_format)))
 
   def convolutions(_):
-    for module, conv_in, g in conv_passes:
+    for module, conv_in, cotangent in conv_passes:
       module.zero_grad(set_to_none=True)
-      module(conv_in).backward(g)
+      conv_in.grad = None  # else each call adds its input gradient onto the last one's: another pass
+      module(conv_in).backward(cotangent)
   return step, convolutions
 
 
@@ -159,19 +171,21 @@ def parts(step_seconds, convolution_seconds):
 def _median_and_range(values, digits):
   values = sorted(values)
   middle = statistics.median(values)
-  return f'{middle:.{digits}f}' + (f' ({values[0]:.{digits}f}-{values[-1]:.{digits}f})' if len(values) > 1 else '')
+  spread = f' ({values[0]:.{digits}f}-{values[-1]:.{digits}f})' if len(values) > 1 else ''
+  return f'{middle:.{digits}f}{spread}'
 
 
 def markdown(info, records):
   lines = [f'Machine: {cpu_text(info)}.', '',
-           'Each part timed in turn with the others, its median over the repeats; "the rest" is the step less '
-           'its convolutions (each convolution layer\'s forward pass and gradients timed alone, at the '
-           'shape it sees in the step: an estimate, since the step fuses across layers). Over rounds: the '
-           'median round\'s figure and, in brackets, the range; a ratio is the median of the rounds\' '
+           'Each part timed in turn with the others, its median over the repeats; "the rest" is the step '
+           'less its convolutions (each convolution layer\'s forward pass and gradients timed alone, at the '
+           'shape it sees in the step: an estimate, since the step fuses across layers). Over rounds: '
+           'each figure\'s median and, in brackets, its range; a ratio is the median of the rounds\' '
            'ratios, each of one round\'s two sides.', '']
   groups = [(r['model'], r['layout']) for r in records if r['kind'] == 'parts']
   for model, layout in dict.fromkeys(groups):
-    rounds = [r for r in records if r['kind'] == 'parts' and (r['model'], r['layout']) == (model, layout)]
+    rounds = [r for r in records
+              if r['kind'] == 'parts' and (r['model'], r['layout']) == (model, layout)]
     first = rounds[0]
     lines += [f"### {model}: batch {first['batch']}, PyTorch {first['torch']} ({layout}), "
               f"{len(rounds)} round{'s' * (len(rounds) > 1)} of {first['repeats']}", '',
@@ -182,9 +196,11 @@ def markdown(info, records):
       ratios = [a / b for a, b in zip(ours, theirs)]
       lines.append(f'| {part} | {_median_and_range(ours, 1)} | {_median_and_range(theirs, 1)} | '
                    f'{_median_and_range(ratios, 2)} |')
-    lines += ['', 'The convolution layers: ' + '; '.join(
-        f'{name} on {tuple(shape)} to {features}' for name, shape, features in first['convolutions']) + '.', '']
-    ops = [o for o in records if o['kind'] == 'torch operator' and (o['model'], o['layout']) == (model, layout)]
+    layer_list = '; '.join(f'{name} on {tuple(shape)} to {features}'
+                           for name, shape, features in first['convolutions'])
+    lines += ['', f'The convolution layers: {layer_list}.', '']
+    ops = [o for o in records
+           if o['kind'] == 'torch operator' and (o['model'], o['layout']) == (model, layout)]
     ops.sort(key=lambda o: -o['seconds_per_step'])
     lines += ["PyTorch's step under torch.profiler, its operators' own time a step (the 20 longest; "
               'convolution operators marked):', '', '| operator | ms a step |', '| --- | --- |']
@@ -193,14 +209,15 @@ def markdown(info, records):
       lines.append(f"| {o['operator']}{mark} | {o['seconds_per_step'] * 1e3:.2f} |")
     total = sum(o['seconds_per_step'] for o in ops)
     convolution = sum(o['seconds_per_step'] for o in ops if o['operator'] in _TORCH_CONVOLUTION_OPS)
-    lines += ['', f'All operators: {total * 1e3:.1f} ms a step, of which the convolution operators '
-              f'{convolution * 1e3:.1f} ms.', '']
+    lines += ['', f'All operators (autograd\'s and the optimizer\'s wrappers included): {total * 1e3:.1f} '
+              f'ms a step, of which the convolution operators {convolution * 1e3:.1f} ms.', '']
   lines.append(f"Command: `{info['command']}`")
   return '\n'.join(lines) + '\n'
 
 
 def main(argv):
   del argv
+  from experiments.baselines import torch_baseline  # pylint: disable=g-import-not-at-top  (needs torch)
   info = lab.machine()
   dataset = data.load(importlib.import_module('configs.default').get_config().data)
   records = []
@@ -214,7 +231,6 @@ def main(argv):
     for layout, (torch_step, torch_convolutions) in torch_calls.items():
       # PyTorch runs eagerly: its calls return nothing to wait for.
       calls.update({f'{layout} step': torch_step, f'{layout} convolutions': torch_convolutions})
-    from experiments.baselines import torch_baseline  # pylint: disable=g-import-not-at-top
     for round_index in range(_ROUNDS.value):
       seconds = lab.alternate(calls, _REPEATS.value, untimed=2)
       for layout in TORCH_LAYOUTS:
