@@ -9,8 +9,8 @@ the rounds and their range: on a shared machine one round can mislead):
 - the whole training step at the config's batch: ours the trainer's compiled step (its first phase, as
   the benchmark's plain figure, with its metrics and norms), PyTorch's the twin of
   experiments/baselines/torch_baseline.py (eager, Adam, one fixed batch), in each of its two activation
-  layouts (channels first and last: oneDNN runs convolutions faster in one and BatchNorm and pooling in
-  the other, so the split moves with the layout);
+  layouts (channels first and last: PyTorch may run the convolutions faster in one and the rest in the
+  other, so the split moves with the layout);
 - the convolutions alone: each 3x3 convolution layer of the model, its forward pass and the gradients
   of its input (not for the first layer) and of its kernel and bias, compiled (ours) or run (PyTorch's
   nn.Conv2d) at the shape it sees in the step;
@@ -108,7 +108,7 @@ def our_convolutions(model, input_shape, batch):
 
 def torch_parts(model_name, batch, images, labels, layout):
   """(step call, convolutions call) of PyTorch's twin with its activations in `layout` ('channels_first'
-  or 'channels_last': oneDNN runs some layers faster in one and some in the other)."""
+  or 'channels_last')."""
   import torch  # pylint: disable=g-import-not-at-top  (optional: only this script needs it)
   from experiments.baselines import torch_baseline  # pylint: disable=g-import-not-at-top
   memory_format = torch.channels_last if layout == 'channels_last' else torch.contiguous_format
