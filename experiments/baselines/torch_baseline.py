@@ -65,6 +65,27 @@ def parameter_count(model):
   return sum(p.numel() for p in model.parameters()) + buffers
 
 
+def as_input(images):
+  """uint8 (N, H, W, C) images as the float32 (N, C, H, W) tensor in [0, 1] the models take."""
+  import torch  # pylint: disable=g-import-not-at-top
+  return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float() / 255.0
+
+
+def training_step(model):
+  """step(x, y): one Adam step (Keras' defaults: 1e-3, epsilon 1e-7) of `model` on the cross-entropy
+  of a batch; puts the model in training mode. Build it after any change of the model's memory layout."""
+  import torch  # pylint: disable=g-import-not-at-top
+  optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+  loss_fn = torch.nn.CrossEntropyLoss()
+  model.train()
+
+  def step(x, y):
+    optimizer.zero_grad(set_to_none=True)
+    loss_fn(model(x), y).backward()
+    optimizer.step()
+  return step
+
+
 def images_per_second(name, images, labels, batch_size=256, steps=40, warmup_steps=5, channels_last=False,
                       vgg_features_shape=(4, 4, 512)):
   """Steady training throughput: `steps` timed steps of batch `batch_size`, after `warmup_steps` untimed.
@@ -79,22 +100,18 @@ def images_per_second(name, images, labels, batch_size=256, steps=40, warmup_ste
     h, w, c = vgg_features_shape
     x = torch.zeros((len(images), c, h, w))
   else:
-    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))).float() / 255.0
+    x = as_input(images)
   y = torch.from_numpy(np.asarray(labels, np.int64))
   model = build(name, tuple(x.shape[2:]) + (x.shape[1],))
   if channels_last and x.ndim == 4:
     model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-  optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-  loss_fn = torch.nn.CrossEntropyLoss()
-  model.train()
+  train_step = training_step(model)
   order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
   batches = len(x) // batch_size
 
   def step(i):
     index = order[(i % batches) * batch_size:(i % batches + 1) * batch_size]
-    optimizer.zero_grad(set_to_none=True)
-    loss_fn(model(x[index]), y[index]).backward()
-    optimizer.step()
+    train_step(x[index], y[index])
 
   for i in range(warmup_steps):
     step(i)

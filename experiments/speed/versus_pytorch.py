@@ -114,17 +114,12 @@ def torch_parts(model_name, batch, images, labels, layout):
   memory_format = torch.channels_last if layout == 'channels_last' else torch.contiguous_format
   n, h, w, c = (batch,) + images.shape[1:]
   model = torch_baseline.build(model_name, (h, w, c)).to(memory_format=memory_format)
-  optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-  loss_fn = torch.nn.CrossEntropyLoss()
-  x = torch.from_numpy(np.ascontiguousarray(images[:n].transpose(0, 3, 1, 2))).float() / 255.0
-  x = x.contiguous(memory_format=memory_format)
+  x = torch_baseline.as_input(images[:n]).contiguous(memory_format=memory_format)
   y = torch.from_numpy(np.asarray(labels[:n], np.int64))
-  model.train()
+  train_step = torch_baseline.training_step(model)
 
   def step(_):
-    optimizer.zero_grad(set_to_none=True)
-    loss_fn(model(x), y).backward()
-    optimizer.step()
+    train_step(x, y)
 
   conv_passes = []
   for index, (module, in_shape, out_shape) in enumerate(torch_convolution_layers(model, x)):
