@@ -15,6 +15,7 @@ def get_config():
   config = speedrun_cpu.get_config()
   config.model = 'convnet'
   config.model_kwargs.widths = (32, 32)
+  config.model_kwargs.padding = 'VALID'  # 'SAME': zero-padded, maps of 14x14 and 7x7
   config.model_kwargs.hidden = 256
   config.model_kwargs.batch_norm = True
   config.model_kwargs.weight_init = 'keras'  # Glorot-uniform, as the article's models ('torch': PyTorch's)

@@ -14,13 +14,13 @@ pytestmark = pytest.mark.numerics  # compares numbers between compiled paths (te
 
 
 
-def twin_logits(variables, x, widths, train):
+def twin_logits(variables, x, widths, train, padding='VALID'):
   """The same network in torch.nn with `variables` copied in; images NHWC as ours."""
   torch = pytest.importorskip('torch')
   params, stats = variables['params'], variables.get('batch_stats', {})
   t = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2)
   for i, width in enumerate(widths):
-    conv = torch.nn.Conv2d(t.shape[1], width, 3)
+    conv = torch.nn.Conv2d(t.shape[1], width, 3, padding={'VALID': 0, 'SAME': 1}[padding])
     conv.weight.data = torch.from_numpy(np.array(params[f'Conv3x3_{i}']['kernel'])).permute(3, 2, 0, 1)
     conv.bias.data = torch.from_numpy(np.array(params[f'Conv3x3_{i}']['bias']))
     t = torch.nn.functional.max_pool2d(torch.relu(conv(t)), 2)
@@ -50,9 +50,10 @@ def random_variables(model, x, seed=0):
 
 @pytest.mark.parametrize('impl', ['xla', 'im2col'])
 @pytest.mark.parametrize('train', [False, True])
-def test_logits_equal_the_torch_twins(impl, train):
+@pytest.mark.parametrize('padding', ['VALID', 'SAME'])
+def test_logits_equal_the_torch_twins(impl, train, padding):
   widths = (8, 16)
-  model = ConvNet(widths=widths, hidden=32, conv_impl=impl)
+  model = ConvNet(widths=widths, hidden=32, conv_impl=impl, padding=padding)
   x = jax.random.uniform(jax.random.key(3), (4, 28, 28, 1))
   variables = random_variables(model, x)
   if train:  # dropout is 0 by default: only BatchNorm's batch statistics differ from evaluation
@@ -61,7 +62,7 @@ def test_logits_equal_the_torch_twins(impl, train):
     logits = model.apply(variables, x)
   # 4 times the largest difference measured here and under tests/perturbed.py (8.8e-5, in training
   # mode without YNNPACK: BatchNorm divides by batch statistics of 4 images).
-  np.testing.assert_allclose(logits, twin_logits(variables, x, widths, train), rtol=1e-4, atol=4e-4)
+  np.testing.assert_allclose(logits, twin_logits(variables, x, widths, train, padding), rtol=1e-4, atol=4e-4)
 
 
 def test_registry_builds_it_from_the_config_and_features_are_the_hidden_layer():
@@ -78,6 +79,15 @@ def test_registry_builds_it_from_the_config_and_features_are_the_hidden_layer():
                    'Dense_1': 64 * 10 + 10}
   logits, features = model.apply(variables, x, return_features=True)
   assert logits.shape == (2, 10) and features.shape == (2, 64)
+
+
+def test_same_padding_keeps_the_maps_halves_of_the_image_and_a_wrong_padding_is_named():
+  x = jnp.zeros((2, 28, 28, 1))
+  variables = ConvNet(widths=(16, 32), hidden=64, padding='SAME').init(jax.random.key(0), x)
+  # 28 -> 28 -> 14 -> 14 -> 7: 7*7*32 = 1,568 inputs to the hidden layer.
+  assert variables['params']['Dense_0']['kernel'].shape == (1568, 64)
+  with pytest.raises(UserError, match="config.model_kwargs.padding='same'"):
+    ConvNet(padding='same').init(jax.random.key(0), x)
 
 
 def test_the_torch_init_draws_as_pytorch_does_and_keras_init_is_unchanged():

@@ -22,8 +22,8 @@ from experiments.baselines import speedrun_twin
 
 
 def build(model_kwargs, input_shape=(28, 28, 1), num_classes=10):
-  """The ConvNet of `model_kwargs` (widths, hidden, batch_norm, block_dropout, hidden_dropout, weight_init)
-  in Keras."""
+  """The ConvNet of `model_kwargs` (widths, padding, hidden, batch_norm, block_dropout, hidden_dropout,
+  weight_init) in Keras."""
   import keras  # pylint: disable=g-import-not-at-top
   from keras import layers  # pylint: disable=g-import-not-at-top
   torch_init = model_kwargs.get('weight_init', 'keras') == 'torch'
@@ -36,18 +36,22 @@ def build(model_kwargs, input_shape=(28, 28, 1), num_classes=10):
             'bias_initializer': keras.initializers.RandomUniform(-bound, bound)}
   stack = [keras.Input(input_shape)]
   channels = input_shape[-1]
+  same = model_kwargs.get('padding', 'VALID') == 'SAME'
   for width in model_kwargs.get('widths', (32, 32)):
-    stack += [layers.Conv2D(width, 3, activation='relu', **inits(9 * channels)), layers.MaxPooling2D()]
+    stack += [layers.Conv2D(width, 3, activation='relu', padding='same' if same else 'valid',
+                            **inits(9 * channels)),
+              layers.MaxPooling2D()]
     channels = width
     if model_kwargs.get('batch_norm', True):
       stack.append(layers.BatchNormalization(momentum=0.9, epsilon=1e-5))  # as ours (flax's momentum)
     if model_kwargs.get('block_dropout', 0.0):
       stack.append(layers.Dropout(model_kwargs['block_dropout']))
   stack.append(layers.Flatten())
-  # Each 'valid' 3x3 convolution takes 2 pixels, each pooling halves (rounding down): the flat width.
+  # Each 'valid' 3x3 convolution takes 2 pixels ('same': none), each pooling halves (rounding down): the
+  # flat width.
   size = [input_shape[0], input_shape[1]]
   for _ in model_kwargs.get('widths', (32, 32)):
-    size = [(s - 2) // 2 for s in size]
+    size = [(s - (0 if same else 2)) // 2 for s in size]
   features = size[0] * size[1] * channels
   hidden = model_kwargs.get('hidden', 256)
   if hidden:

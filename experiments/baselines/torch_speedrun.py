@@ -18,14 +18,15 @@ from experiments.baselines import speedrun_twin
 
 
 def build(model_kwargs, input_shape=(28, 28, 1), num_classes=10):
-  """The ConvNet of `model_kwargs` (widths, hidden, batch_norm, block_dropout, hidden_dropout, weight_init)
-  in torch.nn."""
+  """The ConvNet of `model_kwargs` (widths, padding, hidden, batch_norm, block_dropout, hidden_dropout,
+  weight_init) in torch.nn."""
   from torch import nn  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
   h, w, channels = input_shape
   stack = []
+  pad = {'VALID': 0, 'SAME': 1}[model_kwargs.get('padding', 'VALID')]
   for width in model_kwargs.get('widths', (32, 32)):
-    stack += [nn.Conv2d(channels, width, 3), nn.ReLU(), nn.MaxPool2d(2)]
+    stack += [nn.Conv2d(channels, width, 3, padding=pad), nn.ReLU(), nn.MaxPool2d(2)]
     if model_kwargs.get('batch_norm', True):
       stack.append(nn.BatchNorm2d(width, eps=1e-5, momentum=0.1))  # flax's momentum 0.9, as ours
     if model_kwargs.get('block_dropout', 0.0):

@@ -47,6 +47,23 @@ def test_a_twin_needs_some_training_and_takes_a_fraction_of_an_epoch():
   assert speedrun_twin.total_steps(config, steps_per_epoch=10) == 5
 
 
+@pytest.mark.parametrize('framework', ['torch', 'keras'])
+def test_a_same_padded_twin_has_our_parameters(framework):
+  pytest.importorskip({'torch': 'torch', 'keras': 'tensorflow'}[framework])
+  from experiments.baselines import keras_speedrun, torch_speedrun  # pylint: disable=g-import-not-at-top
+  config = speedrun_cpu_convnet.get_config()
+  config.model_kwargs.update(widths=(8, 16), padding='SAME')  # 28 -> 14 -> 7: 7 * 7 * 16 inputs to the hidden layer
+  twin = {'torch': torch_speedrun, 'keras': keras_speedrun}[framework].build(dict(config.model_kwargs))
+  if framework == 'torch':
+    counts = (sum(p.numel() for p in twin.parameters()),
+              sum(b.numel() for n, b in twin.named_buffers() if not n.endswith('num_batches_tracked')))
+  else:
+    counts = (sum(int(np.prod(w.shape)) for w in twin.trainable_weights),
+              sum(int(np.prod(w.shape)) for w in twin.non_trainable_weights))
+  assert counts == our_parameter_counts(config)
+  assert our_parameter_counts(config)[0] > 7 * 7 * 16 * 256  # the hidden layer sees the 7x7 map
+
+
 def short_config():
   # 1.5 epochs: the twins end the run inside its last epoch, as our trainer does.
   config = small_config('convnet', num_epochs=0, augment_epochs=1.5, batch_size=32, learning_rate=3e-3,
