@@ -9,8 +9,8 @@ pixel: the second block sees the image's border, and the hidden layer twice the 
 
 Everything a speedrun would tune is a field, set from `config.model_kwargs`: `widths` (one block a
 width), `padding` ('VALID' or 'SAME'), `hidden` (0: no hidden Dense layer), `batch_norm`,
-`block_dropout`, `hidden_dropout` and `weight_init`: 'keras' (Glorot-uniform kernels, zero biases: the article's models) or 'torch'
-(PyTorch's defaults, kernels and biases uniform in +-1/sqrt(fan_in)).
+`block_dropout`, `hidden_dropout` and `weight_init`: 'keras' (Glorot-uniform kernels, zero biases: the
+article's models) or 'torch' (PyTorch's defaults, kernels and biases uniform in +-1/sqrt(fan_in)).
 """
 
 from typing import Sequence
