@@ -19,6 +19,15 @@ def our_parameter_counts(config):
           sum(a.size for a in jax.tree.leaves(variables['batch_stats'])))
 
 
+def twin_parameter_counts(twin):
+  """(parameters, BatchNorm statistics) of a torch.nn or Keras twin, as our_parameter_counts counts ours."""
+  if hasattr(twin, 'named_buffers'):  # torch.nn
+    return (sum(p.numel() for p in twin.parameters()),
+            sum(b.numel() for n, b in twin.named_buffers() if not n.endswith('num_batches_tracked')))
+  return (sum(int(np.prod(w.shape)) for w in twin.trainable_weights),
+          sum(int(np.prod(w.shape)) for w in twin.non_trainable_weights))  # BatchNorm's moving averages
+
+
 def test_their_learning_rates_are_our_schedules():
   config = speedrun_cpu_convnet.get_config()
   rates = speedrun_twin.learning_rates(config, steps_per_epoch=10)
@@ -52,15 +61,9 @@ def test_a_same_padded_twin_has_our_parameters(framework):
   pytest.importorskip({'torch': 'torch', 'keras': 'tensorflow'}[framework])
   from experiments.baselines import keras_speedrun, torch_speedrun  # pylint: disable=g-import-not-at-top
   config = speedrun_cpu_convnet.get_config()
-  config.model_kwargs.update(widths=(8, 16), padding='SAME')  # 28 -> 14 -> 7: 7 * 7 * 16 inputs to the hidden layer
+  config.model_kwargs.update(widths=(8, 16), padding='SAME')  # 28 -> 14 -> 7: 7 * 7 * 16 hidden inputs
   twin = {'torch': torch_speedrun, 'keras': keras_speedrun}[framework].build(dict(config.model_kwargs))
-  if framework == 'torch':
-    counts = (sum(p.numel() for p in twin.parameters()),
-              sum(b.numel() for n, b in twin.named_buffers() if not n.endswith('num_batches_tracked')))
-  else:
-    counts = (sum(int(np.prod(w.shape)) for w in twin.trainable_weights),
-              sum(int(np.prod(w.shape)) for w in twin.non_trainable_weights))
-  assert counts == our_parameter_counts(config)
+  assert twin_parameter_counts(twin) == our_parameter_counts(config)
   assert our_parameter_counts(config)[0] > 7 * 7 * 16 * 256  # the hidden layer sees the 7x7 map
 
 
@@ -89,8 +92,7 @@ def test_the_pytorch_twin_has_our_parameters_and_learns(real_data_dir):
   from experiments.baselines import torch_speedrun  # pylint: disable=g-import-not-at-top
   config = speedrun_cpu_convnet.get_config()
   twin = torch_speedrun.build(dict(config.model_kwargs))
-  buffers = sum(b.numel() for n, b in twin.named_buffers() if not n.endswith('num_batches_tracked'))
-  assert (sum(p.numel() for p in twin.parameters()), buffers) == our_parameter_counts(config)
+  assert twin_parameter_counts(twin) == our_parameter_counts(config)
   for layer in (twin[0], twin[-1]):  # a conv and the classifier: Glorot-uniform, zero biases, as ours
     bound = np.sqrt(6 / (layer.weight[0].numel() + layer.weight.shape[0] * layer.weight[0, 0].numel()))
     assert not layer.bias.any() and 0.5 * bound < float(layer.weight.abs().max()) <= bound
@@ -106,8 +108,7 @@ def test_the_keras_twin_has_our_parameters_and_learns(real_data_dir):
   from experiments.baselines import keras_speedrun  # pylint: disable=g-import-not-at-top
   config = speedrun_cpu_convnet.get_config()
   twin = keras_speedrun.build(dict(config.model_kwargs))
-  statistics = sum(int(np.prod(w.shape)) for w in twin.non_trainable_weights)  # BatchNorm's moving averages
-  assert (sum(int(np.prod(w.shape)) for w in twin.trainable_weights), statistics) == our_parameter_counts(config)
+  assert twin_parameter_counts(twin) == our_parameter_counts(config)
   torch_init = keras_speedrun.build(dict(config.model_kwargs, weight_init='torch'))
   dense = np.asarray(torch_init.layers[-2].kernel)  # the hidden layer: 5 * 5 * 32 = 800 inputs
   assert dense.shape == (800, 256) and 0.9 * 800 ** -0.5 < np.abs(dense).max() <= 800 ** -0.5
